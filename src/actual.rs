@@ -1,0 +1,56 @@
+//! The actual state: what the host has now of everything the desired state names.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+
+use crate::desired::Desired;
+use crate::system::{Accounts, FileState, Meta, System};
+
+#[derive(Clone, Debug)]
+pub struct Actual {
+    pub files: HashMap<String, Option<FileState>>,
+    pub dirs: HashMap<String, Option<Meta>>,
+    /// Private key paths that exist.
+    pub keys: HashMap<String, bool>,
+    pub accounts: Accounts,
+    /// Running as root: owners can be set.
+    pub can_chown: bool,
+    /// The target is the running system (`/`), not a tree under `--root`.
+    pub live: bool,
+    /// Which of the map tools (postalias, postmap) are installed.
+    pub has_postalias: bool,
+    pub has_postmap: bool,
+}
+
+pub fn read(system: &System, desired: &Desired) -> Result<Actual> {
+    let files = desired
+        .files
+        .iter()
+        .map(|f| Ok((f.path.clone(), system.read_file(&f.path)?)))
+        .collect::<Result<_>>()?;
+    let dirs = desired
+        .dirs
+        .iter()
+        .map(|d| Ok((d.path.clone(), system.read_dir_meta(&d.path)?)))
+        .collect::<Result<_>>()?;
+    let keys = desired
+        .keys
+        .iter()
+        .map(|k| {
+            // Only existence matters; the key's bytes are not read.
+            let exists = system.path(&k.private_path).symlink_metadata().is_ok();
+            (k.private_path.clone(), exists)
+        })
+        .collect();
+    Ok(Actual {
+        files,
+        dirs,
+        keys,
+        accounts: system.accounts()?,
+        can_chown: system.can_chown(),
+        live: system.is_live(),
+        has_postalias: system.find_program("postalias").is_some(),
+        has_postmap: system.find_program("postmap").is_some(),
+    })
+}

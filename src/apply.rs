@@ -1,0 +1,228 @@
+//! Executes a plan: check the staged configuration with the daemons' own tools,
+//! back up, create directories and keys, write files atomically, fix owners,
+//! rebuild maps, reload what changed. A failure while changing files puts the
+//! backup back.
+
+use anyhow::{Context, Result, bail};
+
+use crate::backup;
+use crate::desired::{Desired, Service, paths};
+use crate::keys::DkimKey;
+use crate::plan::{Plan, Step};
+use crate::system::{ServiceAction, System};
+
+/// What apply did, line by line, for the operator.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub done: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Checks the configuration in `staged` (rendered to point at a staging
+/// directory) with `postconf` and `opendkim -n`, before any live file changes.
+pub fn check_staged(
+    system: &System,
+    staged: &Desired,
+    stage_dir: &std::path::Path,
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let _ = std::fs::remove_dir_all(stage_dir);
+    let write = |rel: &str, content: &str| -> Result<()> {
+        let path = stage_dir.join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().expect("parent"))
+            .with_context(|| format!("create {}", path.display()))?;
+        std::fs::write(&path, content).with_context(|| format!("write {}", path.display()))
+    };
+    let staged_dkim_dir = stage_dir.join("opendkim").to_string_lossy().into_owned();
+    for file in &staged.files {
+        if file.secret {
+            continue;
+        }
+        if file.path == paths::MAIN_CF || file.path == paths::MASTER_CF {
+            write(&file.path, &file.content)?;
+        } else if file.path == paths::OPENDKIM_CONF {
+            write("/opendkim.conf", &file.content)?;
+        } else if let Some(name) = file.path.strip_prefix(&format!("{staged_dkim_dir}/")) {
+            write(&format!("/opendkim/{name}"), &file.content)?;
+        }
+    }
+    let postfix_dir = stage_dir.join("etc/postfix").to_string_lossy().into_owned();
+    if system.find_program("postconf").is_some() {
+        let out = system.run("postconf", &["-c", &postfix_dir, "-n"])?;
+        let warnings: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("warning"))
+            .collect();
+        if !warnings.is_empty() {
+            bail!(
+                "postconf finds problems in the new main.cf:\n{}",
+                warnings.join("\n")
+            );
+        }
+    } else {
+        notes.push("postconf is not installed: the new main.cf was not checked by Postfix".into());
+    }
+    let conf = stage_dir
+        .join("opendkim.conf")
+        .to_string_lossy()
+        .into_owned();
+    if system.find_program("opendkim").is_some() {
+        system
+            .run("opendkim", &["-n", "-x", &conf])
+            .context("opendkim -n rejects the new opendkim.conf")?;
+    } else {
+        notes.push(
+            "opendkim is not installed: the new opendkim.conf was not checked by OpenDKIM".into(),
+        );
+    }
+    let _ = std::fs::remove_dir_all(stage_dir);
+    Ok(notes)
+}
+
+/// Executes every step of `plan`.
+pub fn apply(system: &System, plan: &Plan) -> Result<Report> {
+    let mut report = Report::default();
+    let replaced: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::CreateFile(f) | Step::UpdateFile(f) => Some(f.path.as_str()),
+            _ => None,
+        })
+        .collect();
+    let backup_dir = backup::save(system, &replaced).context("back up the files to be replaced")?;
+
+    let (changes, follow_ups): (Vec<&Step>, Vec<&Step>) =
+        plan.steps.iter().partition(|s| s.is_change());
+    for step in changes {
+        if let Err(e) = change(system, step, &mut report) {
+            let restored = backup::restore(system, &backup_dir);
+            let how = match restored {
+                Ok(paths) => format!("the {} files it had changed were restored", paths.len()),
+                Err(r) => format!("restoring the backup {backup_dir} failed too: {r:#}"),
+            };
+            return Err(e.context(format!("apply stopped; {how}")));
+        }
+    }
+    for step in follow_ups {
+        follow_up(system, step, &mut report)?;
+    }
+    report
+        .done
+        .push(format!("backup of the replaced files: {backup_dir}"));
+    Ok(report)
+}
+
+fn change(system: &System, step: &Step, report: &mut Report) -> Result<()> {
+    match step {
+        Step::CreateDir {
+            path, mode, ids, ..
+        } => {
+            system.create_dir(path, *mode, *ids)?;
+            report.done.push(format!("created directory {path}"));
+        }
+        Step::FixMeta {
+            path, mode, ids, ..
+        } => {
+            system.set_meta(path, *mode, *ids)?;
+            report.done.push(format!("fixed mode/owner of {path}"));
+        }
+        Step::GenerateKey {
+            set,
+            selector,
+            bits,
+            domain,
+            private_path,
+            txt_path,
+            ids,
+        } => {
+            let key = DkimKey::generate(*bits)
+                .with_context(|| format!("generate key {set}/{selector}"))?;
+            system.create_private_file(private_path, key.private_pem().as_bytes(), *ids)?;
+            let txt = key.public().genkey_txt(selector, domain);
+            system.write_file(txt_path, txt.as_bytes(), 0o644, *ids)?;
+            report
+                .done
+                .push(format!("generated DKIM key {set}/{selector} ({bits} bits)"));
+        }
+        Step::CreateFile(f) | Step::UpdateFile(f) => {
+            system.write_file(&f.path, f.new.as_bytes(), f.mode, f.ids)?;
+            report.done.push(format!("wrote {}", f.path));
+        }
+        Step::AddToGroup { user, group } => {
+            system.run("usermod", &["-a", "-G", group, user])?;
+            report.done.push(format!("added {user} to group {group}"));
+        }
+        Step::Newaliases | Step::Postmap { .. } | Step::Service { .. } => {
+            unreachable!("follow-up steps run after the changes")
+        }
+    }
+    Ok(())
+}
+
+fn follow_up(system: &System, step: &Step, report: &mut Report) -> Result<()> {
+    match step {
+        Step::Newaliases => {
+            let aliases = system.path(paths::ALIASES).to_string_lossy().into_owned();
+            map_tool(system, "postalias", &aliases)?;
+            report
+                .done
+                .push("rebuilt the aliases database (newaliases)".into());
+        }
+        Step::Postmap { path } => {
+            let file = system.path(path).to_string_lossy().into_owned();
+            map_tool(system, "postmap", &file)?;
+            // The .db holds the password too.
+            system.set_meta(&format!("{path}.db"), 0o600, None)?;
+            report.done.push(format!("rebuilt {path}.db (postmap)"));
+        }
+        Step::Service { service, action } => service_step(system, *service, *action, report)?,
+        _ => unreachable!("changes run first"),
+    }
+    Ok(())
+}
+
+/// Runs postalias/postmap on a file. On the live system they read the live
+/// main.cf; a tree under --root gets an empty configuration, since its main.cf
+/// names files (like /etc/mailname) of the system it is meant for.
+fn map_tool(system: &System, tool: &str, file: &str) -> Result<()> {
+    let map = format!("hash:{file}");
+    if system.is_live() {
+        return system.run(tool, &[&map]).map(drop);
+    }
+    let config = tempfile::tempdir().context("create a temporary directory")?;
+    std::fs::write(config.path().join("main.cf"), "")
+        .context("write an empty main.cf for the map tool")?;
+    let config = config.path().to_string_lossy().into_owned();
+    system.run(tool, &["-c", &config, &map]).map(drop)
+}
+
+fn service_step(
+    system: &System,
+    service: Service,
+    action: ServiceAction,
+    report: &mut Report,
+) -> Result<()> {
+    let name = match service {
+        Service::Postfix => "postfix",
+        Service::Opendkim => "opendkim",
+    };
+    if !system.service_running(service) {
+        report.notes.push(format!(
+            "{name} is not running: not reloaded; start it to use the new configuration"
+        ));
+        return Ok(());
+    }
+    system
+        .service(service, action)
+        .with_context(|| format!("{action:?} {name}").to_lowercase())?;
+    report.done.push(format!(
+        "{} {name}",
+        match action {
+            ServiceAction::Reload => "reloaded",
+            ServiceAction::Restart => "restarted",
+        }
+    ));
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Backups: before an apply changes anything, the files it will replace are
+//! copied under /var/lib/mailsetup/backups/<time>/, with a manifest saying which
+//! files existed. `rollback` puts the newest backup back.
+//! The first time mailsetup takes over a file, a copy also goes to
+//! /var/lib/mailsetup/originals/, which is never overwritten.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::system::{Ids, System};
+
+pub const STATE_DIR: &str = "/var/lib/mailsetup";
+pub const LOCK: &str = "/var/lib/mailsetup/lock";
+const BACKUPS: &str = "/var/lib/mailsetup/backups";
+const ORIGINALS: &str = "/var/lib/mailsetup/originals";
+const MANIFEST: &str = "manifest.json";
+/// A backup that was rolled back gets this suffix and is not used again.
+const DONE: &str = ".rolled-back";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: String,
+    /// Mode and owner before; `None` when the file did not exist.
+    pub before: Option<Before>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Before {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub created: String,
+    pub entries: Vec<Entry>,
+}
+
+/// Makes sure the state directory exists (0700: backups may hold credentials).
+pub fn ensure_state_dir(system: &System) -> Result<()> {
+    let mut target = String::new();
+    for part in STATE_DIR.trim_start_matches('/').split('/') {
+        target.push('/');
+        target.push_str(part);
+        if system.read_dir_meta(&target)?.is_none() {
+            let mode = if target == STATE_DIR { 0o700 } else { 0o755 };
+            system.create_dir(&target, mode, None)?;
+        }
+    }
+    for dir in [BACKUPS, ORIGINALS] {
+        if system.read_dir_meta(dir)?.is_none() {
+            system.create_dir(dir, 0o700, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Saves the current state of `paths` and returns the backup's directory.
+pub fn save(system: &System, paths: &[&str]) -> Result<String> {
+    ensure_state_dir(system)?;
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%S%.9fZ")
+        .to_string();
+    let dir = format!("{BACKUPS}/{stamp}");
+    system.create_dir(&dir, 0o700, None)?;
+    let mut entries = Vec::new();
+    for path in paths {
+        let state = system.read_file(path)?;
+        if let Some(state) = &state {
+            let copy = format!("{dir}/files{path}");
+            make_parents(system, &copy)?;
+            system.write_file(&copy, &state.content, 0o600, None)?;
+            let original = format!("{ORIGINALS}{path}");
+            if system.read_file(&original)?.is_none() {
+                make_parents(system, &original)?;
+                system.write_file(&original, &state.content, 0o600, None)?;
+            }
+        }
+        entries.push(Entry {
+            path: path.to_string(),
+            before: state.map(|s| Before {
+                mode: s.meta.mode,
+                uid: s.meta.uid,
+                gid: s.meta.gid,
+            }),
+        });
+    }
+    let manifest = Manifest {
+        created: stamp,
+        entries,
+    };
+    system.write_file(
+        &format!("{dir}/{MANIFEST}"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+        0o600,
+        None,
+    )?;
+    Ok(dir)
+}
+
+fn make_parents(system: &System, target: &str) -> Result<()> {
+    let parent = std::path::Path::new(target).parent().expect("has a parent");
+    std::fs::create_dir_all(system.path(&parent.to_string_lossy()))
+        .with_context(|| format!("create {}", parent.display()))
+}
+
+/// Restores the files of one backup; returns the paths restored.
+pub fn restore(system: &System, dir: &str) -> Result<Vec<String>> {
+    let manifest_path = format!("{dir}/{MANIFEST}");
+    let text = system
+        .read_file(&manifest_path)?
+        .with_context(|| format!("{manifest_path} is missing"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text.content).with_context(|| format!("read {manifest_path}"))?;
+    let mut restored = Vec::new();
+    for entry in &manifest.entries {
+        match entry.before {
+            None => system.remove_file(&entry.path)?,
+            Some(before) => {
+                let copy = system
+                    .read_file(&format!("{dir}/files{}", entry.path))?
+                    .with_context(|| format!("the backup of {} is missing", entry.path))?;
+                let ids = system.can_chown().then_some(Ids {
+                    uid: before.uid,
+                    gid: before.gid,
+                });
+                system.write_file(&entry.path, &copy.content, before.mode, ids)?;
+            }
+        }
+        restored.push(entry.path.clone());
+    }
+    Ok(restored)
+}
+
+/// The newest backup not yet rolled back.
+pub fn latest(system: &System) -> Result<Option<String>> {
+    let dir = system.path(BACKUPS);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("list {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(DONE) && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names.pop().map(|n| format!("{BACKUPS}/{n}")))
+}
+
+/// Marks a backup as used, so the next rollback goes one further back.
+pub fn mark_rolled_back(system: &System, dir: &str) -> Result<()> {
+    let from = system.path(dir);
+    let to = system.path(&format!("{dir}{DONE}"));
+    if to.exists() {
+        bail!("{} already exists", to.display());
+    }
+    std::fs::rename(&from, &to).with_context(|| format!("rename {}", from.display()))
+}

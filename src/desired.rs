@@ -1,0 +1,647 @@
+//! The desired state: every file, directory, key and group membership the spec
+//! asks for, with owners and modes. Pure: the few facts it needs from the host
+//! (which keys exist, the relay password) are passed in.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use jiff::civil::Date;
+use serde::Serialize;
+
+use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
+use crate::spec::{DomainName, Interfaces, KeyMode, Protocols, RelayTls, Spec};
+use crate::templates::Templates;
+
+/// Paths of the managed files, in one place.
+pub mod paths {
+    pub const MAIN_CF: &str = "/etc/postfix/main.cf";
+    pub const MASTER_CF: &str = "/etc/postfix/master.cf";
+    pub const SASL_PASSWD: &str = "/etc/postfix/sasl_passwd";
+    pub const OPENDKIM_CONF: &str = "/etc/opendkim.conf";
+    pub const OPENDKIM_DIR: &str = "/etc/opendkim";
+    pub const KEYS_DIR: &str = "/etc/opendkim/keys";
+    pub const KEY_TABLE: &str = "/etc/opendkim/KeyTable";
+    pub const SIGNING_TABLE: &str = "/etc/opendkim/SigningTable";
+    pub const TRUSTED_HOSTS: &str = "/etc/opendkim/TrustedHosts";
+    pub const DEFAULT_OPENDKIM: &str = "/etc/default/opendkim";
+    pub const MAILNAME: &str = "/etc/mailname";
+    pub const ALIASES: &str = "/etc/aliases";
+    pub const APTICRON_DIR: &str = "/etc/apticron";
+    pub const APTICRON_CONF: &str = "/etc/apticron/apticron.conf";
+    /// Postfix's queue directory, where smtpd and cleanup are chrooted.
+    pub const POSTFIX_SPOOL: &str = "/var/spool/postfix";
+    pub const OPENDKIM_RUN_DIR: &str = "/run/opendkim";
+    pub const OPENDKIM_PID: &str = "/run/opendkim/opendkim.pid";
+}
+
+/// The milter socket, inside Postfix's chroot. Both daemons' settings derive from
+/// this one value, so they cannot disagree.
+const MILTER_SOCKET_IN_SPOOL: &str = "opendkim/opendkim.sock";
+
+/// The key set signing for everything when `dkim.key` is `shared`.
+pub const SHARED_KEY: &str = "shared";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Postfix,
+    Opendkim,
+}
+
+/// What must happen after a file changes so the change takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    Reload(Service),
+    Restart(Service),
+    /// Rebuild the aliases database (newaliases).
+    Newaliases,
+    /// Rebuild a lookup table's .db (postmap).
+    Postmap,
+}
+
+/// Owner and group by name; resolved to ids against the target system's accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub user: &'static str,
+    pub group: &'static str,
+}
+
+pub const ROOT: Owner = Owner {
+    user: "root",
+    group: "root",
+};
+pub const OPENDKIM: Owner = Owner {
+    user: "opendkim",
+    group: "opendkim",
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct File {
+    pub path: String,
+    #[serde(skip)]
+    pub content: String,
+    pub owner: Owner,
+    pub mode: u32,
+    /// Never shown in a diff or plan (credentials).
+    pub secret: bool,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dir {
+    pub path: String,
+    pub owner: Owner,
+    pub mode: u32,
+}
+
+/// A DKIM key pair that must exist: `<dir>/<selector>.private` and `.txt`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Key {
+    /// `shared` or the domain it belongs to.
+    pub set: String,
+    pub selector: String,
+    pub bits: usize,
+    pub private_path: String,
+    pub txt_path: String,
+    /// The domain named in the .txt file's comment.
+    pub domain: DomainName,
+}
+
+impl Key {
+    pub fn dir(&self) -> String {
+        key_dir(&self.set)
+    }
+}
+
+/// The directory of one key set.
+pub fn key_dir(set: &str) -> String {
+    format!("{}/{set}", paths::KEYS_DIR)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupMember {
+    pub user: &'static str,
+    pub group: &'static str,
+}
+
+/// Everything the spec asks of the host.
+#[derive(Clone, Debug, Serialize)]
+pub struct Desired {
+    pub dirs: Vec<Dir>,
+    pub keys: Vec<Key>,
+    pub files: Vec<File>,
+    pub group_members: Vec<GroupMember>,
+}
+
+/// Facts from the host that the desired state depends on.
+#[derive(Clone, Debug)]
+pub struct HostFacts {
+    /// Selectors of the private keys present, per key set.
+    pub key_selectors: BTreeMap<String, Vec<String>>,
+    /// First line of the relay password file, when the spec names one.
+    pub relay_password: Option<String>,
+    /// The day a key made now would be dated (UTC).
+    pub today: Date,
+}
+
+/// The key sets the spec uses: `shared`, or one per domain.
+pub fn key_sets(spec: &Spec) -> Vec<(String, DomainName)> {
+    match spec.dkim.key {
+        KeyMode::Shared => {
+            let first = spec
+                .domains
+                .keys()
+                .next()
+                .expect("spec has a domain")
+                .clone();
+            vec![(SHARED_KEY.to_string(), first)]
+        }
+        KeyMode::PerDomain => spec
+            .domains
+            .keys()
+            .map(|d| (d.to_string(), d.clone()))
+            .collect(),
+    }
+}
+
+/// The selector of a key set: a fixed one as written; a date-based one is the
+/// newest existing key matching the pattern, or today's date for a new key.
+pub fn selector_for(pattern: &str, existing: &[String], today: Date) -> String {
+    let Some((prefix, suffix)) = pattern.split_once(DATE_PLACEHOLDER) else {
+        return pattern.to_string();
+    };
+    let dated = |s: &String| -> Option<String> {
+        let date = s.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())).then(|| date.to_string())
+    };
+    existing
+        .iter()
+        .filter_map(|s| dated(s).map(|d| (d, s)))
+        .max()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| format!("{prefix}{}{suffix}", today.strftime("%Y%m%d")))
+}
+
+/// The DKIM keys the spec needs, with their selectors resolved.
+pub fn keys(
+    spec: &Spec,
+    existing: &BTreeMap<String, Vec<String>>,
+    today: Date,
+) -> Result<Vec<Key>> {
+    key_sets(spec)
+        .into_iter()
+        .map(|(set, domain)| {
+            let have = existing.get(&set).map(Vec::as_slice).unwrap_or(&[]);
+            let selector = selector_for(spec.dkim.selector.as_str(), have, today);
+            // The pattern was checked with a stand-in date; check the real one too.
+            check_selector(&selector).map_err(|e| anyhow::anyhow!("dkim.selector: {e}"))?;
+            let dir = key_dir(&set);
+            Ok(Key {
+                private_path: format!("{dir}/{selector}.private"),
+                txt_path: format!("{dir}/{selector}.txt"),
+                set,
+                selector,
+                bits: spec.dkim.bits.get(),
+                domain,
+            })
+        })
+        .collect()
+}
+
+/// Where the rendered files will live; validation renders them into a staging
+/// directory and points the daemons' checks there.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub opendkim_dir: String,
+}
+
+impl Layout {
+    pub fn live() -> Layout {
+        Layout {
+            opendkim_dir: paths::OPENDKIM_DIR.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Vars<'a> {
+    header: String,
+    host: HostVars,
+    relay: Option<RelayVars>,
+    smtp_tls_security_level: &'static str,
+    milter: MilterVars,
+    opendkim: OpendkimVars,
+    keys: Vec<KeyTableEntry<'a>>,
+    signing: Vec<SigningEntry<'a>>,
+    trusted_hosts: Vec<String>,
+    aliases: Vec<AliasVars>,
+    apticron: AptVars,
+    sasl: Option<SaslVars>,
+}
+
+#[derive(Serialize)]
+struct HostVars {
+    hostname: String,
+    mailname: String,
+    mydestination: Vec<String>,
+    networks: Vec<String>,
+    interfaces: String,
+    protocols: &'static str,
+    maillog_file: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RelayVars {
+    nexthop: String,
+    sasl_passwd: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct MilterVars {
+    postfix: String,
+    opendkim: String,
+}
+
+#[derive(Serialize)]
+struct OpendkimVars {
+    key_table: String,
+    signing_table: String,
+    trusted_hosts: String,
+    pid_file: &'static str,
+    run_dir: &'static str,
+    canonicalization: &'static str,
+    oversign_headers: String,
+}
+
+#[derive(Serialize)]
+struct KeyTableEntry<'a> {
+    name: &'a str,
+    domain: &'a str,
+    selector: &'a str,
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+struct SigningEntry<'a> {
+    pattern: String,
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct AliasVars {
+    name: String,
+    targets: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct AptVars {
+    email: String,
+    subject: Option<String>,
+    no_updates_subject: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SaslVars {
+    nexthop: String,
+    username: String,
+    password: String,
+}
+
+/// Computes the desired state of the host.
+pub fn desired(
+    spec: &Spec,
+    spec_name: &str,
+    templates: &Templates,
+    facts: &HostFacts,
+    layout: &Layout,
+) -> Result<Desired> {
+    let keys = keys(spec, &facts.key_selectors, facts.today)?;
+    let vars = vars(spec, spec_name, facts, layout, &keys)?;
+    let context = tera::Context::from_serialize(&vars)?;
+    let render = |name: &str| templates.render(name, &context);
+
+    let file = |path: &str, template: &str, owner, mode, effects: &[Effect]| -> Result<File> {
+        Ok(File {
+            path: path.to_string(),
+            content: render(template)?,
+            owner,
+            mode,
+            secret: false,
+            effects: effects.to_vec(),
+        })
+    };
+    use Effect::*;
+    use Service::*;
+    let od = |name: &str| format!("{}/{name}", layout.opendkim_dir);
+    let mut files = vec![
+        file(
+            paths::MAIN_CF,
+            "main.cf.tera",
+            ROOT,
+            0o644,
+            &[Reload(Postfix)],
+        )?,
+        file(
+            paths::MASTER_CF,
+            "master.cf.tera",
+            ROOT,
+            0o644,
+            &[Reload(Postfix)],
+        )?,
+        file(
+            paths::OPENDKIM_CONF,
+            "opendkim.conf.tera",
+            ROOT,
+            0o644,
+            &[Restart(Opendkim)],
+        )?,
+        file(
+            &od("KeyTable"),
+            "KeyTable.tera",
+            OPENDKIM,
+            0o644,
+            &[Restart(Opendkim)],
+        )?,
+        file(
+            &od("SigningTable"),
+            "SigningTable.tera",
+            OPENDKIM,
+            0o644,
+            &[Restart(Opendkim)],
+        )?,
+        file(
+            &od("TrustedHosts"),
+            "TrustedHosts.tera",
+            OPENDKIM,
+            0o644,
+            &[Restart(Opendkim)],
+        )?,
+        file(
+            paths::DEFAULT_OPENDKIM,
+            "default-opendkim.tera",
+            ROOT,
+            0o644,
+            &[Restart(Opendkim)],
+        )?,
+        file(
+            paths::MAILNAME,
+            "mailname.tera",
+            ROOT,
+            0o644,
+            &[Reload(Postfix)],
+        )?,
+        file(paths::ALIASES, "aliases.tera", ROOT, 0o644, &[Newaliases])?,
+        file(paths::APTICRON_CONF, "apticron.conf.tera", ROOT, 0o644, &[])?,
+    ];
+    if vars.sasl.is_some() {
+        files.push(File {
+            secret: true,
+            ..file(
+                paths::SASL_PASSWD,
+                "sasl_passwd.tera",
+                ROOT,
+                0o600,
+                &[Postmap, Reload(Postfix)],
+            )?
+        });
+    }
+
+    let mut dirs = vec![
+        Dir {
+            path: "/etc/postfix".into(),
+            owner: ROOT,
+            mode: 0o755,
+        },
+        Dir {
+            path: "/etc/default".into(),
+            owner: ROOT,
+            mode: 0o755,
+        },
+        Dir {
+            path: paths::APTICRON_DIR.into(),
+            owner: ROOT,
+            mode: 0o755,
+        },
+        Dir {
+            path: layout.opendkim_dir.clone(),
+            owner: OPENDKIM,
+            mode: 0o755,
+        },
+        Dir {
+            path: paths::KEYS_DIR.into(),
+            owner: OPENDKIM,
+            mode: 0o700,
+        },
+        Dir {
+            path: format!("{}/{}", paths::POSTFIX_SPOOL, socket_dir()),
+            owner: OPENDKIM,
+            mode: 0o750,
+        },
+    ];
+    dirs.extend(keys.iter().map(|k| Dir {
+        path: k.dir(),
+        owner: OPENDKIM,
+        mode: 0o700,
+    }));
+
+    Ok(Desired {
+        dirs,
+        keys,
+        files,
+        group_members: vec![GroupMember {
+            user: "postfix",
+            group: "opendkim",
+        }],
+    })
+}
+
+/// The socket's directory inside the spool (`opendkim`).
+fn socket_dir() -> &'static str {
+    MILTER_SOCKET_IN_SPOOL
+        .rsplit_once('/')
+        .map(|(dir, _)| dir)
+        .unwrap_or(MILTER_SOCKET_IN_SPOOL)
+}
+
+fn vars<'a>(
+    spec: &'a Spec,
+    spec_name: &str,
+    facts: &HostFacts,
+    layout: &Layout,
+    keys: &'a [Key],
+) -> Result<Vars<'a>> {
+    let hostname = spec.host.hostname.to_string();
+    let mailname = spec.mailname().to_string();
+    let mut mydestination = vec!["$myhostname".to_string(), "localhost".to_string()];
+    if mailname != hostname {
+        mydestination.push(mailname.clone());
+    }
+    let relay = spec.host.relay.as_ref();
+    let nexthop = relay.map(|r| {
+        if r.mx_lookup {
+            format!("{}:{}", r.host, r.port)
+        } else {
+            format!("[{}]:{}", r.host, r.port)
+        }
+    });
+    let sasl = match relay.and_then(|r| r.auth.as_ref()) {
+        None => None,
+        Some(auth) => {
+            let password = facts.relay_password.clone().ok_or_else(|| {
+                anyhow::anyhow!("the relay password from {} is missing", auth.password_file)
+            })?;
+            Some(SaslVars {
+                nexthop: nexthop.clone().expect("relay is set"),
+                username: auth.username.to_string(),
+                password,
+            })
+        }
+    };
+    let smtp_tls_security_level = match relay.map(|r| r.tls) {
+        Some(RelayTls::Encrypt) => "encrypt",
+        Some(RelayTls::None) => "none",
+        Some(RelayTls::May) | None => "may",
+    };
+
+    // One KeyTable entry per domain, so d= is always the domain itself; with
+    // subdomain signing, mail from x.example.com is signed for example.com.
+    let key_of = |domain: &DomainName| -> &'a Key {
+        match spec.dkim.key {
+            KeyMode::Shared => &keys[0],
+            KeyMode::PerDomain => keys
+                .iter()
+                .find(|k| k.set == domain.as_str())
+                .expect("a key per domain"),
+        }
+    };
+    let mut key_entries = Vec::with_capacity(spec.domains.len());
+    let mut signing = Vec::with_capacity(spec.domains.len() * 2);
+    for domain in spec.domains.keys() {
+        let key = key_of(domain);
+        key_entries.push(KeyTableEntry {
+            name: domain.as_str(),
+            domain: domain.as_str(),
+            selector: &key.selector,
+            path: &key.private_path,
+        });
+        signing.push(SigningEntry {
+            pattern: format!("*@{domain}"),
+            key: domain.as_str(),
+        });
+        if spec.dkim.subdomains {
+            signing.push(SigningEntry {
+                pattern: format!("*@*.{domain}"),
+                key: domain.as_str(),
+            });
+        }
+    }
+
+    Ok(Vars {
+        header: format!(
+            "Managed by mailsetup from {spec_name}: edit the spec, not this file; \
+             mailsetup apply overwrites local changes."
+        ),
+        host: HostVars {
+            hostname,
+            mailname,
+            mydestination,
+            networks: spec.host.networks.iter().map(|n| n.postfix()).collect(),
+            interfaces: match &spec.host.interfaces {
+                Interfaces::LoopbackOnly => "loopback-only".into(),
+                Interfaces::All => "all".into(),
+                Interfaces::Addresses(a) => a
+                    .iter()
+                    .map(|ip| match ip {
+                        std::net::IpAddr::V4(v4) => v4.to_string(),
+                        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            protocols: match spec.host.protocols {
+                Protocols::All => "all",
+                Protocols::Ipv4 => "ipv4",
+                Protocols::Ipv6 => "ipv6",
+            },
+            maillog_file: spec.host.maillog_file.as_ref().map(ToString::to_string),
+        },
+        relay: nexthop.map(|nexthop| RelayVars {
+            nexthop,
+            sasl_passwd: sasl.as_ref().map(|_| paths::SASL_PASSWD),
+        }),
+        smtp_tls_security_level,
+        milter: MilterVars {
+            postfix: format!("unix:{MILTER_SOCKET_IN_SPOOL}"),
+            opendkim: format!("local:{}/{MILTER_SOCKET_IN_SPOOL}", paths::POSTFIX_SPOOL),
+        },
+        opendkim: OpendkimVars {
+            key_table: format!("{}/KeyTable", layout.opendkim_dir),
+            signing_table: format!("{}/SigningTable", layout.opendkim_dir),
+            trusted_hosts: format!("{}/TrustedHosts", layout.opendkim_dir),
+            pid_file: paths::OPENDKIM_PID,
+            run_dir: paths::OPENDKIM_RUN_DIR,
+            canonicalization: "relaxed/relaxed",
+            oversign_headers: spec
+                .dkim
+                .oversign_headers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        },
+        keys: key_entries,
+        signing,
+        trusted_hosts: spec
+            .dkim
+            .trusted_hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        aliases: spec
+            .aliases
+            .iter()
+            .map(|(name, targets)| AliasVars {
+                name: name.to_string(),
+                targets: targets.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        apticron: AptVars {
+            email: spec.apticron.email.to_string(),
+            subject: spec.apticron.subject.as_ref().map(ToString::to_string),
+            no_updates_subject: spec
+                .apticron
+                .no_updates_subject
+                .as_ref()
+                .map(ToString::to_string),
+        },
+        sasl,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn date_selectors_reuse_the_newest_existing_key() {
+        let today = date("2026-11-24");
+        assert_eq!(selector_for("{date}", &[], today), "20261124");
+        assert_eq!(selector_for("mail", &["x".into()], today), "mail");
+        let existing = vec!["20250101".into(), "20260301".into(), "other".into()];
+        assert_eq!(selector_for("{date}", &existing, today), "20260301");
+        let existing = vec!["mta01-20250101".into(), "mta02-20260101".into()];
+        assert_eq!(
+            selector_for("mta01-{date}", &existing, today),
+            "mta01-20250101"
+        );
+        assert_eq!(
+            selector_for("x{date}y", &["x2025y".into()], today),
+            "x20261124y"
+        );
+    }
+}

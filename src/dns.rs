@@ -1,0 +1,252 @@
+//! The DNS records to publish: SPF, DKIM, DMARC and DMARC report authorization,
+//! as a BIND zone snippet or JSON for DNS-provider tooling.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::desired::Key;
+use crate::keys::DkimPublicKey;
+use crate::spec::{Alignment, DmarcPolicy, Domain, Spec, SpfAll};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Spf,
+    Dkim,
+    Dmarc,
+    DmarcReportAuth,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub kind: Kind,
+    /// Fully qualified, without the trailing dot.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: &'static str,
+    /// The whole value, unsplit.
+    pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+fn txt(kind: Kind, name: String, value: String) -> Record {
+    Record {
+        kind,
+        name,
+        rtype: "TXT",
+        value,
+        note: None,
+    }
+}
+
+/// The records of every domain. `keys` pairs each desired key with its public
+/// half, or `None` when the key does not exist yet (reported in the second value).
+pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Record>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for domain in spec.domains() {
+        out.push(txt(Kind::Spf, domain.name.to_string(), spf(&domain)));
+        let (key, public) = match keys.iter().find(|(k, _)| k.set == domain.name.as_str()) {
+            Some(found) => found,
+            None => &keys[0],
+        };
+        let name = format!("{}._domainkey.{}", key.selector, domain.name);
+        match public {
+            Some(public) => out.push(txt(Kind::Dkim, name, public.dns_value())),
+            None => missing.push(format!(
+                "{name}: the key {} does not exist yet; run mailsetup apply first",
+                key.private_path
+            )),
+        }
+        out.push(txt(
+            Kind::Dmarc,
+            format!("_dmarc.{}", domain.name),
+            dmarc(&domain),
+        ));
+        let mut authorized: Vec<String> = Vec::new();
+        for address in domain.dmarc.rua.iter().chain(&domain.dmarc.ruf) {
+            let (_, report_domain) = address.as_str().rsplit_once('@').expect("checked address");
+            let ours = domain.name.as_str();
+            let related = report_domain == ours
+                || report_domain.ends_with(&format!(".{ours}"))
+                || ours.ends_with(&format!(".{report_domain}"));
+            if related || authorized.iter().any(|d| d == report_domain) {
+                continue;
+            }
+            authorized.push(report_domain.to_string());
+            out.push(Record {
+                note: Some(format!(
+                    "publish in {report_domain}'s zone: it lets {report_domain} receive DMARC reports for {ours}"
+                )),
+                ..txt(
+                    Kind::DmarcReportAuth,
+                    format!("{ours}._report._dmarc.{report_domain}"),
+                    "v=DMARC1".to_string(),
+                )
+            });
+        }
+    }
+    (out, missing)
+}
+
+fn spf(domain: &Domain) -> String {
+    let spf = domain.spf;
+    let mut v = String::from("v=spf1");
+    if spf.a {
+        v.push_str(" a");
+    }
+    if spf.mx {
+        v.push_str(" mx");
+    }
+    for host in &spf.hosts {
+        let _ = write!(v, " a:{host}");
+    }
+    for net in &spf.ip {
+        let family = if net.addr.is_ipv4() { "ip4" } else { "ip6" };
+        let single = (net.addr.is_ipv4() && net.prefix == 32) || net.prefix == 128;
+        if single {
+            let _ = write!(v, " {family}:{}", net.addr);
+        } else {
+            let _ = write!(v, " {family}:{net}");
+        }
+    }
+    for include in &spf.include {
+        let _ = write!(v, " include:{include}");
+    }
+    v.push_str(match spf.all {
+        SpfAll::Fail => " -all",
+        SpfAll::Softfail => " ~all",
+        SpfAll::Neutral => " ?all",
+    });
+    v
+}
+
+fn policy(p: DmarcPolicy) -> &'static str {
+    match p {
+        DmarcPolicy::None => "none",
+        DmarcPolicy::Quarantine => "quarantine",
+        DmarcPolicy::Reject => "reject",
+    }
+}
+
+fn align(a: Alignment) -> &'static str {
+    match a {
+        Alignment::Relaxed => "r",
+        Alignment::Strict => "s",
+    }
+}
+
+fn dmarc(domain: &Domain) -> String {
+    let d = domain.dmarc;
+    let mut v = format!("v=DMARC1; p={}", policy(d.p));
+    if let Some(sp) = d.sp {
+        let _ = write!(v, "; sp={}", policy(sp));
+    }
+    if let Some(a) = d.adkim {
+        let _ = write!(v, "; adkim={}", align(a));
+    }
+    if let Some(a) = d.aspf {
+        let _ = write!(v, "; aspf={}", align(a));
+    }
+    if let Some(pct) = d.pct {
+        let _ = write!(v, "; pct={}", pct.get());
+    }
+    let uris = |list: &[crate::spec::MailAddress]| {
+        list.iter()
+            .map(|a| format!("mailto:{a}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if !d.rua.is_empty() {
+        let _ = write!(v, "; rua={}", uris(&d.rua));
+    }
+    if !d.ruf.is_empty() {
+        let _ = write!(v, "; ruf={}", uris(&d.ruf));
+    }
+    v
+}
+
+/// A TXT value as zone-file character strings of at most 255 bytes each.
+pub fn split_txt(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|chunk| {
+            let s = String::from_utf8_lossy(chunk);
+            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A BIND zone snippet.
+pub fn zone(records: &[Record], missing: &[String]) -> String {
+    let mut out =
+        String::from("; DNS records for mailsetup: publish these in each domain's zone.\n");
+    for m in missing {
+        let _ = writeln!(out, "; MISSING {m}");
+    }
+    for r in records {
+        if let Some(note) = &r.note {
+            let _ = writeln!(out, "; {note}");
+        }
+        let _ = writeln!(out, "{}.\tIN\t{}\t{}", r.name, r.rtype, split_txt(&r.value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_split_at_255_bytes() {
+        let value = "x".repeat(600);
+        let split = split_txt(&value);
+        let parts: Vec<&str> = split.split(' ').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].len(), 257);
+        assert_eq!(parts[2].len(), 90 + 2);
+        assert_eq!(split.replace(['"', ' '], ""), value);
+    }
+
+    #[test]
+    fn records_follow_the_spec() {
+        let (spec, _) = crate::spec::parse(
+            "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    spf:\n      a: false\n      ip: [192.0.2.1, 2001:db8::/32]\n      include: [spf.provider.example]\n      all: softfail\n    dmarc:\n      p: reject\n      adkim: s\n      pct: 50\n      rua: [d@example.com, r@reports.example.net]\naliases:\n  root: a@example.net\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let key = crate::desired::Key {
+            set: "shared".into(),
+            selector: "sel".into(),
+            bits: 2048,
+            private_path: "/k".into(),
+            txt_path: "/t".into(),
+            domain: "example.com".parse().unwrap(),
+        };
+        let (records, missing) = records(&spec, &[(key, None)]);
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].starts_with("sel._domainkey.example.com"));
+        let values: Vec<(&str, &str)> = records
+            .iter()
+            .map(|r| (r.name.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                (
+                    "example.com",
+                    "v=spf1 ip4:192.0.2.1 ip6:2001:db8::/32 include:spf.provider.example ~all"
+                ),
+                (
+                    "_dmarc.example.com",
+                    "v=DMARC1; p=reject; adkim=s; pct=50; rua=mailto:d@example.com,mailto:r@reports.example.net"
+                ),
+                ("example.com._report._dmarc.reports.example.net", "v=DMARC1"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! mailsetup: one YAML spec → a send-only, DKIM-signing Postfix + OpenDKIM server.
+//!
+//! The pipeline is plain values: `spec` (YAML → Spec) → `desired` (files, keys,
+//! directories the spec asks for) → `actual` (what the host has) → `plan` (the
+//! steps between them) → `apply`. Only `system` touches the host.
+
+pub mod actual;
+pub mod apply;
+pub mod backup;
+pub mod cli;
+pub mod desired;
+pub mod dns;
+pub mod keys;
+pub mod plan;
+pub mod show;
+pub mod spec;
+pub mod system;
+pub mod templates;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use cli::{Cli, Command, DnsFormat, PlanFormat, Target};
+use desired::{Desired, HostFacts, Layout};
+use spec::Spec;
+use system::System;
+
+/// Exit status: success, error, and "plan has changes" (with --detailed-exitcode).
+const EXIT_ERROR: u8 = 1;
+const EXIT_CHANGES: u8 = 2;
+
+/// The starter spec written by `init`.
+const STARTER: &str = include_str!("../examples/starter.yaml");
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut stderr = anstream::stderr();
+            let red = anstyle::AnsiColor::Red.on_default().bold();
+            let _ = writeln!(stderr, "{red}error:{red:#} {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs one command; returns the exit status.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Init { path, force } => init(&path, force),
+        Command::Validate { spec } => {
+            let spec_loaded = load_spec(&spec)?;
+            let domains = spec_loaded.domains.len();
+            out(format!(
+                "{}: valid ({domains} domain{})\n",
+                spec.display(),
+                if domains == 1 { "" } else { "s" }
+            ))
+        }
+        Command::Plan {
+            target,
+            format,
+            detailed_exitcode,
+        } => {
+            let ctx = Job::new(&target)?;
+            let (_, plan) = ctx.plan(None)?;
+            match format {
+                PlanFormat::Text => colored(show::plan_text(&plan))?,
+                PlanFormat::Json => out(serde_json::to_string_pretty(&plan)? + "\n")?,
+            };
+            Ok(if detailed_exitcode && !plan.is_empty() {
+                EXIT_CHANGES
+            } else {
+                0
+            })
+        }
+        Command::Apply { target } => apply(&target),
+        Command::Dns { spec, root, format } => dns(&spec, &root, format),
+        Command::Rollback { root } => rollback(&root),
+        Command::Schema => out(schema_json() + "\n"),
+    }
+}
+
+/// The JSON Schema of the spec, as kept in schemas/.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(Spec);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
+}
+
+fn out(text: String) -> Result<u8> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .context("write to standard output")?;
+    stdout.flush().context("write to standard output")?;
+    Ok(0)
+}
+
+fn colored(text: String) -> Result<u8> {
+    let mut stdout = anstream::stdout();
+    stdout
+        .write_all(text.as_bytes())
+        .context("write to standard output")?;
+    stdout.flush().context("write to standard output")?;
+    Ok(0)
+}
+
+fn load_spec(path: &Path) -> Result<Spec> {
+    let (spec, warnings) = spec::load(path)?;
+    let mut stderr = anstream::stderr();
+    let yellow = anstyle::AnsiColor::Yellow.on_default().bold();
+    for w in warnings {
+        let _ = writeln!(stderr, "{yellow}warning:{yellow:#} {}: {w}", path.display());
+    }
+    Ok(spec)
+}
+
+fn init(path: &Path, force: bool) -> Result<u8> {
+    let text = STARTER
+        .lines()
+        .skip_while(|l| l.starts_with("# yaml-language-server"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    if path == Path::new("-") {
+        return out(text);
+    }
+    if path.exists() && !force {
+        bail!("{} exists; use --force to overwrite it", path.display());
+    }
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    out(format!(
+        "wrote {}: edit it, then run `mailsetup plan {}`\n",
+        path.display(),
+        path.display()
+    ))
+}
+
+/// The loaded spec, templates and target system shared by plan and apply.
+struct Job {
+    spec: Spec,
+    spec_name: String,
+    templates: templates::Templates,
+    system: System,
+}
+
+impl Job {
+    fn new(target: &Target) -> Result<Job> {
+        let spec = load_spec(&target.spec)?;
+        let templates = templates::Templates::load(target.templates.as_deref())?;
+        let system = System::new(&target.root)?;
+        Ok(Job {
+            spec,
+            spec_name: target
+                .spec
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            templates,
+            system,
+        })
+    }
+
+    fn facts(&self) -> Result<HostFacts> {
+        let relay_password = match self.spec.host.relay.as_ref().and_then(|r| r.auth.as_ref()) {
+            Some(auth) => Some(self.system.read_secret_line(auth.password_file.as_str())?),
+            None => None,
+        };
+        Ok(HostFacts {
+            key_selectors: self.system.key_selectors()?,
+            relay_password,
+            today: today()?,
+        })
+    }
+
+    fn desired(&self, facts: &HostFacts, layout: &Layout) -> Result<Desired> {
+        desired::desired(&self.spec, &self.spec_name, &self.templates, facts, layout)
+    }
+
+    /// The desired state and the plan to reach it; `facts` when already read.
+    fn plan(&self, facts: Option<HostFacts>) -> Result<(HostFacts, plan::Plan)> {
+        let facts = match facts {
+            Some(f) => f,
+            None => self.facts()?,
+        };
+        let desired = self.desired(&facts, &Layout::live())?;
+        let actual = actual::read(&self.system, &desired)?;
+        let plan = plan::plan(&self.system.root().display().to_string(), &desired, &actual);
+        Ok((facts, plan))
+    }
+}
+
+/// The day new keys are dated: today in UTC, or SOURCE_DATE_EPOCH when set
+/// (reproducible builds and tests).
+fn today() -> Result<jiff::civil::Date> {
+    let now = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => {
+            let secs: i64 = s
+                .trim()
+                .parse()
+                .context("SOURCE_DATE_EPOCH is not a number of seconds")?;
+            jiff::Timestamp::from_second(secs).context("SOURCE_DATE_EPOCH is out of range")?
+        }
+        Err(_) => jiff::Timestamp::now(),
+    };
+    Ok(now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+}
+
+fn apply(target: &Target) -> Result<u8> {
+    let ctx = Job::new(target)?;
+    let facts = ctx.facts()?;
+    // Render once before touching anything: template or spec errors write nothing.
+    ctx.desired(&facts, &Layout::live())?;
+    if ctx.system.is_live() {
+        for program in ["postconf", "postalias", "opendkim"] {
+            if ctx.system.find_program(program).is_none() {
+                bail!(
+                    "{program} is not installed; install the packages first: \
+                     apt-get install postfix opendkim opendkim-tools"
+                );
+            }
+        }
+    }
+    backup::ensure_state_dir(&ctx.system)?;
+    let _lock = ctx.system.lock(backup::LOCK)?;
+    let (facts, plan) = ctx.plan(Some(facts))?;
+    if plan.is_empty() {
+        colored(show::plan_text(&plan))?;
+        return Ok(0);
+    }
+    colored(show::plan_text(&plan))?;
+
+    let stage = ctx.system.path(&format!("{}/stage", backup::STATE_DIR));
+    let staged = ctx.desired(
+        &facts,
+        &Layout {
+            opendkim_dir: stage.join("opendkim").to_string_lossy().into_owned(),
+        },
+    )?;
+    let mut notes = apply::check_staged(&ctx.system, &staged, &stage)?;
+    let report = apply::apply(&ctx.system, &plan)?;
+    notes.extend(report.notes);
+    let mut text = String::from("\nApplied:\n");
+    for line in report.done {
+        text += &format!("  {line}\n");
+    }
+    for note in notes {
+        text += &format!("note: {note}\n");
+    }
+    out(text)
+}
+
+fn dns(spec_path: &Path, root: &Path, format: DnsFormat) -> Result<u8> {
+    let spec = load_spec(spec_path)?;
+    let system = System::new(root)?;
+    let keys = desired::keys(&spec, &system.key_selectors()?, today()?)?;
+    let with_public = keys
+        .into_iter()
+        .map(|key| {
+            let public = match system.read_file(&key.private_path)? {
+                None => None,
+                Some(file) => Some(
+                    keys::DkimPublicKey::from_private_pem(&String::from_utf8_lossy(&file.content))
+                        .with_context(|| format!("read the DKIM key {}", key.private_path))?,
+                ),
+            };
+            Ok((key, public))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (records, missing) = dns::records(&spec, &with_public);
+    let mut stderr = anstream::stderr();
+    for m in &missing {
+        let yellow = anstyle::AnsiColor::Yellow.on_default().bold();
+        let _ = writeln!(stderr, "{yellow}warning:{yellow:#} {m}");
+    }
+    match format {
+        DnsFormat::Zone => out(dns::zone(&records, &missing)),
+        DnsFormat::Json => out(serde_json::to_string_pretty(&records)? + "\n"),
+    }
+}
+
+fn rollback(root: &Path) -> Result<u8> {
+    let system = System::new(root)?;
+    if system.read_dir_meta(backup::STATE_DIR)?.is_none() {
+        bail!(
+            "nothing to roll back: {} has no mailsetup backups",
+            system.root().display()
+        );
+    }
+    let _lock = system.lock(backup::LOCK)?;
+    let Some(dir) = backup::latest(&system)? else {
+        bail!(
+            "nothing to roll back: no backup left under {}",
+            backup::STATE_DIR
+        );
+    };
+    let restored = backup::restore(&system, &dir)?;
+    backup::mark_rolled_back(&system, &dir)?;
+    let mut text = format!("Restored from {dir}:\n");
+    for path in &restored {
+        text += &format!("  {path}\n");
+    }
+    text += "Run `mailsetup plan` to see how the system now differs from the spec; \
+             reload postfix and restart opendkim if they are running.\n";
+    out(text)
+}

@@ -1,0 +1,313 @@
+//! The plan: desired vs actual state → the steps that make the host match.
+//! A plan is a value; the text diff and the JSON are two views of it, and apply
+//! executes exactly its steps.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::actual::Actual;
+use crate::desired::{Desired, Effect, Owner, Service, paths};
+use crate::system::{Ids, Meta, ServiceAction};
+
+/// A file's content, mode and owner to be written.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileWrite {
+    pub path: String,
+    pub mode: u32,
+    pub owner: Owner,
+    /// Resolved owner; `None` when ownership is not managed here (see the notes).
+    #[serde(skip)]
+    pub ids: Option<Ids>,
+    pub secret: bool,
+    /// The content now on disk, if any.
+    #[serde(skip)]
+    pub old: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub new: String,
+    pub old_sha256: Option<String>,
+    pub new_sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    CreateDir {
+        path: String,
+        mode: u32,
+        owner: Owner,
+        #[serde(skip)]
+        ids: Option<Ids>,
+    },
+    /// Mode or owner of an existing file or directory.
+    FixMeta {
+        path: String,
+        from_mode: u32,
+        mode: u32,
+        owner: Owner,
+        #[serde(skip)]
+        ids: Option<Ids>,
+        owner_changes: bool,
+    },
+    GenerateKey {
+        set: String,
+        selector: String,
+        bits: usize,
+        domain: String,
+        private_path: String,
+        txt_path: String,
+        #[serde(skip)]
+        ids: Option<Ids>,
+    },
+    CreateFile(FileWrite),
+    UpdateFile(FileWrite),
+    /// Append a user to a group, keeping its other groups (`usermod -aG`).
+    AddToGroup {
+        user: String,
+        group: String,
+    },
+    Newaliases,
+    Postmap {
+        path: String,
+    },
+    Service {
+        service: Service,
+        action: ServiceAction,
+    },
+}
+
+impl Step {
+    /// Steps that change files or accounts (not the follow-up commands).
+    pub fn is_change(&self) -> bool {
+        !matches!(
+            self,
+            Step::Newaliases | Step::Postmap { .. } | Step::Service { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub root: String,
+    pub steps: Vec<Step>,
+    /// What mailsetup leaves alone here and why (no root, not the live system…).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Computes the steps that turn `actual` into `desired`.
+pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
+    let mut steps = Vec::new();
+    let mut notes = BTreeSet::new();
+    let mut effects = BTreeSet::new();
+
+    let resolve = |owner: Owner, notes: &mut BTreeSet<String>| -> Option<Ids> {
+        if !actual.can_chown {
+            notes.insert("not running as root: owners are not set (modes are)".to_string());
+            return None;
+        }
+        let ids = actual.accounts.ids(owner.user, owner.group);
+        if ids.is_none() {
+            notes.insert(format!(
+                "user {} or group {} does not exist on the target: install postfix and opendkim; files meant for it keep their current owner",
+                owner.user, owner.group
+            ));
+        }
+        ids
+    };
+    let fix_meta = |path: &str, have: Meta, mode: u32, owner: Owner, ids: Option<Ids>| {
+        let owner_changes = ids.is_some_and(|i| i.uid != have.uid || i.gid != have.gid);
+        (have.mode != mode || owner_changes).then(|| Step::FixMeta {
+            path: path.to_string(),
+            from_mode: have.mode,
+            mode,
+            owner,
+            ids,
+            owner_changes,
+        })
+    };
+
+    for dir in &desired.dirs {
+        let ids = resolve(dir.owner, &mut notes);
+        match actual.dirs.get(&dir.path).copied().flatten() {
+            None => steps.push(Step::CreateDir {
+                path: dir.path.clone(),
+                mode: dir.mode,
+                owner: dir.owner,
+                ids,
+            }),
+            Some(have) => steps.extend(fix_meta(&dir.path, have, dir.mode, dir.owner, ids)),
+        }
+    }
+
+    for key in &desired.keys {
+        if actual.keys.get(&key.private_path).copied().unwrap_or(false) {
+            continue;
+        }
+        steps.push(Step::GenerateKey {
+            set: key.set.clone(),
+            selector: key.selector.clone(),
+            bits: key.bits,
+            domain: key.domain.to_string(),
+            private_path: key.private_path.clone(),
+            txt_path: key.txt_path.clone(),
+            ids: resolve(crate::desired::OPENDKIM, &mut notes),
+        });
+        effects.insert(Effect::Restart(Service::Opendkim));
+    }
+
+    for file in &desired.files {
+        let ids = resolve(file.owner, &mut notes);
+        let have = actual.files.get(&file.path).cloned().flatten();
+        let write = |old: Option<Vec<u8>>| FileWrite {
+            path: file.path.clone(),
+            mode: file.mode,
+            owner: file.owner,
+            ids,
+            secret: file.secret,
+            old_sha256: old.as_deref().map(sha256_hex),
+            old,
+            new: file.content.clone(),
+            new_sha256: sha256_hex(file.content.as_bytes()),
+        };
+        match have {
+            None => {
+                steps.push(Step::CreateFile(write(None)));
+                effects.extend(file.effects.iter().copied());
+            }
+            Some(state) if state.content != file.content.as_bytes() => {
+                if file.path == paths::MAIN_CF && needs_restart(&state.content, &file.content) {
+                    effects.insert(Effect::Restart(Service::Postfix));
+                }
+                steps.push(Step::UpdateFile(write(Some(state.content))));
+                effects.extend(file.effects.iter().copied());
+            }
+            Some(state) => {
+                steps.extend(fix_meta(&file.path, state.meta, file.mode, file.owner, ids));
+            }
+        }
+    }
+
+    for member in &desired.group_members {
+        if !actual.live {
+            continue;
+        }
+        match actual.accounts.is_member(member.user, member.group) {
+            Some(true) => {}
+            Some(false) if actual.can_chown => {
+                steps.push(Step::AddToGroup {
+                    user: member.user.to_string(),
+                    group: member.group.to_string(),
+                });
+                effects.insert(Effect::Reload(Service::Postfix));
+            }
+            Some(false) => {
+                notes.insert(format!(
+                    "{} is not in group {} and only root can add it",
+                    member.user, member.group
+                ));
+            }
+            None => {
+                notes.insert(format!(
+                    "user {} or group {} does not exist: install postfix and opendkim",
+                    member.user, member.group
+                ));
+            }
+        }
+    }
+    if !actual.live {
+        notes.insert(
+            "not the live system (--root): group membership and services are left alone"
+                .to_string(),
+        );
+    }
+
+    for effect in &effects {
+        match *effect {
+            Effect::Newaliases if actual.has_postalias => steps.push(Step::Newaliases),
+            Effect::Postmap if actual.has_postmap => steps.push(Step::Postmap {
+                path: paths::SASL_PASSWD.to_string(),
+            }),
+            Effect::Newaliases | Effect::Postmap => {
+                notes.insert(
+                    "postfix is not installed here: the .db files of aliases and sasl_passwd are not built"
+                        .to_string(),
+                );
+            }
+            Effect::Reload(service) | Effect::Restart(service) if actual.live => {
+                let action = if effects.contains(&Effect::Restart(service)) {
+                    ServiceAction::Restart
+                } else {
+                    ServiceAction::Reload
+                };
+                let step = Step::Service { service, action };
+                if !steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Service { service: s, .. } if *s == service))
+                {
+                    steps.push(step);
+                }
+            }
+            Effect::Reload(_) | Effect::Restart(_) => {}
+        }
+    }
+
+    Plan {
+        root: root.to_string(),
+        steps,
+        notes: notes.into_iter().collect(),
+    }
+}
+
+/// Postfix reads inet_interfaces and inet_protocols only at start.
+fn needs_restart(old: &[u8], new: &str) -> bool {
+    let value = |text: &str, key: &str| -> Option<String> {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_string())
+            .last()
+    };
+    let old = String::from_utf8_lossy(old);
+    ["inet_interfaces", "inet_protocols"]
+        .iter()
+        .any(|k| value(&old, k) != value(new, k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_changes_need_a_restart() {
+        assert!(needs_restart(
+            b"inet_interfaces = loopback-only\n",
+            "inet_interfaces = all\n"
+        ));
+        assert!(!needs_restart(
+            b"inet_interfaces = all\nmyhostname = a\n",
+            "inet_interfaces = all\nmyhostname = b\n"
+        ));
+    }
+
+    #[test]
+    fn sha256_is_hex() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Reading a spec file: YAML → `Spec`, with errors that name the file, line,
+//! column and field path, and warnings for choices that work but surprise.
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::{RelayTls, Spec};
+
+/// A spec that cannot be used. Callers match on it to tell a bad spec (exit 1 with
+/// the location) from an unreadable file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {path}{message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        /// The field path followed by ": ", or empty at the top level.
+        path: String,
+        message: String,
+    },
+}
+
+/// Something legal but probably not what the operator wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Reads and parses a spec file.
+pub fn load(file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    parse(&text, file)
+}
+
+/// Parses spec text; `file` is only used in messages.
+pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = inner
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        let message = clean_message(&inner.to_string(), line, column);
+        let path = if path == "." {
+            String::new()
+        } else {
+            format!("{}: ", path.escape_debug())
+        };
+        SpecError::Invalid {
+            file: file.to_path_buf(),
+            line,
+            column,
+            path,
+            message: with_hint(message),
+        }
+    })?;
+    let warnings = warnings(&spec);
+    Ok((spec, warnings))
+}
+
+/// serde_yaml_ng puts its own (shorter) path in front and the location behind;
+/// we print both ourselves.
+fn clean_message(raw: &str, line: usize, column: usize) -> String {
+    let msg = raw
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(raw);
+    match msg.split_once(": ") {
+        Some((head, rest)) if !head.contains([' ', '`']) => rest.to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+/// Adds "did you mean `x`?" to serde's "unknown field/variant `y`, expected one of …".
+fn with_hint(message: String) -> String {
+    let Some(rest) = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))
+    else {
+        return message;
+    };
+    let Some((given, expected)) = rest.split_once('`') else {
+        return message;
+    };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, candidate)) => format!("{message} (did you mean `{candidate}`?)"),
+        None => message,
+    }
+}
+
+/// Local names that exist on every Debian system, so an alias may point at them.
+const SYSTEM_ACCOUNTS: &[&str] = &["root", "postmaster", "mail", "www-data", "nobody"];
+
+fn warnings(spec: &Spec) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut warn = |path: &str, message: String| {
+        out.push(Warning {
+            path: path.to_string(),
+            message,
+        })
+    };
+    if let Some(w) = crate::keys::check_bits(spec.dkim.bits.get()).ok().flatten() {
+        warn("dkim.bits", w);
+    }
+    if spec.domains.contains_key(spec.mailname()) {
+        warn(
+            "host.mailname",
+            format!(
+                "{} is a sending domain: Postfix will treat every @{} address as local, so mail \
+                 to addresses there that are not in aliases bounces instead of reaching their mailbox",
+                spec.mailname(),
+                spec.mailname()
+            ),
+        );
+    }
+    if let Some(relay) = &spec.host.relay {
+        if relay.auth.is_some() && relay.tls != RelayTls::Encrypt {
+            warn(
+                "host.relay.tls",
+                "the relay password may be sent without TLS; use `tls: encrypt`".to_string(),
+            );
+        }
+    }
+    for (name, targets) in spec.aliases.iter() {
+        for target in targets {
+            let t = target.as_str();
+            let known_local =
+                !t.contains('@') && (spec.aliases.get(t).is_some() || SYSTEM_ACCOUNTS.contains(&t));
+            if !t.contains('@') && !known_local {
+                warn(
+                    &format!("aliases.{name}"),
+                    format!(
+                        "`{t}` is neither an alias here nor a common system account; mail to it \
+                         stays on this host"
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A value given either as one item or as a list of items (its JSON Schema).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[expect(dead_code, reason = "only describes the accepted shapes to schemars")]
+#[serde(untagged)]
+pub enum OneOrManySchema<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+/// Accepts `x` or `[x, y]`.
+#[derive(Clone, Debug)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        OneOrManySchema::<T>::json_schema(generator)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: DeserializeOwned> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(serde::de::value::StrDeserializer::<E>::new(v))
+                    .map(|one| OneOrMany(vec![one]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany(items))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A map whose keys must not repeat (YAML allows it; a repeated domain is a mistake).
+pub fn unique_map<'de, D, K, V>(d: D) -> Result<IndexMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Hash + Eq + fmt::Display,
+    V: Deserialize<'de>,
+{
+    struct MapV<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for MapV<K, V>
+    where
+        K: Deserialize<'de> + Hash + Eq + fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = IndexMap<K, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = IndexMap::new();
+            while let Some(key) = map.next_key::<K>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("`{key}` is listed twice")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            if out.is_empty() {
+                return Err(serde::de::Error::custom("is empty"));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(MapV(PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        parse(yaml, Path::new("t.yaml")).unwrap_err().to_string()
+    }
+
+    const MIN: &str = "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\naliases:\n  root: ops@example.net\n";
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let (spec, warnings) = parse(MIN, Path::new("t.yaml")).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(spec.mailname().as_str(), "mail.example.com");
+        assert_eq!(spec.dkim.bits.get(), 2048);
+        assert_eq!(spec.dkim.selector.as_str(), "{date}");
+        let postmaster = spec.aliases.get("postmaster").unwrap();
+        assert_eq!(postmaster[0].as_str(), "root");
+        let d: Vec<_> = spec.domains().collect();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].spf.all, super::super::SpfAll::Fail);
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_path() {
+        let e = err(
+            "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    dmarc:\n      p: rejct\naliases:\n  root: a@b.net\n",
+        );
+        assert!(e.starts_with("t.yaml:6:"), "{e}");
+        assert!(e.contains("domains.example.com.dmarc.p"), "{e}");
+        assert!(e.contains("did you mean `reject`?"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_get_a_hint() {
+        let e = err("host:\n  hostnme: mail.example.com\n");
+        assert!(e.contains("unknown field `hostnme`"), "{e}");
+        assert!(e.contains("did you mean `hostname`?"), "{e}");
+        assert!(e.starts_with("t.yaml:2:"), "{e}");
+    }
+
+    #[test]
+    fn injected_newlines_are_refused() {
+        let e = err(
+            "host:\n  hostname: \"mail.example.com\\nrelayhost = evil\"\ndomains:\n  example.com:\naliases:\n  root: a@b.net\n",
+        );
+        assert!(e.contains("host.hostname"), "{e}");
+        assert!(e.contains("control character"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_domains_and_missing_root_are_refused() {
+        let e = err(
+            "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n  Example.com:\naliases:\n  root: a@b.net\n",
+        );
+        assert!(e.contains("listed twice"), "{e}");
+        let e = err(
+            "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\naliases:\n  monit: root\n",
+        );
+        assert!(e.contains("`root` is missing"), "{e}");
+        let e =
+            err("host:\n  hostname: mail.example.com\ndomains: {}\naliases:\n  root: a@b.net\n");
+        assert!(e.contains("domains: is empty"), "{e}");
+    }
+
+    #[test]
+    fn small_keys_are_refused_with_the_reason() {
+        let e = err(&format!("{MIN}dkim:\n  bits: 512\n"));
+        assert!(e.contains("dkim.bits"), "{e}");
+        assert!(e.contains("RFC 8301"), "{e}");
+    }
+
+    #[test]
+    fn big_keys_and_local_mailname_warn() {
+        let (_, w) = parse(
+            &format!("{MIN}dkim:\n  bits: 4096\n").replace(
+                "hostname: mail.example.com\n",
+                "hostname: mail.example.com\n  mailname: example.com\n",
+            ),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let paths: Vec<_> = w.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(paths, ["dkim.bits", "host.mailname"]);
+    }
+
+    #[test]
+    fn hint_picks_the_closest_candidate() {
+        assert_eq!(
+            with_hint("unknown variant `pre-domain`, expected `shared` or `per-domain`".into()),
+            "unknown variant `pre-domain`, expected `shared` or `per-domain` (did you mean `per-domain`?)"
+        );
+        assert_eq!(
+            with_hint("unknown field `zzz`, expected `a` or `b`".into()),
+            "unknown field `zzz`, expected `a` or `b`"
+        );
+    }
+}

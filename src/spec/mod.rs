@@ -1,0 +1,570 @@
+//! The spec: what the operator declares in `mailsetup.yaml`.
+//!
+//! Parsing is strict: unknown fields are errors with a did-you-mean hint, and
+//! every value is checked for the syntax of the place it goes (see `names`), so
+//! nothing later in the pipeline has to distrust a string from the spec.
+
+mod load;
+pub mod names;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use load::{SpecError, Warning, load, parse};
+pub use names::{
+    AbsPath, AliasName, DomainName, HostOrAddress, MailAddress, MailTarget, Network, PlainText,
+    SelectorPattern, UserName,
+};
+
+use load::{OneOrMany, unique_map};
+
+/// The whole spec file.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "mailsetup spec",
+    description = "A send-only, DKIM-signing mail server."
+)]
+pub struct Spec {
+    pub host: Host,
+    /// The domains mail is sent from. Each may override the `spf` and `dmarc` defaults.
+    #[serde(deserialize_with = "unique_map")]
+    pub domains: IndexMap<DomainName, Option<DomainSettings>>,
+    /// SPF policy for every domain that does not set its own.
+    #[serde(default)]
+    pub spf: Spf,
+    /// DMARC policy for every domain that does not set its own.
+    #[serde(default)]
+    pub dmarc: Dmarc,
+    #[serde(default)]
+    pub dkim: Dkim,
+    pub aliases: Aliases,
+    #[serde(default)]
+    pub apticron: Apticron,
+}
+
+/// The mail host itself.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Fully qualified host name (Postfix `myhostname`, the HELO name).
+    pub hostname: DomainName,
+    /// Domain of system mail (`/etc/mailname`, Postfix `myorigin`): root's mail comes
+    /// from root@mailname. Default: the hostname.
+    #[serde(default)]
+    pub mailname: Option<DomainName>,
+    /// Where smtpd listens: `loopback-only` (default), `all`, or a list of addresses.
+    #[serde(default)]
+    pub interfaces: Interfaces,
+    /// Clients allowed to send through this host (Postfix `mynetworks`). Default: loopback.
+    #[serde(default = "default_networks")]
+    pub networks: Vec<Network>,
+    /// IP protocols Postfix uses: `all` (default), `ipv4` or `ipv6`.
+    #[serde(default)]
+    pub protocols: Protocols,
+    /// Send all mail through this smart host instead of delivering directly.
+    #[serde(default)]
+    pub relay: Option<Relay>,
+    /// Postfix writes its log to this file (`maillog_file`) instead of syslog.
+    #[serde(default)]
+    pub maillog_file: Option<AbsPath>,
+}
+
+fn default_networks() -> Vec<Network> {
+    ["127.0.0.0/8", "::ffff:127.0.0.0/104", "::1/128"]
+        .into_iter()
+        .map(|n| Network::try_from(n.to_string()).expect("valid constant"))
+        .collect()
+}
+
+/// smtpd's listening addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interfaces {
+    #[default]
+    LoopbackOnly,
+    All,
+    #[serde(untagged)]
+    Addresses(Vec<IpAddr>),
+}
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = OneOrMany::<String>::deserialize(d)?.0;
+        match items.as_slice() {
+            [one] if one == "loopback-only" => return Ok(Interfaces::LoopbackOnly),
+            [one] if one == "all" => return Ok(Interfaces::All),
+            [] => return Err(serde::de::Error::custom("the list of interfaces is empty")),
+            _ => {}
+        }
+        items
+            .iter()
+            .map(|i| {
+                i.parse::<IpAddr>().map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{}` is not an IP address; use `loopback-only`, `all` or a list of addresses",
+                        i.escape_debug()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Interfaces::Addresses)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocols {
+    #[default]
+    All,
+    Ipv4,
+    Ipv6,
+}
+
+/// A smart host that relays all outgoing mail.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    pub host: HostOrAddress,
+    /// Default 587 (submission).
+    #[serde(default = "default_relay_port")]
+    pub port: u16,
+    /// Look up MX records of `host` (default false: connect to the host itself).
+    #[serde(default)]
+    pub mx_lookup: bool,
+    /// TLS to the relay: `encrypt` (default: mandatory), `may` (opportunistic) or `none`.
+    #[serde(default)]
+    pub tls: RelayTls,
+    /// SASL login; the password is read from `password_file` on the host.
+    #[serde(default)]
+    pub auth: Option<RelayAuth>,
+}
+
+fn default_relay_port() -> u16 {
+    587
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTls {
+    None,
+    May,
+    #[default]
+    Encrypt,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayAuth {
+    pub username: UserName,
+    /// File on the host holding the password on its first line (keep it 0600).
+    pub password_file: AbsPath,
+}
+
+/// Per-domain settings; each replaces the top-level default as a whole.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSettings {
+    #[serde(default)]
+    pub spf: Option<Spf>,
+    #[serde(default)]
+    pub dmarc: Option<Dmarc>,
+}
+
+/// The SPF record: `v=spf1 [a] [mx] [a:HOST…] [ip4:/ip6:…] [include:…] -all`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spf {
+    /// The domain's own A/AAAA addresses may send (default true, as in the guide).
+    #[serde(default = "yes")]
+    pub a: bool,
+    /// The domain's MX hosts may send.
+    #[serde(default)]
+    pub mx: bool,
+    /// Other hosts whose addresses may send (`a:HOST`), e.g. this server's hostname.
+    #[serde(default)]
+    pub hosts: Vec<DomainName>,
+    /// Networks that may send (`ip4:`/`ip6:`).
+    #[serde(default)]
+    pub ip: Vec<Network>,
+    /// Include another domain's SPF policy (e.g. a smart-host provider).
+    #[serde(default)]
+    pub include: Vec<DomainName>,
+    /// What happens to mail from anywhere else: `fail` (`-all`, default), `softfail` (`~all`)
+    /// or `neutral` (`?all`).
+    #[serde(default)]
+    pub all: SpfAll,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Spf {
+    fn default() -> Self {
+        Spf {
+            a: true,
+            mx: false,
+            hosts: Vec::new(),
+            ip: Vec::new(),
+            include: Vec::new(),
+            all: SpfAll::Fail,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfAll {
+    #[default]
+    Fail,
+    Softfail,
+    Neutral,
+}
+
+/// The DMARC record published at `_dmarc.DOMAIN`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dmarc {
+    /// Policy: `none` (default: monitor only, right while testing), `quarantine` or `reject`.
+    #[serde(default)]
+    pub p: DmarcPolicy,
+    /// Policy for subdomains (default: same as `p`).
+    #[serde(default)]
+    pub sp: Option<DmarcPolicy>,
+    /// DKIM alignment: `r` relaxed (DMARC's default) or `s` strict.
+    #[serde(default)]
+    pub adkim: Option<Alignment>,
+    /// SPF alignment: `r` relaxed (DMARC's default) or `s` strict.
+    #[serde(default)]
+    pub aspf: Option<Alignment>,
+    /// Addresses for aggregate reports.
+    #[serde(default)]
+    pub rua: Vec<MailAddress>,
+    /// Addresses for failure reports.
+    #[serde(default)]
+    pub ruf: Vec<MailAddress>,
+    /// Percentage of mail the policy applies to (default 100).
+    #[serde(default)]
+    pub pct: Option<Percent>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcPolicy {
+    #[default]
+    None,
+    Quarantine,
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Alignment {
+    #[serde(rename = "r")]
+    Relaxed,
+    #[serde(rename = "s")]
+    Strict,
+}
+
+/// 0 to 100.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u8")]
+pub struct Percent(#[schemars(range(max = 100))] u8);
+
+impl Percent {
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for Percent {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        u8::try_from(v)
+            .ok()
+            .filter(|v| *v <= 100)
+            .map(Percent)
+            .ok_or_else(|| format!("{v} is not a percentage (0 to 100)"))
+    }
+}
+
+impl From<Percent> for u8 {
+    fn from(p: Percent) -> u8 {
+        p.0
+    }
+}
+
+/// DKIM signing with OpenDKIM.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// `shared` (default): one key signs for every domain, as in the guide;
+    /// `per-domain`: each domain has its own key.
+    #[serde(default)]
+    pub key: KeyMode,
+    /// The selector. `{date}` becomes the key's creation day (YYYYMMDD, UTC), so a new
+    /// key gets a new selector. Default `{date}`.
+    #[serde(default = "default_selector")]
+    pub selector: SelectorPattern,
+    /// RSA key size: 2048 by default; below 1024 is refused (RFC 8301); above 2048
+    /// many receivers and DNS providers cannot handle the record.
+    #[serde(default)]
+    pub bits: KeyBits,
+    /// Sign mail from subdomains (x@app.example.com) with the parent domain's key
+    /// (d=example.com). Default true.
+    #[serde(default = "yes")]
+    pub subdomains: bool,
+    /// Headers signed once more as absent, so nobody can add a second one. Default [From].
+    #[serde(default = "default_oversign")]
+    pub oversign_headers: Vec<HeaderName>,
+    /// Hosts whose mail is signed (OpenDKIM InternalHosts). Default: loopback and localhost.
+    #[serde(default = "default_trusted_hosts")]
+    pub trusted_hosts: Vec<TrustedHost>,
+}
+
+impl Default for Dkim {
+    fn default() -> Self {
+        Dkim {
+            key: KeyMode::default(),
+            selector: default_selector(),
+            bits: KeyBits::default(),
+            subdomains: true,
+            oversign_headers: default_oversign(),
+            trusted_hosts: default_trusted_hosts(),
+        }
+    }
+}
+
+fn default_selector() -> SelectorPattern {
+    names::DATE_PLACEHOLDER.parse().expect("valid constant")
+}
+
+fn default_oversign() -> Vec<HeaderName> {
+    vec![HeaderName("From".into())]
+}
+
+fn default_trusted_hosts() -> Vec<TrustedHost> {
+    ["127.0.0.1", "::1", "localhost"]
+        .into_iter()
+        .map(|h| TrustedHost::try_from(h.to_string()).expect("valid constant"))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyMode {
+    #[default]
+    Shared,
+    PerDomain,
+}
+
+/// RSA key size in bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct KeyBits(#[schemars(range(min = 1024, max = 8192))] usize);
+
+impl KeyBits {
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl Default for KeyBits {
+    fn default() -> Self {
+        KeyBits(2048)
+    }
+}
+
+impl TryFrom<u64> for KeyBits {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        let bits = usize::try_from(v).map_err(|_| format!("{v} bits is not a key size"))?;
+        crate::keys::check_bits(bits).map_err(|e| e.to_string())?;
+        Ok(KeyBits(bits))
+    }
+}
+
+impl From<KeyBits> for u64 {
+    fn from(b: KeyBits) -> u64 {
+        b.0 as u64
+    }
+}
+
+/// A mail header field name such as `From`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct HeaderName(#[schemars(regex(pattern = r"^[A-Za-z0-9-]+$"))] String);
+
+impl TryFrom<String> for HeaderName {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            Ok(HeaderName(v))
+        } else {
+            Err(format!(
+                "`{}` is not a header name (letters, digits and `-`)",
+                v.escape_debug()
+            ))
+        }
+    }
+}
+
+impl From<HeaderName> for String {
+    fn from(h: HeaderName) -> String {
+        h.0
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A network, address or host name whose mail OpenDKIM signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedHost(String);
+
+impl TryFrom<String> for TrustedHost {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        if v == "localhost" {
+            return Ok(TrustedHost(v));
+        }
+        if let Ok(net) = Network::try_from(v.clone()) {
+            // OpenDKIM wants a bare address for a single host.
+            let single = (net.addr.is_ipv4() && net.prefix == 32) || net.prefix == 128;
+            return Ok(TrustedHost(if single {
+                net.addr.to_string()
+            } else {
+                net.to_string()
+            }));
+        }
+        names::DomainName::try_from(v)
+            .map(|d| TrustedHost(d.to_string()))
+            .map_err(|e| format!("{e} (expected a network, an address, a host name or localhost)"))
+    }
+}
+
+impl From<TrustedHost> for String {
+    fn from(h: TrustedHost) -> String {
+        h.0
+    }
+}
+
+impl fmt::Display for TrustedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `/etc/aliases`: who gets mail sent to local names. `root` is required: system
+/// mail must reach a person. `postmaster` defaults to root.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[schemars(extend("required" = ["root"]))]
+pub struct Aliases(
+    #[schemars(with = "IndexMap<AliasName, OneOrMany<MailTarget>>")]
+    IndexMap<AliasName, Vec<MailTarget>>,
+);
+
+impl Aliases {
+    pub fn iter(&self) -> impl Iterator<Item = (&AliasName, &[MailTarget])> {
+        self.0.iter().map(|(k, v)| (k, v.as_slice()))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[MailTarget]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for Aliases {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw: IndexMap<AliasName, OneOrMany<MailTarget>> = unique_map(d)?;
+        let mut map: IndexMap<AliasName, Vec<MailTarget>> =
+            raw.into_iter().map(|(k, v)| (k, v.0)).collect();
+        if !map.keys().any(|k| k.as_str() == "root") {
+            return Err(D::Error::custom(
+                "`root` is missing: name the address that reads root's mail (root: you@example.net)",
+            ));
+        }
+        for (name, targets) in &map {
+            if targets.is_empty() {
+                return Err(D::Error::custom(format!("alias `{name}` has no targets")));
+            }
+            if targets.iter().any(|t| t.as_str() == name.as_str()) {
+                return Err(D::Error::custom(format!("alias `{name}` points to itself")));
+            }
+        }
+        let postmaster: AliasName = "postmaster".parse().map_err(D::Error::custom)?;
+        map.entry(postmaster)
+            .or_insert_with(|| vec!["root".parse().expect("valid constant")]);
+        Ok(Aliases(map))
+    }
+}
+
+/// apticron mails a list of pending package updates.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Apticron {
+    /// Who gets the notices (default root, i.e. wherever root's mail goes).
+    #[serde(default = "default_apticron_email")]
+    pub email: MailTarget,
+    /// Subject when updates are pending.
+    #[serde(default)]
+    pub subject: Option<PlainText>,
+    /// Subject when there are none.
+    #[serde(default)]
+    pub no_updates_subject: Option<PlainText>,
+}
+
+impl Default for Apticron {
+    fn default() -> Self {
+        Apticron {
+            email: default_apticron_email(),
+            subject: None,
+            no_updates_subject: None,
+        }
+    }
+}
+
+fn default_apticron_email() -> MailTarget {
+    "root".parse().expect("valid constant")
+}
+
+/// One sending domain with the defaults applied.
+#[derive(Clone, Debug)]
+pub struct Domain<'a> {
+    pub name: &'a DomainName,
+    pub spf: &'a Spf,
+    pub dmarc: &'a Dmarc,
+}
+
+impl Spec {
+    /// The sending domains in the spec's order, each with its effective policies.
+    pub fn domains(&self) -> impl Iterator<Item = Domain<'_>> {
+        self.domains.iter().map(|(name, settings)| {
+            let settings = settings.as_ref();
+            Domain {
+                name,
+                spf: settings.and_then(|s| s.spf.as_ref()).unwrap_or(&self.spf),
+                dmarc: settings
+                    .and_then(|s| s.dmarc.as_ref())
+                    .unwrap_or(&self.dmarc),
+            }
+        })
+    }
+
+    /// `/etc/mailname`: the domain of system mail.
+    pub fn mailname(&self) -> &DomainName {
+        self.host.mailname.as_ref().unwrap_or(&self.host.hostname)
+    }
+}

@@ -1,0 +1,441 @@
+//! Validated values: every string from the spec that reaches a config file or a
+//! path goes through one of these types, so a newline, separator or `..` is
+//! refused while parsing, with the field's path and line in the error.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Defines a newtype over `String` that deserializes through a checking function
+/// and serializes as the plain string.
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:path, $schema_pattern:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, String> {
+                $check(&value).map(Self)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(value: &str) -> Result<Self, String> {
+                $check(value).map(Self)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": $schema_pattern,
+                    "description": concat!($(stringify!($doc), )*),
+                })
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// A fully qualified domain name in ASCII (IDNs as xn-- A-labels), lower-cased.
+    DomainName,
+    check_domain,
+    "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+);
+checked_string!(
+    /// A DKIM selector, optionally with `{date}` (replaced by YYYYMMDD when the key is made).
+    SelectorPattern,
+    check_selector_pattern,
+    "^[a-z0-9{}-]+$"
+);
+checked_string!(
+    /// A local alias name (the left side of /etc/aliases).
+    AliasName,
+    check_local_name,
+    "^[A-Za-z0-9_][A-Za-z0-9._+-]*$"
+);
+checked_string!(
+    /// A mail address (local@domain) or a local name such as `root`.
+    MailTarget,
+    check_mail_target,
+    "^[A-Za-z0-9_][A-Za-z0-9._+-]*(@[A-Za-z0-9.-]+)?$"
+);
+checked_string!(
+    /// A mail address local@domain.
+    MailAddress,
+    check_mail_address,
+    "^[A-Za-z0-9_][A-Za-z0-9._+-]*@[A-Za-z0-9.-]+$"
+);
+checked_string!(
+    /// Free text placed in a shell-quoted value: printable, no quotes, `$`, backquote or backslash.
+    PlainText,
+    check_plain_text,
+    "^[^\"$`\\\\]*$"
+);
+checked_string!(
+    /// An absolute path without `..`, whitespace or control characters.
+    AbsPath,
+    check_abs_path,
+    "^/[^\\s]*$"
+);
+checked_string!(
+    /// A host name or IP address (a relay host).
+    HostOrAddress,
+    check_host_or_address,
+    "^[A-Za-z0-9.:-]+$"
+);
+checked_string!(
+    /// A SASL user name: no whitespace, control characters or `:`.
+    UserName,
+    check_user_name,
+    "^[^\\s:]+$"
+);
+
+/// A network in CIDR form (`127.0.0.0/8`, `::1/128`); a bare address means a single host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Network {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// The form Postfix wants in mynetworks: IPv6 in brackets.
+    pub fn postfix(&self) -> String {
+        match self.addr {
+            IpAddr::V4(a) => format!("{a}/{}", self.prefix),
+            IpAddr::V6(a) => format!("[{a}]/{}", self.prefix),
+        }
+    }
+}
+
+impl TryFrom<String> for Network {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let (addr, prefix) = match value.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (value.as_str(), None),
+        };
+        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{value}` is not an IP network (like 127.0.0.0/8 or ::1/128)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{value}`: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl From<Network> for String {
+    fn from(value: Network) -> String {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl JsonSchema for Network {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Network".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An IP network in CIDR form (127.0.0.0/8, ::1/128) or a single address.",
+        })
+    }
+}
+
+fn ascii_printable(s: &str) -> Result<(), String> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!("contains a control character ({:?})", c));
+    }
+    Ok(())
+}
+
+fn check_domain(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
+    let lower = s.to_ascii_lowercase();
+    if lower.is_empty() {
+        return Err("is empty; expected a domain name like example.com".into());
+    }
+    if !lower.is_ascii() {
+        return Err(format!(
+            "`{s}` is not ASCII; write internationalized names in their xn-- form"
+        ));
+    }
+    if lower.ends_with('.') {
+        return Err(format!("`{s}`: write the name without the trailing dot"));
+    }
+    if lower.len() > 253 {
+        return Err(format!("`{s}` is longer than 253 characters"));
+    }
+    let labels: Vec<&str> = lower.split('.').collect();
+    if labels.len() < 2 {
+        return Err(format!(
+            "`{s}` is not a fully qualified domain name (expected at least two labels, like example.com)"
+        ));
+    }
+    for label in &labels {
+        if label.is_empty() {
+            return Err(format!("`{s}` has an empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "`{s}`: label `{label}` is longer than 63 characters"
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "`{s}` contains {c:?}; a domain name has only letters, digits, `-` and dots"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("`{s}`: label `{label}` starts or ends with `-`"));
+        }
+    }
+    Ok(lower)
+}
+
+/// `{date}` in a selector pattern stands for the key's creation day.
+pub const DATE_PLACEHOLDER: &str = "{date}";
+
+fn check_selector_pattern(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
+    if s.matches(DATE_PLACEHOLDER).count() > 1 {
+        return Err(format!("`{s}` uses {DATE_PLACEHOLDER} more than once"));
+    }
+    let plain = s.replace(DATE_PLACEHOLDER, "20000101");
+    check_selector(&plain).map_err(|e| format!("`{s}`: {e}"))?;
+    Ok(s.to_string())
+}
+
+/// A concrete selector: one DNS label in lower case (it names a file and a DNS record).
+pub fn check_selector(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 63 {
+        return Err("a selector is 1 to 63 characters".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "a selector has only lower-case letters, digits and `-`, not {c:?}"
+        ));
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Err("a selector does not start or end with `-`".into());
+    }
+    Ok(s.to_string())
+}
+
+fn check_local_name(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
+    if s.is_empty() || s.len() > 64 {
+        return Err("a local name is 1 to 64 characters".into());
+    }
+    let first = s.chars().next().unwrap_or('.');
+    if !(first.is_ascii_alphanumeric() || first == '_') {
+        return Err(format!("`{s}` must start with a letter, digit or `_`"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-')))
+    {
+        return Err(format!(
+            "`{s}` contains {c:?}; local names have only letters, digits and . _ + -"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn check_mail_address(s: &str) -> Result<String, String> {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return Err(format!(
+            "`{s}` is not a mail address (expected local@domain)"
+        ));
+    };
+    check_local_name(local).map_err(|e| format!("`{s}`: {e}"))?;
+    let domain = check_domain(domain).map_err(|e| format!("`{s}`: {e}"))?;
+    Ok(format!("{local}@{domain}"))
+}
+
+fn check_mail_target(s: &str) -> Result<String, String> {
+    if s.contains('@') {
+        check_mail_address(s)
+    } else {
+        check_local_name(s)
+    }
+}
+
+fn check_plain_text(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
+    if let Some(c) = s.chars().find(|c| matches!(c, '"' | '$' | '`' | '\\')) {
+        return Err(format!("contains {c:?}, which is not allowed in this text"));
+    }
+    if s.len() > 200 {
+        return Err("is longer than 200 characters".into());
+    }
+    Ok(s.to_string())
+}
+
+fn check_abs_path(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
+    if !s.starts_with('/') {
+        return Err(format!("`{s}` is not an absolute path"));
+    }
+    if s.chars().any(char::is_whitespace) || s.contains(',') {
+        return Err(format!("`{s}` contains whitespace or a comma"));
+    }
+    if s.split('/').any(|part| part == ".." || part == ".") {
+        return Err(format!("`{s}` contains `.` or `..`"));
+    }
+    Ok(s.to_string())
+}
+
+fn check_host_or_address(s: &str) -> Result<String, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    check_domain(s).map_err(|e| format!("{e} (expected a host name or an IP address)"))
+}
+
+fn check_user_name(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c == ':') {
+        return Err(format!("`{s}` contains whitespace or `:`"));
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_lowercased_and_checked() {
+        assert_eq!(check_domain("Example.COM").unwrap(), "example.com");
+        for bad in [
+            "example",
+            "example.com.",
+            "exa mple.com",
+            "example.com\nmydestination = evil",
+            "../etc.com",
+            "a..com",
+            "-a.com",
+            "a,b.com",
+            "a=b.com",
+            "exämple.com",
+            "a/b.com",
+        ] {
+            assert!(check_domain(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn selectors_are_single_lowercase_labels() {
+        assert!(check_selector_pattern("{date}").is_ok());
+        assert!(check_selector_pattern("mta01-{date}").is_ok());
+        assert!(check_selector_pattern("mail").is_ok());
+        for bad in [
+            "",
+            "a.b",
+            "../x",
+            "a b",
+            "A1",
+            "{date}{date}",
+            "x\n",
+            "-a",
+            "{dat}",
+        ] {
+            assert!(check_selector_pattern(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn mail_targets_reject_pipes_files_and_lists() {
+        assert!(check_mail_target("root").is_ok());
+        assert!(check_mail_target("ops+mail@Example.net").is_ok());
+        for bad in [
+            "|/bin/sh",
+            "/tmp/file",
+            ":include:/etc/x",
+            "a, b",
+            "a@b@c.com",
+            "a@b",
+            "\"a\"@b.com",
+            "a\n@b.com",
+        ] {
+            assert!(check_mail_target(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn networks_parse_and_render_for_postfix() {
+        let n = Network::try_from("::1/128".to_string()).unwrap();
+        assert_eq!(n.postfix(), "[::1]/128");
+        let n = Network::try_from("[::ffff:127.0.0.0]/104".to_string()).unwrap();
+        assert_eq!(n.postfix(), "[::ffff:127.0.0.0]/104");
+        let n = Network::try_from("10.1.2.3".to_string()).unwrap();
+        assert_eq!(n.postfix(), "10.1.2.3/32");
+        assert!(Network::try_from("10.0.0.0/33".to_string()).is_err());
+        assert!(Network::try_from("10.0.0.0/8 0.0.0.0/0".to_string()).is_err());
+    }
+
+    #[test]
+    fn plain_text_and_paths() {
+        assert!(check_plain_text("System updates.").is_ok());
+        assert!(check_plain_text("x\" ; rm -rf /").is_err());
+        assert!(check_plain_text("$(id)").is_err());
+        assert!(check_abs_path("/etc/mailsetup/pw").is_ok());
+        assert!(check_abs_path("/etc/../shadow").is_err());
+        assert!(check_abs_path("relative").is_err());
+        assert!(check_user_name("user@example.com").is_ok());
+        assert!(check_user_name("a b").is_err());
+    }
+}

@@ -1,0 +1,531 @@
+//! The only module that touches the host: files under the root prefix, the
+//! account database, commands and services. Everything else is pure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::desired::{Service, paths};
+
+/// A file as found on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileState {
+    pub content: Vec<u8>,
+    pub meta: Meta,
+}
+
+/// Mode and owner of a file or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// User and group ids, resolved from names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The target system's accounts, from its /etc/passwd and /etc/group.
+#[derive(Clone, Debug, Default)]
+pub struct Accounts {
+    users: HashMap<String, u32>,
+    groups: HashMap<String, (u32, Vec<String>)>,
+}
+
+impl Accounts {
+    pub fn parse(passwd: &str, group: &str) -> Accounts {
+        let fields = |line: &str| line.split(':').map(str::to_string).collect::<Vec<_>>();
+        let users = passwd
+            .lines()
+            .map(fields)
+            .filter_map(|f| Some((f.first()?.clone(), f.get(2)?.parse().ok()?)))
+            .collect();
+        let groups = group
+            .lines()
+            .map(fields)
+            .filter_map(|f| {
+                let members = f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some((f.first()?.clone(), (f.get(2)?.parse().ok()?, members)))
+            })
+            .collect();
+        Accounts { users, groups }
+    }
+
+    pub fn ids(&self, user: &str, group: &str) -> Option<Ids> {
+        Some(Ids {
+            uid: *self.users.get(user)?,
+            gid: self.groups.get(group)?.0,
+        })
+    }
+
+    /// Whether `user` is listed as a supplementary member of `group`.
+    pub fn is_member(&self, user: &str, group: &str) -> Option<bool> {
+        self.users.get(user)?;
+        Some(self.groups.get(group)?.1.iter().any(|m| m == user))
+    }
+}
+
+/// What to do to a running service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAction {
+    Reload,
+    Restart,
+}
+
+/// Access to one target system: `/` or a tree under `--root`.
+pub struct System {
+    root: PathBuf,
+}
+
+impl System {
+    pub fn new(root: &Path) -> Result<System> {
+        let root = fs::canonicalize(root)
+            .with_context(|| format!("open the root directory {}", root.display()))?;
+        if !root.is_dir() {
+            bail!("the root {} is not a directory", root.display());
+        }
+        Ok(System { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The running system itself, where services and accounts are managed.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Only root can give files to other users; without it ownership is left alone.
+    pub fn can_chown(&self) -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// The host path of a target path (`/etc/x` → `ROOT/etc/x`).
+    pub fn path(&self, target: &str) -> PathBuf {
+        debug_assert!(target.starts_with('/') && !target.split('/').any(|p| p == ".."));
+        self.root.join(target.trim_start_matches('/'))
+    }
+
+    /// A managed file; a symlink or anything but a regular file is refused, since
+    /// writing through it would change a file mailsetup does not manage.
+    pub fn read_file(&self, target: &str) -> Result<Option<FileState>> {
+        let path = self.path(target);
+        let Some(meta) = self.lstat(&path)? else {
+            return Ok(None);
+        };
+        if !meta.file_type().is_file() {
+            bail!(
+                "{} is not a regular file (a symlink or other kind); mailsetup will not write through it — remove it or replace it with a plain file",
+                path.display()
+            );
+        }
+        let content = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        Ok(Some(FileState {
+            content,
+            meta: to_meta(&meta),
+        }))
+    }
+
+    /// A managed directory; a symlink in its place is refused.
+    pub fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
+        let path = self.path(target);
+        let Some(meta) = self.lstat(&path)? else {
+            return Ok(None);
+        };
+        if !meta.file_type().is_dir() {
+            bail!(
+                "{} is not a directory (a symlink or other kind); mailsetup will not follow it",
+                path.display()
+            );
+        }
+        Ok(Some(to_meta(&meta)))
+    }
+
+    fn lstat(&self, path: &Path) -> Result<Option<fs::Metadata>> {
+        match fs::symlink_metadata(path) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("inspect {}", path.display())),
+        }
+    }
+
+    /// Selectors of the private keys present, per key set (`keys/<set>/<sel>.private`).
+    pub fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut out = BTreeMap::new();
+        let keys = self.path(paths::KEYS_DIR);
+        if self.read_dir_meta(paths::KEYS_DIR)?.is_none() {
+            return Ok(out);
+        }
+        for set in fs::read_dir(&keys).with_context(|| format!("list {}", keys.display()))? {
+            let set = set.with_context(|| format!("list {}", keys.display()))?;
+            if !set.file_type()?.is_dir() {
+                continue;
+            }
+            let mut selectors = Vec::new();
+            for key in fs::read_dir(set.path())? {
+                let name = key?.file_name().to_string_lossy().into_owned();
+                if let Some(selector) = name.strip_suffix(".private") {
+                    selectors.push(selector.to_string());
+                }
+            }
+            selectors.sort();
+            out.insert(set.file_name().to_string_lossy().into_owned(), selectors);
+        }
+        Ok(out)
+    }
+
+    /// The first line of a secret file (the relay password), which must not be
+    /// readable by others.
+    pub fn read_secret_line(&self, target: &str) -> Result<String> {
+        let path = self.path(target);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("read the password file {}", path.display()))?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        if line.is_empty() || line.chars().any(char::is_control) {
+            bail!(
+                "{}: the first line must hold the password (non-empty, no control characters)",
+                path.display()
+            );
+        }
+        Ok(line)
+    }
+
+    /// The target's accounts; a tree without its own /etc/passwd (a staging
+    /// directory) uses the running system's.
+    pub fn accounts(&self) -> Result<Accounts> {
+        let base = if self.path("/etc/passwd").exists() {
+            self.root.clone()
+        } else {
+            PathBuf::from("/")
+        };
+        let read = |name: &str| -> Result<String> {
+            let path = base.join(name.trim_start_matches('/'));
+            match fs::read_to_string(&path) {
+                Ok(s) => Ok(s),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+            }
+        };
+        Ok(Accounts::parse(&read("/etc/passwd")?, &read("/etc/group")?))
+    }
+
+    /// Replaces a file atomically: a temporary file in the same directory gets the
+    /// content, mode and owner, is synced, then renamed over the target.
+    pub fn write_file(
+        &self,
+        target: &str,
+        content: &[u8],
+        mode: u32,
+        ids: Option<Ids>,
+    ) -> Result<()> {
+        let path = self.path(target);
+        let dir = path.parent().expect("target has a parent");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".mailsetup-")
+            .tempfile_in(dir)
+            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("set the mode of {}", tmp.path().display()))?;
+        if let Some(ids) = ids {
+            std::os::unix::fs::fchown(tmp.as_file(), Some(ids.uid), Some(ids.gid))
+                .with_context(|| format!("set the owner of {}", tmp.path().display()))?;
+        }
+        tmp.write_all(content)
+            .and_then(|_| tmp.as_file().sync_all())
+            .with_context(|| format!("write {}", tmp.path().display()))?;
+        tmp.persist(&path)
+            .with_context(|| format!("rename into {}", path.display()))?;
+        sync_dir(dir)
+    }
+
+    /// Creates a private key file that is 0600 from its first byte and never
+    /// replaces an existing key.
+    pub fn create_private_file(
+        &self,
+        target: &str,
+        content: &[u8],
+        ids: Option<Ids>,
+    ) -> Result<()> {
+        let path = self.path(target);
+        let dir = path.parent().expect("target has a parent");
+        let tmp = dir.join(format!(
+            ".mailsetup-new-{}-{}",
+            std::process::id(),
+            path.file_name().expect("file name").to_string_lossy()
+        ));
+        let result = (|| -> Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("create {}", tmp.display()))?;
+            if let Some(ids) = ids {
+                std::os::unix::fs::fchown(&file, Some(ids.uid), Some(ids.gid))
+                    .with_context(|| format!("set the owner of {}", tmp.display()))?;
+            }
+            file.write_all(content)
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("write {}", tmp.display()))?;
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AT_FDCWD,
+                &path,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            )
+            .with_context(|| format!("move the new key into place at {}", path.display()))?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    pub fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
+        let path = self.path(target);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("create the directory {}", parent.display()))?;
+        }
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(&path)
+            .with_context(|| format!("create the directory {}", path.display()))?;
+        self.set_meta(target, mode, ids)
+    }
+
+    /// Sets mode and (when given) owner, without following a symlink.
+    pub fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
+        let path = self.path(target);
+        if let Some(ids) = ids {
+            std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
+                .with_context(|| format!("set the owner of {}", path.display()))?;
+        }
+        if self
+            .lstat(&path)?
+            .is_some_and(|m| m.file_type().is_symlink())
+        {
+            bail!("{} is a symlink; not changing it", path.display());
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("set the mode of {}", path.display()))
+    }
+
+    pub fn remove_file(&self, target: &str) -> Result<()> {
+        let path = self.path(target);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Holds the apply lock until dropped; a second apply fails at once.
+    pub fn lock(&self, target: &str) -> Result<nix::fcntl::Flock<fs::File>> {
+        let path = self.path(target);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("open the lock file {}", path.display()))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+            |(_, errno)| {
+                anyhow::anyhow!(
+                    "another mailsetup is changing this system (lock {} is held): {errno}",
+                    path.display()
+                )
+            },
+        )
+    }
+
+    /// Whether a program is installed (searched in PATH and the sbin directories).
+    pub fn find_program(&self, name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// Runs a command; a non-zero exit is an error carrying its output.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
+        let exe = self
+            .find_program(program)
+            .with_context(|| format!("{program} is not installed"))?;
+        let out = Command::new(&exe)
+            .args(args)
+            .output()
+            .with_context(|| format!("run {}", exe.display()))?;
+        let result = CommandOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if !result.success {
+            bail!(
+                "`{program} {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                result.stderr.trim()
+            );
+        }
+        Ok(result)
+    }
+
+    fn systemd(&self) -> bool {
+        Path::new("/run/systemd/system").is_dir()
+    }
+
+    /// Whether a service is running on the live system.
+    pub fn service_running(&self, service: Service) -> bool {
+        if self.systemd() {
+            return self
+                .run(
+                    "systemctl",
+                    &["is-active", "--quiet", service_unit(service)],
+                )
+                .is_ok();
+        }
+        match service {
+            Service::Postfix => self.run("postfix", &["status"]).is_ok(),
+            Service::Opendkim => fs::read_to_string(paths::OPENDKIM_PID)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                }),
+        }
+    }
+
+    /// Reloads or restarts a service with systemd when it is PID 1, else with the
+    /// daemons' own tools and init scripts.
+    pub fn service(&self, service: Service, action: ServiceAction) -> Result<()> {
+        let unit = service_unit(service);
+        if self.systemd() {
+            let verb = match action {
+                ServiceAction::Reload => "reload",
+                ServiceAction::Restart => "restart",
+            };
+            return self.run("systemctl", &[verb, unit]).map(drop);
+        }
+        match (service, action) {
+            (Service::Postfix, ServiceAction::Reload) => self.run("postfix", &["reload"]).map(drop),
+            (Service::Postfix, ServiceAction::Restart) => {
+                self.run("postfix", &["stop"])?;
+                self.run("postfix", &["start"]).map(drop)
+            }
+            (Service::Opendkim, _) => self.run("/etc/init.d/opendkim", &["restart"]).map(drop),
+        }
+    }
+}
+
+fn service_unit(service: Service) -> &'static str {
+    match service {
+        Service::Postfix => "postfix",
+        Service::Opendkim => "opendkim",
+    }
+}
+
+pub struct CommandOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn to_meta(m: &fs::Metadata) -> Meta {
+    Meta {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("sync the directory {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_parse_ids_and_members() {
+        let a = Accounts::parse(
+            "root:x:0:0:root:/root:/bin/bash\npostfix:x:101:104::/var/spool/postfix:/usr/sbin/nologin\nopendkim:x:102:105::/run/opendkim:/usr/sbin/nologin\n",
+            "root:x:0:\npostfix:x:104:\nopendkim:x:105:postfix,other\n",
+        );
+        assert_eq!(
+            a.ids("opendkim", "opendkim"),
+            Some(Ids { uid: 102, gid: 105 })
+        );
+        assert_eq!(a.ids("nobody", "root"), None);
+        assert_eq!(a.is_member("postfix", "opendkim"), Some(true));
+        assert_eq!(a.is_member("root", "opendkim"), Some(false));
+        assert_eq!(a.is_member("ghost", "opendkim"), None);
+    }
+
+    #[test]
+    fn symlinks_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = System::new(root.path()).unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("etc/mailname")).unwrap();
+        let e = sys.read_file("/etc/mailname").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn private_files_are_0600_and_never_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = System::new(root.path()).unwrap();
+        sys.create_private_file("/k.private", b"secret", None)
+            .unwrap();
+        let meta = fs::metadata(root.path().join("k.private")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert!(
+            sys.create_private_file("/k.private", b"other", None)
+                .is_err()
+        );
+        assert_eq!(fs::read(root.path().join("k.private")).unwrap(), b"secret");
+        let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = System::new(root.path()).unwrap();
+        sys.write_file("/f", b"one", 0o640, None).unwrap();
+        sys.write_file("/f", b"two", 0o644, None).unwrap();
+        let state = sys.read_file("/f").unwrap().unwrap();
+        assert_eq!(state.content, b"two");
+        assert_eq!(state.meta.mode, 0o644);
+    }
+}
