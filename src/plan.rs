@@ -279,7 +279,7 @@ fn needs_restart(old: &[u8], new: &str) -> bool {
             .filter_map(|l| l.split_once('='))
             .filter(|(k, _)| k.trim() == key)
             .map(|(_, v)| v.trim().to_string())
-            .last()
+            .next_back()
     };
     let old = String::from_utf8_lossy(old);
     ["inet_interfaces", "inet_protocols"]

@@ -144,13 +144,14 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
             ),
         );
     }
-    if let Some(relay) = &spec.host.relay {
-        if relay.auth.is_some() && relay.tls != RelayTls::Encrypt {
-            warn(
-                "host.relay.tls",
-                "the relay password may be sent without TLS; use `tls: encrypt`".to_string(),
-            );
-        }
+    if let Some(relay) = &spec.host.relay
+        && relay.auth.is_some()
+        && relay.tls != RelayTls::Encrypt
+    {
+        warn(
+            "host.relay.tls",
+            "the relay password may be sent without TLS; use `tls: encrypt`".to_string(),
+        );
     }
     for (name, targets) in spec.aliases.iter() {
         for target in targets {

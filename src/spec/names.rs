@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// Defines a newtype over `String` that deserializes through a checking function
 /// and serializes as the plain string.
 macro_rules! checked_string {
-    ($(#[$doc:meta])* $name:ident, $check:path, $schema_pattern:expr) => {
-        $(#[$doc])*
+    ($(#[doc = $doc:literal])* $name:ident, $check:path, $schema_pattern:expr) => {
+        $(#[doc = $doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
@@ -57,7 +57,7 @@ macro_rules! checked_string {
                 schemars::json_schema!({
                     "type": "string",
                     "pattern": $schema_pattern,
-                    "description": concat!($(stringify!($doc), )*),
+                    "description": concat!($($doc),*).trim(),
                 })
             }
         }

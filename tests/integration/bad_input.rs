@@ -1,0 +1,255 @@
+//! Bad input in every kind of field: a clear error naming file, line and field,
+//! exit 1, and nothing written by validate, plan or apply.
+
+use crate::support::{path_str, root, run, tree};
+
+const BASE: &str = "\
+host:
+  hostname: mail.example.com
+  relay:
+    host: smtp.provider.example
+    auth:
+      username: user@example.com
+      password_file: /etc/mailsetup/relay-password
+domains:
+  example.com:
+dkim:
+  selector: mail
+aliases:
+  root: ops@example.net
+apticron:
+  subject: System updates.
+";
+
+/// (what to replace in BASE, its replacement, the field path the error must name)
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "hostname: mail.example.com",
+        "hostname: \"mail.example.com\\nrelayhost = evil\"",
+        "host.hostname",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: \"mail example.com\"",
+        "host.hostname",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: \"../../etc/x\"",
+        "host.hostname",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: mail.example.com\n  mailname: \"a,b.example.com\"",
+        "host.mailname",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: mail.example.com\n  networks: [\"127.0.0.0/8 0.0.0.0/0\"]",
+        "host.networks",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: mail.example.com\n  interfaces: [\"127.0.0.1\\ninet_interfaces = all\"]",
+        "host.interfaces",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: mail.example.com\n  maillog_file: \"/var/log/x\\nrelayhost=evil\"",
+        "host.maillog_file",
+    ),
+    (
+        "hostname: mail.example.com",
+        "hostname: mail.example.com\n  maillog_file: /var/log/../../etc/shadow",
+        "host.maillog_file",
+    ),
+    (
+        "host: smtp.provider.example",
+        "host: \"smtp.provider.example\\n\"",
+        "host.relay.host",
+    ),
+    (
+        "host: smtp.provider.example",
+        "host: \"smtp provider\"",
+        "host.relay.host",
+    ),
+    (
+        "username: user@example.com",
+        "username: \"user\\nrelayhost = evil\"",
+        "host.relay.auth.username",
+    ),
+    (
+        "password_file: /etc/mailsetup/relay-password",
+        "password_file: relay-password",
+        "host.relay.auth.password_file",
+    ),
+    (
+        "password_file: /etc/mailsetup/relay-password",
+        "password_file: /etc/mailsetup/../../root/.ssh/id_rsa",
+        "host.relay.auth.password_file",
+    ),
+    (
+        "  example.com:\n",
+        "  \"example.com\\nevil.com\":\n",
+        "domains",
+    ),
+    (
+        "  example.com:\n",
+        "  \"example.com,evil.com\":\n",
+        "domains",
+    ),
+    ("  example.com:\n", "  \"../../etc\":\n", "domains"),
+    ("  example.com:\n", "  \"example.com=x\":\n", "domains"),
+    ("  example.com:\n", "  \"ex#ample.com\":\n", "domains"),
+    (
+        "  example.com:\n",
+        "  example.com:\n    dmarc:\n      rua: [\"a@b.com;p=none\"]\n",
+        "domains.example.com.dmarc.rua",
+    ),
+    (
+        "  example.com:\n",
+        "  example.com:\n    spf:\n      include: [\"x.com -all\"]\n",
+        "domains.example.com.spf.include",
+    ),
+    (
+        "selector: mail",
+        "selector: \"../../../tmp/x\"",
+        "dkim.selector",
+    ),
+    (
+        "selector: mail",
+        "selector: \"mail\\nevil\"",
+        "dkim.selector",
+    ),
+    ("selector: mail", "selector: \"a/b\"", "dkim.selector"),
+    (
+        "selector: mail",
+        "selector: mail\n  oversign_headers: [\"From\\nX-Evil\"]",
+        "dkim.oversign_headers",
+    ),
+    (
+        "selector: mail",
+        "selector: mail\n  trusted_hosts: [\"127.0.0.1\\n0.0.0.0/0\"]",
+        "dkim.trusted_hosts",
+    ),
+    ("selector: mail", "selector: mail\n  bits: 512", "dkim.bits"),
+    (
+        "root: ops@example.net",
+        "root: \"|/bin/sh -c evil\"",
+        "aliases.root",
+    ),
+    (
+        "root: ops@example.net",
+        "root: /tmp/mailbox",
+        "aliases.root",
+    ),
+    (
+        "root: ops@example.net",
+        "root: \":include:/etc/passwd\"",
+        "aliases.root",
+    ),
+    (
+        "root: ops@example.net",
+        "root: \"a@example.net, b@evil.net\"",
+        "aliases.root",
+    ),
+    (
+        "root: ops@example.net",
+        "root: ops@example.net\n  \"evil:\": root",
+        "aliases",
+    ),
+    (
+        "root: ops@example.net",
+        "root: ops@example.net\n  \"x\\ny\": root",
+        "aliases",
+    ),
+    (
+        "subject: System updates.",
+        "subject: \"x\\\" ; rm -rf / ; \\\"\"",
+        "apticron.subject",
+    ),
+    (
+        "subject: System updates.",
+        "subject: \"$(reboot)\"",
+        "apticron.subject",
+    ),
+    (
+        "subject: System updates.",
+        "subject: \"a\\nEMAIL=evil\"",
+        "apticron.subject",
+    ),
+    (
+        "subject: System updates.",
+        "subjct: System updates.",
+        "apticron.subjct",
+    ),
+];
+
+#[test]
+fn every_bad_value_is_refused_with_its_location_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, field) in CASES {
+        assert!(BASE.contains(from), "case {from:?} does not apply");
+        let spec = dir.path().join("bad.yaml");
+        std::fs::write(&spec, BASE.replacen(from, to, 1)).unwrap();
+        let s = path_str(&spec);
+        let out = run(&["validate", s], 1);
+        let first = out.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with(&format!("error: {s}:")) && first.contains(field),
+            "case {to:?}: expected an error at {field} with file and line, got:\n{}",
+            out.stderr
+        );
+        let line_col: Vec<&str> = first[format!("error: {s}:").len()..]
+            .splitn(3, ':')
+            .collect();
+        assert!(
+            line_col[0].parse::<usize>().is_ok() && line_col[1].parse::<usize>().is_ok(),
+            "no line:column in {first}"
+        );
+        for cmd in ["plan", "apply"] {
+            let root = root();
+            let before = tree(root.path());
+            run(&[cmd, s, "--root", path_str(root.path())], 1);
+            assert_eq!(tree(root.path()), before, "case {to:?}: {cmd} wrote files");
+        }
+    }
+}
+
+#[test]
+fn the_good_base_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("good.yaml");
+    std::fs::write(&spec, BASE).unwrap();
+    run(&["validate", path_str(&spec)], 0);
+}
+
+#[test]
+fn a_missing_file_and_broken_yaml_are_clear() {
+    let out = run(&["validate", "/nonexistent/mailsetup.yaml"], 1);
+    assert!(
+        out.stderr
+            .contains("cannot read /nonexistent/mailsetup.yaml"),
+        "{}",
+        out.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("broken.yaml");
+    std::fs::write(&spec, "host: [\n").unwrap();
+    let out = run(&["validate", path_str(&spec)], 1);
+    assert!(out.stderr.contains("broken.yaml:"), "{}", out.stderr);
+}
+
+#[test]
+fn a_missing_relay_password_file_is_an_error_that_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("relay.yaml");
+    std::fs::write(&spec, BASE).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = run(
+        &["apply", path_str(&spec), "--root", path_str(root.path())],
+        1,
+    );
+    assert!(out.stderr.contains("relay-password"), "{}", out.stderr);
+    assert!(tree(root.path()).is_empty());
+}

@@ -1,0 +1,468 @@
+//! The CLI on temporary roots: validate, plan, apply, dns, rollback, init.
+//! No root privileges needed (owners are then left alone, and noted).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::support::{DATE, RELAY_PASSWORD, example, examples, path_str, root, run, tree};
+
+#[test]
+fn every_example_validates() {
+    for name in examples() {
+        let out = run(&["validate", &example(&name)], 0);
+        assert!(out.stdout.contains("valid"), "{name}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn examples_name_the_schema_and_the_schema_is_current() {
+    for name in examples() {
+        let text = std::fs::read_to_string(example(&name)).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("# yaml-language-server: $schema=../schemas/mailsetup.schema.json"),
+            "{name}"
+        );
+    }
+    let schema = run(&["schema"], 0).stdout;
+    let kept = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/mailsetup.schema.json"),
+    )
+    .unwrap();
+    assert!(
+        schema == kept,
+        "schemas/mailsetup.schema.json is stale: run `cargo run -- schema > schemas/mailsetup.schema.json`"
+    );
+}
+
+#[test]
+fn init_writes_a_starter_that_validates_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("mailsetup.yaml");
+    run(&["init", path_str(&spec)], 0);
+    run(&["validate", path_str(&spec)], 0);
+    let out = run(&["init", path_str(&spec)], 1);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    run(&["init", path_str(&spec), "--force"], 0);
+}
+
+#[test]
+fn plan_writes_nothing_and_reports_changes_with_the_detailed_exit_code() {
+    for name in examples() {
+        let root = root();
+        let before = tree(root.path());
+        let out = run(
+            &[
+                "plan",
+                &example(&name),
+                "--root",
+                path_str(root.path()),
+                "--detailed-exitcode",
+            ],
+            2,
+        );
+        assert!(
+            out.stdout.contains("+ create /etc/postfix/main.cf"),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("generate DKIM key"), "{}", out.stdout);
+        assert_eq!(tree(root.path()), before, "{name}: plan wrote files");
+        // Without the flag, changes are not an error.
+        run(
+            &["plan", &example(&name), "--root", path_str(root.path())],
+            0,
+        );
+    }
+}
+
+#[test]
+fn apply_then_plan_is_empty_and_a_second_apply_changes_nothing() {
+    for name in examples() {
+        let root = root();
+        let r = path_str(root.path());
+        run(&["apply", &example(&name), "--root", r], 0);
+        let after_first = tree(root.path());
+        let out = run(
+            &["plan", &example(&name), "--root", r, "--detailed-exitcode"],
+            0,
+        );
+        assert!(out.stdout.contains("No changes."), "{name}: {}", out.stdout);
+        let out = run(&["apply", &example(&name), "--root", r], 0);
+        assert!(out.stdout.contains("No changes."), "{name}: {}", out.stdout);
+        assert_eq!(
+            tree(root.path()),
+            after_first,
+            "{name}: the second apply changed files"
+        );
+    }
+}
+
+#[test]
+fn keys_are_private_and_never_printed() {
+    let root = root();
+    let r = path_str(root.path());
+    let out = run(&["apply", &example("guide.yaml"), "--root", r], 0);
+    let key = root
+        .path()
+        .join(format!("etc/opendkim/keys/shared/{DATE}.private"));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let keys_dir = std::fs::metadata(root.path().join("etc/opendkim/keys")).unwrap();
+    assert_eq!(keys_dir.permissions().mode() & 0o777, 0o700);
+    let secret_line = pem.lines().nth(1).unwrap();
+    let json = run(
+        &[
+            "plan",
+            &example("guide.yaml"),
+            "--root",
+            r,
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    let dns = run(&["dns", &example("guide.yaml"), "--root", r], 0);
+    for text in [&out.stdout, &out.stderr, &json.stdout, &dns.stdout] {
+        assert!(!text.contains("PRIVATE KEY") && !text.contains(secret_line));
+    }
+}
+
+#[test]
+fn the_relay_password_is_hidden_in_plans_and_its_file_is_0600() {
+    let root = root();
+    let r = path_str(root.path());
+    let plan = run(&["plan", &example("smarthost.yaml"), "--root", r], 0);
+    assert!(
+        plan.stdout.contains("+ create /etc/postfix/sasl_passwd"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("content hidden"));
+    let json = run(
+        &[
+            "plan",
+            &example("smarthost.yaml"),
+            "--root",
+            r,
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    run(&["apply", &example("smarthost.yaml"), "--root", r], 0);
+    for text in [&plan.stdout, &json.stdout] {
+        assert!(!text.contains(RELAY_PASSWORD));
+    }
+    let sasl = root.path().join("etc/postfix/sasl_passwd");
+    assert_eq!(
+        std::fs::metadata(&sasl).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&sasl).unwrap();
+    assert!(
+        text.contains(&format!(
+            "[smtp.mailprovider.example]:587 app1@example.com:{RELAY_PASSWORD}"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn dkim_records_carry_the_public_half_of_the_key_on_disk() {
+    let root = root();
+    let r = path_str(root.path());
+    run(&["apply", &example("smarthost.yaml"), "--root", r], 0);
+    let pem = std::fs::read_to_string(
+        root.path()
+            .join(format!("etc/opendkim/keys/example.com/app1-{DATE}.private")),
+    )
+    .unwrap();
+    let on_disk = mailsetup::keys::DkimPublicKey::from_private_pem(&pem).unwrap();
+
+    let json: serde_json::Value = serde_json::from_str(
+        &run(
+            &[
+                "dns",
+                &example("smarthost.yaml"),
+                "--root",
+                r,
+                "--format",
+                "json",
+            ],
+            0,
+        )
+        .stdout,
+    )
+    .unwrap();
+    let dkim: Vec<&serde_json::Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "dkim")
+        .collect();
+    assert_eq!(dkim.len(), 1);
+    assert_eq!(
+        dkim[0]["name"],
+        format!("app1-{DATE}._domainkey.example.com")
+    );
+    assert_eq!(dkim[0]["type"], "TXT");
+    let value = dkim[0]["value"].as_str().unwrap();
+    let p = value.split("p=").nth(1).unwrap();
+    assert_eq!(
+        mailsetup::keys::DkimPublicKey::from_p_value(p).unwrap(),
+        on_disk
+    );
+    assert_eq!(value, on_disk.dns_value());
+
+    // The zone form: the same value, cut into quoted strings of at most 255 bytes.
+    let zone = run(&["dns", &example("smarthost.yaml"), "--root", r], 0).stdout;
+    let line = zone
+        .lines()
+        .find(|l| l.starts_with(&format!("app1-{DATE}._domainkey.example.com.\tIN\tTXT\t")))
+        .unwrap();
+    let strings: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+    assert!(
+        strings.len() >= 2 && strings.iter().all(|s| s.len() <= 255),
+        "{line}"
+    );
+    assert_eq!(strings.concat(), value);
+    // Reports go to another domain: its authorization record is listed.
+    assert!(
+        zone.contains("example.com._report._dmarc.reports.example.net.\tIN\tTXT\t\"v=DMARC1\""),
+        "{zone}"
+    );
+}
+
+#[test]
+fn dns_before_apply_warns_that_keys_are_missing() {
+    let root = root();
+    let out = run(
+        &[
+            "dns",
+            &example("minimal.yaml"),
+            "--root",
+            path_str(root.path()),
+        ],
+        0,
+    );
+    assert!(out.stderr.contains("does not exist yet"), "{}", out.stderr);
+    assert!(out.stdout.contains("; MISSING"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("example.com.\tIN\tTXT\t\"v=spf1 a -all\""),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
+    let root = root();
+    let r = path_str(root.path());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let original = std::fs::read_to_string(example("minimal.yaml")).unwrap();
+    std::fs::write(&spec, &original).unwrap();
+    let s = path_str(&spec);
+    run(&["apply", s, "--root", r], 0);
+    let first = tree(&root.path().join("etc"));
+
+    std::fs::write(
+        &spec,
+        original.replace("root: ops@example.net", "root: admin@example.net"),
+    )
+    .unwrap();
+    let plan = run(&["plan", s, "--root", r, "--detailed-exitcode"], 2);
+    assert!(
+        plan.stdout.contains("~ update /etc/aliases"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("-root: ops@example.net")
+            && plan.stdout.contains("+root: admin@example.net")
+    );
+    assert!(!plan.stdout.contains("main.cf"), "{}", plan.stdout);
+    run(&["apply", s, "--root", r], 0);
+    assert!(
+        std::fs::read_to_string(root.path().join("etc/aliases"))
+            .unwrap()
+            .contains("admin@example.net")
+    );
+
+    let out = run(&["rollback", "--root", r], 0);
+    assert!(out.stdout.contains("/etc/aliases"), "{}", out.stdout);
+    let restored = tree(&root.path().join("etc"));
+    let without_db = |t: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>| {
+        t.iter()
+            .filter(|(p, _)| p.extension().is_none_or(|e| e != "db"))
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_db(&restored), without_db(&first));
+
+    // One step further back: before the first apply, the managed files did not exist.
+    run(&["rollback", "--root", r], 0);
+    assert!(!root.path().join("etc/postfix/main.cf").exists());
+    assert!(
+        root.path()
+            .join(format!("etc/opendkim/keys/shared/{DATE}.private"))
+            .exists(),
+        "keys are kept"
+    );
+    let out = run(&["rollback", "--root", r], 1);
+    assert!(
+        out.stderr.contains("nothing to roll back"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn originals_are_kept_before_the_first_change() {
+    let root = root();
+    std::fs::create_dir_all(root.path().join("etc/postfix")).unwrap();
+    std::fs::write(
+        root.path().join("etc/postfix/main.cf"),
+        "# the distribution's main.cf\n",
+    )
+    .unwrap();
+    run(
+        &[
+            "apply",
+            &example("minimal.yaml"),
+            "--root",
+            path_str(root.path()),
+        ],
+        0,
+    );
+    let kept = std::fs::read_to_string(
+        root.path()
+            .join("var/lib/mailsetup/originals/etc/postfix/main.cf"),
+    )
+    .unwrap();
+    assert_eq!(kept, "# the distribution's main.cf\n");
+}
+
+#[test]
+fn template_overrides_take_precedence() {
+    let root = root();
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("apticron.conf.tera"),
+        "# {{ header }}\nEMAIL=\"{{ apticron.email }}\"\nDIFF_ONLY=\"1\"\n",
+    )
+    .unwrap();
+    run(
+        &[
+            "apply",
+            &example("minimal.yaml"),
+            "--root",
+            path_str(root.path()),
+            "--templates",
+            path_str(templates.path()),
+        ],
+        0,
+    );
+    let text = std::fs::read_to_string(root.path().join("etc/apticron/apticron.conf")).unwrap();
+    assert!(
+        text.ends_with("EMAIL=\"root\"\nDIFF_ONLY=\"1\"\n"),
+        "{text}"
+    );
+
+    std::fs::write(templates.path().join("main.cf"), "typo").unwrap();
+    let out = run(
+        &[
+            "plan",
+            &example("minimal.yaml"),
+            "--root",
+            path_str(root.path()),
+            "--templates",
+            path_str(templates.path()),
+        ],
+        1,
+    );
+    assert!(
+        out.stderr.contains("not a template mailsetup knows"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn planted_symlinks_are_not_followed() {
+    let root = root();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/opendkim")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("etc/opendkim/keys")).unwrap();
+    let out = run(
+        &[
+            "apply",
+            &example("minimal.yaml"),
+            "--root",
+            path_str(root.path()),
+        ],
+        1,
+    );
+    assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+    assert!(tree(outside.path()).is_empty(), "wrote through the symlink");
+    assert!(!root.path().join("etc/postfix/main.cf").exists());
+}
+
+#[test]
+fn a_second_apply_waits_for_no_one_it_fails_on_the_lock() {
+    let root = root();
+    let r = path_str(root.path());
+    run(&["apply", &example("minimal.yaml"), "--root", r], 0);
+    let lock = std::fs::File::open(root.path().join("var/lib/mailsetup/lock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let out = run(&["apply", &example("guide.yaml"), "--root", r], 1);
+    assert!(out.stderr.contains("another mailsetup"), "{}", out.stderr);
+}
+
+#[test]
+fn plan_json_lists_typed_steps() {
+    let root = root();
+    let out = run(
+        &[
+            "plan",
+            &example("guide.yaml"),
+            "--root",
+            path_str(root.path()),
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"create-dir")
+            && kinds.contains(&"generate-key")
+            && kinds.contains(&"create-file")
+    );
+    let main_cf = steps
+        .iter()
+        .find(|s| s["path"] == "/etc/postfix/main.cf")
+        .unwrap();
+    assert_eq!(main_cf["mode"], 0o644);
+    assert_eq!(main_cf["new_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = run(&["--help"], 0);
+    for cmd in [
+        "init", "validate", "plan", "apply", "dns", "rollback", "schema",
+    ] {
+        assert!(out.stdout.contains(cmd), "{cmd} missing from --help");
+    }
+    let out = run(&["plan", "--help"], 0);
+    assert!(out.stdout.contains("--detailed-exitcode") && out.stdout.contains("--root"));
+    let out = run(&["plan"], 1);
+    assert!(out.stderr.contains("SPEC"), "{}", out.stderr);
+}

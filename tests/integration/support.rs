@@ -1,0 +1,91 @@
+//! A small harness: run the real binary with arguments, check its exit status,
+//! and look at the files it left in a temporary root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Noon UTC on 2026-11-24: date-based selectors become 20261124.
+pub const EPOCH: &str = "1795521600";
+pub const DATE: &str = "20261124";
+/// The relay password the tests put on the host for the smart-host example.
+pub const RELAY_PASSWORD: &str = "test-relay-password";
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `mailsetup ARGS` and asserts its exit status.
+pub fn run(args: &[&str], expect: i32) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsetup"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run mailsetup");
+    let out = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(
+        out.code, expect,
+        "mailsetup {args:?} exited {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.code, out.stdout, out.stderr
+    );
+    out
+}
+
+pub fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every spec in examples/, so a new example is tested without listing it here.
+pub fn examples() -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+    names.sort();
+    names
+}
+
+/// An empty target root, with the relay password file the smart-host example reads.
+pub fn root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/mailsetup")).unwrap();
+    std::fs::write(
+        root.path().join("etc/mailsetup/relay-password"),
+        format!("{RELAY_PASSWORD}\n"),
+    )
+    .unwrap();
+    root
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every regular file under `dir`, by path relative to it.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                stack.push(entry.path());
+            } else if ty.is_file() {
+                let rel = entry.path().strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    out
+}
