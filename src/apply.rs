@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::backup;
 use crate::desired::{Desired, Service, paths};
 use crate::keys::DkimKey;
-use crate::plan::{Plan, Step};
+use crate::plan::{FollowUp, Plan, Step};
 use crate::system::{ServiceAction, System};
 
 /// What apply did, line by line, for the operator.
@@ -99,23 +99,27 @@ pub fn apply(system: &System, plan: &Plan) -> Result<Report> {
             _ => None,
         })
         .collect();
-    let backup_dir = backup::save(system, &replaced).context("back up the files to be replaced")?;
+    let follow_ups: Vec<FollowUp> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::FollowUp(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let backup_dir =
+        backup::save(system, &replaced, &follow_ups).context("back up the files to be replaced")?;
 
-    let (changes, follow_ups): (Vec<&Step>, Vec<&Step>) =
-        plan.steps.iter().partition(|s| s.is_change());
-    for step in changes {
+    for step in &plan.steps {
         if let Err(e) = change(system, step, &mut report) {
-            let restored = backup::restore(system, &backup_dir);
-            let how = match restored {
-                Ok(paths) => format!("the {} files it had changed were restored", paths.len()),
+            let how = match backup::restore(system, &backup_dir) {
+                Ok(m) => format!("the {} files it had changed were restored", m.entries.len()),
                 Err(r) => format!("restoring the backup {backup_dir} failed too: {r:#}"),
             };
             return Err(e.context(format!("apply stopped; {how}")));
         }
     }
-    for step in follow_ups {
-        follow_up(system, step, &mut report)?;
-    }
+    run_follow_ups(system, &follow_ups, &mut report)?;
     report
         .done
         .push(format!("backup of the replaced files: {backup_dir}"));
@@ -162,31 +166,43 @@ fn change(system: &System, step: &Step, report: &mut Report) -> Result<()> {
             system.run("usermod", &["-a", "-G", group, user])?;
             report.done.push(format!("added {user} to group {group}"));
         }
-        Step::Newaliases | Step::Postmap { .. } | Step::Service { .. } => {
-            unreachable!("follow-up steps run after the changes")
-        }
+        // Run once every file is in place.
+        Step::FollowUp(_) => {}
     }
     Ok(())
 }
 
-fn follow_up(system: &System, step: &Step, report: &mut Report) -> Result<()> {
-    match step {
-        Step::Newaliases => {
+/// Rebuilds maps and reloads services after files changed (by apply or rollback).
+pub fn run_follow_ups(system: &System, follow_ups: &[FollowUp], report: &mut Report) -> Result<()> {
+    for follow_up in follow_ups {
+        run_follow_up(system, follow_up, report)?;
+    }
+    Ok(())
+}
+
+fn run_follow_up(system: &System, follow_up: &FollowUp, report: &mut Report) -> Result<()> {
+    match follow_up {
+        FollowUp::Newaliases => {
+            if system.read_file(paths::ALIASES)?.is_none() {
+                return Ok(());
+            }
             let aliases = system.path(paths::ALIASES).to_string_lossy().into_owned();
             map_tool(system, "postalias", &aliases)?;
             report
                 .done
                 .push("rebuilt the aliases database (newaliases)".into());
         }
-        Step::Postmap { path } => {
+        FollowUp::Postmap { path } => {
+            if system.read_file(path)?.is_none() {
+                return Ok(());
+            }
             let file = system.path(path).to_string_lossy().into_owned();
             map_tool(system, "postmap", &file)?;
             // The .db holds the password too.
             system.set_meta(&format!("{path}.db"), 0o600, None)?;
             report.done.push(format!("rebuilt {path}.db (postmap)"));
         }
-        Step::Service { service, action } => service_step(system, *service, *action, report)?,
-        _ => unreachable!("changes run first"),
+        FollowUp::Service { service, action } => service_step(system, *service, *action, report)?,
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::plan::FollowUp;
 use crate::system::{Ids, System};
 
 pub const STATE_DIR: &str = "/var/lib/mailsetup";
@@ -35,6 +36,8 @@ pub struct Before {
 pub struct Manifest {
     pub created: String,
     pub entries: Vec<Entry>,
+    /// What the apply ran after writing; a rollback runs it again.
+    pub follow_ups: Vec<FollowUp>,
 }
 
 /// Makes sure the state directory exists (0700: backups may hold credentials).
@@ -57,7 +60,7 @@ pub fn ensure_state_dir(system: &System) -> Result<()> {
 }
 
 /// Saves the current state of `paths` and returns the backup's directory.
-pub fn save(system: &System, paths: &[&str]) -> Result<String> {
+pub fn save(system: &System, paths: &[&str], follow_ups: &[FollowUp]) -> Result<String> {
     ensure_state_dir(system)?;
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%S%.9fZ")
@@ -89,6 +92,7 @@ pub fn save(system: &System, paths: &[&str]) -> Result<String> {
     let manifest = Manifest {
         created: stamp,
         entries,
+        follow_ups: follow_ups.to_vec(),
     };
     system.write_file(
         &format!("{dir}/{MANIFEST}"),
@@ -105,15 +109,14 @@ fn make_parents(system: &System, target: &str) -> Result<()> {
         .with_context(|| format!("create {}", parent.display()))
 }
 
-/// Restores the files of one backup; returns the paths restored.
-pub fn restore(system: &System, dir: &str) -> Result<Vec<String>> {
+/// Restores the files of one backup; returns its manifest.
+pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
     let manifest_path = format!("{dir}/{MANIFEST}");
     let text = system
         .read_file(&manifest_path)?
         .with_context(|| format!("{manifest_path} is missing"))?;
     let manifest: Manifest =
         serde_json::from_slice(&text.content).with_context(|| format!("read {manifest_path}"))?;
-    let mut restored = Vec::new();
     for entry in &manifest.entries {
         match entry.before {
             None => system.remove_file(&entry.path)?,
@@ -128,9 +131,8 @@ pub fn restore(system: &System, dir: &str) -> Result<Vec<String>> {
                 system.write_file(&entry.path, &copy.content, before.mode, ids)?;
             }
         }
-        restored.push(entry.path.clone());
     }
-    Ok(restored)
+    Ok(manifest)
 }
 
 /// The newest backup not yet rolled back.

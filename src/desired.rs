@@ -41,7 +41,7 @@ const MILTER_SOCKET_IN_SPOOL: &str = "opendkim/opendkim.sock";
 /// The key set signing for everything when `dkim.key` is `shared`.
 pub const SHARED_KEY: &str = "shared";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
     Postfix,

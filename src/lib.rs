@@ -314,13 +314,25 @@ fn rollback(root: &Path) -> Result<u8> {
             backup::STATE_DIR
         );
     };
-    let restored = backup::restore(&system, &dir)?;
+    let manifest = backup::restore(&system, &dir)?;
     backup::mark_rolled_back(&system, &dir)?;
     let mut text = format!("Restored from {dir}:\n");
-    for path in &restored {
-        text += &format!("  {path}\n");
+    for entry in &manifest.entries {
+        let how = if entry.before.is_some() {
+            "restored"
+        } else {
+            "removed"
+        };
+        text += &format!("  {how} {}\n", entry.path);
     }
-    text += "Run `mailsetup plan` to see how the system now differs from the spec; \
-             reload postfix and restart opendkim if they are running.\n";
+    let mut report = apply::Report::default();
+    apply::run_follow_ups(&system, &manifest.follow_ups, &mut report)?;
+    for line in report.done {
+        text += &format!("  {line}\n");
+    }
+    for note in report.notes {
+        text += &format!("note: {note}\n");
+    }
+    text += "`mailsetup plan` shows how the system now differs from the spec.\n";
     out(text)
 }

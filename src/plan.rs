@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::actual::Actual;
@@ -15,6 +15,7 @@ use crate::system::{Ids, Meta, ServiceAction};
 #[derive(Clone, Debug, Serialize)]
 pub struct FileWrite {
     pub path: String,
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
     pub owner: Owner,
     /// Resolved owner; `None` when ownership is not managed here (see the notes).
@@ -35,6 +36,7 @@ pub struct FileWrite {
 pub enum Step {
     CreateDir {
         path: String,
+        #[serde(serialize_with = "octal")]
         mode: u32,
         owner: Owner,
         #[serde(skip)]
@@ -43,7 +45,9 @@ pub enum Step {
     /// Mode or owner of an existing file or directory.
     FixMeta {
         path: String,
+        #[serde(serialize_with = "octal")]
         from_mode: u32,
+        #[serde(serialize_with = "octal")]
         mode: u32,
         owner: Owner,
         #[serde(skip)]
@@ -67,6 +71,15 @@ pub enum Step {
         user: String,
         group: String,
     },
+    #[serde(untagged)]
+    FollowUp(FollowUp),
+}
+
+/// What makes changed files take effect. Kept with each backup, so a rollback
+/// runs the same ones for the files it puts back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum FollowUp {
     Newaliases,
     Postmap {
         path: String,
@@ -75,16 +88,6 @@ pub enum Step {
         service: Service,
         action: ServiceAction,
     },
-}
-
-impl Step {
-    /// Steps that change files or accounts (not the follow-up commands).
-    pub fn is_change(&self) -> bool {
-        !matches!(
-            self,
-            Step::Newaliases | Step::Postmap { .. } | Step::Service { .. }
-        )
-    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -99,6 +102,11 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+}
+
+/// Modes read as in `ls` and `chmod`: "0644".
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -237,10 +245,14 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
 
     for effect in &effects {
         match *effect {
-            Effect::Newaliases if actual.has_postalias => steps.push(Step::Newaliases),
-            Effect::Postmap if actual.has_postmap => steps.push(Step::Postmap {
-                path: paths::SASL_PASSWD.to_string(),
-            }),
+            Effect::Newaliases if actual.has_postalias => {
+                steps.push(Step::FollowUp(FollowUp::Newaliases))
+            }
+            Effect::Postmap if actual.has_postmap => {
+                steps.push(Step::FollowUp(FollowUp::Postmap {
+                    path: paths::SASL_PASSWD.to_string(),
+                }))
+            }
             Effect::Newaliases | Effect::Postmap => {
                 notes.insert(
                     "postfix is not installed here: the .db files of aliases and sasl_passwd are not built"
@@ -253,10 +265,10 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
                 } else {
                     ServiceAction::Reload
                 };
-                let step = Step::Service { service, action };
+                let step = Step::FollowUp(FollowUp::Service { service, action });
                 if !steps
                     .iter()
-                    .any(|s| matches!(s, Step::Service { service: s, .. } if *s == service))
+                    .any(|s| matches!(s, Step::FollowUp(FollowUp::Service { service: s, .. }) if *s == service))
                 {
                     steps.push(step);
                 }

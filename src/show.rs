@@ -6,7 +6,7 @@ use std::fmt::Write;
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 
-use crate::plan::{FileWrite, Plan, Step};
+use crate::plan::{FileWrite, FollowUp, Plan, Step};
 
 const ADD: Style = AnsiColor::Green.on_default();
 const DEL: Style = AnsiColor::Red.on_default();
@@ -107,15 +107,15 @@ pub fn plan_text(plan: &Plan) -> String {
                     "{CHG}~ add {user} to group {group}{CHG:#} (usermod -aG: its other groups are kept)"
                 );
             }
-            Step::Newaliases => {
+            Step::FollowUp(FollowUp::Newaliases) => {
                 actions += 1;
                 let _ = writeln!(out, "{RUN}! run newaliases{RUN:#}");
             }
-            Step::Postmap { path } => {
+            Step::FollowUp(FollowUp::Postmap { path }) => {
                 actions += 1;
                 let _ = writeln!(out, "{RUN}! run postmap {path}{RUN:#}");
             }
-            Step::Service { service, action } => {
+            Step::FollowUp(FollowUp::Service { service, action }) => {
                 actions += 1;
                 let _ = writeln!(
                     out,

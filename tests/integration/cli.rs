@@ -449,7 +449,7 @@ fn plan_json_lists_typed_steps() {
         .iter()
         .find(|s| s["path"] == "/etc/postfix/main.cf")
         .unwrap();
-    assert_eq!(main_cf["mode"], 0o644);
+    assert_eq!(main_cf["mode"], "0644");
     assert_eq!(main_cf["new_sha256"].as_str().unwrap().len(), 64);
 }
 

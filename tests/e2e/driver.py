@@ -1,0 +1,1268 @@
+#!/usr/bin/python3
+"""End-to-end proof that what `mailsetup apply` writes works with Debian's real
+Postfix and OpenDKIM, and that receivers would accept the DKIM signatures
+against the records `mailsetup dns --format json` prints.
+
+Run it only inside fresh namespaces (it refuses otherwise):
+
+    unshare --mount --net --pid --fork --mount-proc --kill-child \
+        /usr/bin/python3 tests/e2e/driver.py \
+        --mailsetup target/debug/mailsetup --spec examples/guide.yaml --work /tmp/DIR
+
+It makes the mounts private, puts private copies over /etc, /var (overlay),
+/run and /dev, applies a test copy of the spec to the real paths inside the
+namespace with the real binary, starts opendkim and postfix the way apply
+restarts them, and checks the result from the outside world's point of view: an
+SMTP sink on 127.0.0.1 that stands for every receiver.
+
+TEST-ONLY CHANGES to the spec (the copy is written to WORK/spec.yaml):
+  * host.relay points at the sink on 127.0.0.1. Without auth in the example:
+    {host: 127.0.0.1, port: 2525, tls: none}. With auth (the smart-host case)
+    the username, port and tls of the example are kept, the host becomes
+    127.0.0.1, the password file is written by this test, and the sink demands
+    STARTTLS (self-signed certificate made with openssl) and AUTH.
+  * host.maillog_file = /var/log/postfix.log (there is no syslog here).
+  * For the key-rotation scenario, dkim.selector becomes a fixed new value.
+Everything else is derived from the example spec and from the records
+`mailsetup dns --format json` prints.
+
+Prints one line per check, `ok  <what>` or `FAIL <what>: <why>`, and exits 1
+when any check failed (2 when it could not run at all).
+"""
+
+import argparse
+import datetime
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import warnings
+from email.utils import formatdate
+
+# aiosmtpd 1.4 warns about its own use of Session.login_data on every AUTH.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SINK_PLAIN_PORT = 2525
+# Addresses for "a client outside mynetworks"; the first one not in the spec's
+# networks is put on lo inside the namespace (documentation ranges, RFC 5737).
+OUTSIDE_CANDIDATES = ["192.0.2.10", "198.51.100.10", "203.0.113.10"]
+RECEIVER = "rcpt@receiver.e2e.test"  # an outside mailbox: goes to the relay
+UNCONFIGURED = "unconfigured-e2e.test"
+ROTATED_SELECTOR = "e2enew"
+MAILLOG = "/var/log/postfix.log"
+SYSLOG = "/var/log/syslog"
+DELIVERY_TIMEOUT = 30.0
+OPENDKIM_CONF = "/etc/opendkim.conf"
+
+T0 = time.monotonic()
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------
+# Reporting
+
+
+class Report:
+    def __init__(self):
+        self.failures = []
+        self.passes = 0
+
+    def ok(self, what):
+        self.passes += 1
+        out(f"ok   {what}")
+
+    def fail(self, what, why):
+        self.failures.append(what)
+        why = str(why).rstrip()
+        if "\n" in why:
+            why = why.replace("\n", "\n       | ")
+        out(f"FAIL {what}: {why}")
+
+    def check(self, what, cond, why=""):
+        if cond:
+            self.ok(what)
+        else:
+            self.fail(what, why or "false")
+        return bool(cond)
+
+    def note(self, text):
+        out(f"     {text}")
+
+
+R = Report()
+
+
+class Abort(Exception):
+    """A failure after which the remaining checks make no sense."""
+
+
+def must(what, cond, why=""):
+    if not R.check(what, cond, why):
+        raise Abort(what)
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def sh(argv, check=False, timeout=120, input=None, env=None, **kw):
+    e = dict(os.environ)
+    e["PATH"] = PATH
+    e["NO_COLOR"] = "1"
+    e.setdefault("LC_ALL", "C.UTF-8")
+    if env:
+        e.update(env)
+    p = subprocess.run(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        input=input,
+        env=e,
+        **kw,
+    )
+    p.out = p.stdout.decode(errors="replace")
+    p.err = p.stderr.decode(errors="replace")
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}: {p.err.strip() or p.out.strip()}")
+    return p
+
+
+def cmd_why(p):
+    text = (p.out + p.err).strip()
+    return f"exit {p.returncode}" + (f"\n{text[-3000:]}" if text else "")
+
+
+# --------------------------------------------------------------------------
+# Namespace: private mounts, loopback, a /dev/log sink
+
+
+def assert_in_fresh_namespaces():
+    if os.getpid() != 1:
+        sys.exit(
+            "driver.py changes /etc and /var: run it only as PID 1 of new namespaces:\n"
+            "  unshare --mount --net --pid --fork --mount-proc --kill-child /usr/bin/python3 driver.py ..."
+        )
+    names = [n for _, n in socket.if_nameindex()]
+    if names != ["lo"]:
+        sys.exit(f"driver.py: expected a fresh network namespace (only lo), found {names}")
+
+
+def setup_mounts(work):
+    scratch = os.path.join(work, "ns")
+    os.makedirs(scratch, exist_ok=True)
+    sh(["mount", "--make-rprivate", "/"], check=True)
+    # Everything the namespace writes lives on this tmpfs and dies with it.
+    sh(["mount", "-t", "tmpfs", "-o", "mode=0755", "e2e-scratch", scratch], check=True)
+
+    # /etc: a full copy (reads through bind-mounted files such as a container's
+    # /etc/hosts), bind-mounted over the real one.
+    sh(["cp", "-a", "/etc", os.path.join(scratch, "etc")], check=True)
+    sh(["mount", "--bind", os.path.join(scratch, "etc"), "/etc"], check=True)
+
+    # /var: an overlay whose upper layer is on the tmpfs: /var/spool/postfix,
+    # /var/lib/postfix, /var/lib/mailsetup, /var/mail, /var/tmp are private.
+    for d in ("var-upper", "var-work"):
+        os.makedirs(os.path.join(scratch, d))
+    p = sh(["mount", "-t", "overlay", "e2e-var", "-o",
+            f"lowerdir=/var,upperdir={scratch}/var-upper,workdir={scratch}/var-work", "/var"])
+    if p.returncode != 0:
+        raise RuntimeError(f"cannot mount an overlay on /var (overlayfs needed): {p.err.strip()}")
+    # A clean log directory, /run and /var/tmp.
+    sh(["mount", "-t", "tmpfs", "-o", "mode=0755", "e2e-log", "/var/log"], check=True)
+    sh(["mount", "-t", "tmpfs", "-o", "mode=1777", "e2e-vartmp", "/var/tmp"], check=True)
+    sh(["mount", "-t", "tmpfs", "-o", "mode=0755", "e2e-run", "/run"], check=True)
+    os.makedirs("/run/lock", mode=0o1777, exist_ok=True)
+
+    # /dev: a private tmpfs with the host's device nodes bound in, so that
+    # /dev/log can be a socket of ours (opendkim logs only to syslog).
+    hostdev = os.path.join(scratch, "hostdev")
+    os.makedirs(hostdev)
+    sh(["mount", "--rbind", "/dev", hostdev], check=True)
+    sh(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "e2e-dev", "/dev"], check=True)
+    for node in ("null", "zero", "full", "random", "urandom", "tty"):
+        if os.path.exists(os.path.join(hostdev, node)):
+            open(f"/dev/{node}", "w").close()
+            sh(["mount", "--bind", os.path.join(hostdev, node), f"/dev/{node}"], check=True)
+    for d in ("pts", "shm"):
+        os.makedirs(f"/dev/{d}")
+    sh(["mount", "--bind", os.path.join(hostdev, "pts"), "/dev/pts"])
+    sh(["mount", "-t", "tmpfs", "-o", "mode=1777", "e2e-shm", "/dev/shm"], check=True)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                         ("ptmx", "pts/ptmx")):
+        os.symlink(target, f"/dev/{name}")
+    sh(["umount", "-l", hostdev])
+
+
+def start_syslog_sink():
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/dev/log")
+    os.chmod("/dev/log", 0o666)
+
+    def loop():
+        with open(SYSLOG, "ab", buffering=0) as f:
+            while True:
+                data = sock.recv(65536)
+                data = re.sub(rb"^<\d+>", b"", data).rstrip(b"\n\x00")
+                f.write(data + b"\n")
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def setup_network(spec_networks):
+    sh(["ip", "link", "set", "lo", "up"], check=True)
+    nets = []
+    for n in spec_networks:
+        try:
+            nets.append(ipaddress.ip_network(str(n).strip("[]").replace("]/", "/").replace("[", ""), strict=False))
+        except ValueError:
+            pass
+    for cand in OUTSIDE_CANDIDATES:
+        a = ipaddress.ip_address(cand)
+        if not any(a.version == n.version and a in n for n in nets):
+            sh(["ip", "addr", "add", f"{cand}/32", "dev", "lo"], check=True)
+            return cand
+    raise RuntimeError("every outside-address candidate is inside the spec's networks")
+
+
+# --------------------------------------------------------------------------
+# SMTP sink: the outside world, and the smart host
+
+
+class Sink:
+    def __init__(self, port, tls_files=None, auth=None):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages = []
+        self.auth_attempts = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                with sink.lock:
+                    sink.messages.append({
+                        "mail_from": envelope.mail_from,
+                        "rcpt_tos": [r.lower() for r in envelope.rcpt_tos],
+                        "data": envelope.original_content or envelope.content,
+                        "tls": session.ssl is not None,
+                        "authenticated": bool(getattr(session, "authenticated", False)),
+                        "auth_login": getattr(session, "auth_data", None),
+                        "time": time.monotonic(),
+                    })
+                return "250 2.0.0 OK e2e sink"
+
+        kwargs = {}
+        if tls_files:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*tls_files)
+            kwargs.update(tls_context=ctx, require_starttls=True)
+        if auth:
+            username, password = auth
+
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                login = getattr(auth_data, "login", b"")
+                pw = getattr(auth_data, "password", b"")
+                login = login.decode() if isinstance(login, bytes) else str(login)
+                pw = pw.decode() if isinstance(pw, bytes) else str(pw)
+                good = login == username and pw == password
+                with sink.lock:
+                    sink.auth_attempts.append((mechanism, login, good))
+                return AuthResult(success=good, auth_data=login if good else None)
+
+            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=True)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+                                     server_hostname="sink.e2e.test", **kwargs)
+        self.controller.start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.messages)
+
+
+def make_cert(directory):
+    key = os.path.join(directory, "sink.key")
+    crt = os.path.join(directory, "sink.crt")
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=127.0.0.1"],
+       check=True)
+    return crt, key
+
+
+# --------------------------------------------------------------------------
+# Spec handling
+
+
+def load_yaml(path):
+    import yaml
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def dump_yaml(data, path):
+    import yaml
+    with open(path, "w") as f:
+        f.write("# Test copy written by tests/e2e/driver.py: relay points at the e2e sink.\n")
+        yaml.safe_dump(data, f, sort_keys=False)
+
+
+def private_path(path):
+    return any(path == p or path.startswith(p + "/") for p in ("/etc", "/var", "/run"))
+
+
+class SpecView:
+    """What the checks expect, read from the (test copy of the) spec."""
+
+    def __init__(self, spec):
+        host = spec.get("host") or {}
+        self.hostname = host["hostname"]
+        self.mailname = host.get("mailname") or self.hostname
+        self.domains = list((spec.get("domains") or {}).keys())
+        dkim = spec.get("dkim") or {}
+        self.key_mode = dkim.get("key", "shared")
+        self.selector = str(dkim.get("selector", "{date}"))
+        self.subdomains = dkim.get("subdomains", True)
+        self.oversign = [h.lower() for h in (dkim.get("oversign_headers") or ["From"])]
+        aliases = {}
+        for name, val in (spec.get("aliases") or {}).items():
+            if isinstance(val, str):
+                val = [v.strip() for v in val.split(",") if v.strip()]
+            aliases[str(name).lower()] = [str(v) for v in val]
+        aliases.setdefault("postmaster", ["root"])
+        self.aliases = aliases
+        self.relay = host.get("relay")
+        self.interfaces = host.get("interfaces", "loopback-only")
+        self.networks = host.get("networks") or ["127.0.0.0/8", "::1/128"]
+
+    def selector_regex(self):
+        parts = [re.escape(p) for p in self.selector.split("{date}")]
+        return re.compile("^" + r"(\d{8})".join(parts) + "$")
+
+    def resolve_alias(self, name, seen=()):
+        """Final recipients of mail to NAME: addresses, or local mailboxes (no @)."""
+        name = name.lower()
+        if "@" in name:
+            local, dom = name.split("@", 1)
+            if dom in (self.hostname.lower(), self.mailname.lower(), "localhost"):
+                name = local
+            else:
+                return {name}
+        if name in seen:
+            return set()
+        if name not in self.aliases:
+            return {name}
+        result = set()
+        for t in self.aliases[name]:
+            result |= self.resolve_alias(t, seen + (name,))
+        return result
+
+    def signing_domain(self, domain):
+        """The d= expected for mail from DOMAIN, or None when it must not be signed."""
+        domain = domain.lower()
+        best = None
+        for d in self.domains:
+            d = d.lower()
+            if domain == d or (self.subdomains and domain.endswith("." + d)):
+                if best is None or len(d) > len(best):
+                    best = d
+        return best
+
+
+def make_test_spec(orig, work):
+    """The test copy of the example and the relay sink it needs."""
+    spec = json.loads(json.dumps(orig))  # deep copy
+    host = spec.setdefault("host", {})
+    host["maillog_file"] = MAILLOG
+    relay = host.get("relay")
+    sink = {"port": SINK_PLAIN_PORT, "tls": False, "auth": None}
+    if relay and relay.get("auth"):
+        port = int(relay.get("port") or 587)
+        if port == 25:
+            port = 2587
+        relay = dict(relay, host="127.0.0.1", port=port)
+        auth = dict(relay["auth"])
+        pwfile = auth.get("password_file") or "/etc/mailsetup/relay-password"
+        if not private_path(pwfile):
+            pwfile = "/etc/mailsetup/relay-password"
+        auth["password_file"] = pwfile
+        relay["auth"] = auth
+        host["relay"] = relay
+        sink = {"port": port, "tls": relay.get("tls", "encrypt") in ("encrypt", "may"),
+                "auth": (auth["username"], "e2e-" + secrets.token_urlsafe(12)), "password_file": pwfile}
+    else:
+        host["relay"] = {"host": "127.0.0.1", "port": SINK_PLAIN_PORT, "tls": "none"}
+    return spec, sink
+
+
+# --------------------------------------------------------------------------
+# Daemons
+
+
+def procs(comm):
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        state = st[st.rindex(")") + 2]
+        if name == comm and state != "Z":
+            pids.append(int(p))
+    return sorted(pids)
+
+
+def opendkim_pids():
+    return procs("opendkim")
+
+
+def postfix_master_pids():
+    pids = []
+    for pid in procs("master"):
+        try:
+            if os.readlink(f"/proc/{pid}/exe").endswith("/postfix/sbin/master"):
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def conf_value(path, key):
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split(None, 1)
+                if len(parts) == 2 and parts[0] == key:
+                    return parts[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def opendkim_socket():
+    sock = conf_value(OPENDKIM_CONF, "Socket") or ""
+    return sock[len("local:"):] if sock.startswith("local:") else sock
+
+
+def wait_for(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def port_open(host, port, source=None):
+    try:
+        s = socket.create_connection((host, port), timeout=2,
+                                     source_address=(source, 0) if source else None)
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+def log_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def tail(path, n=30, grep=None):
+    lines = log_text(path).splitlines()
+    if grep:
+        lines = [l for l in lines if re.search(grep, l)]
+    return "\n".join(lines[-n:])
+
+
+# --------------------------------------------------------------------------
+# Messages
+
+
+def body_for(token):
+    return ("Hello from the mailsetup end-to-end test.\r\n"
+            ".a line that starts with a dot\r\n"
+            "token " + token + "\r\n")
+
+
+def build_message(token, from_addr, to_addrs):
+    headers = []
+    if from_addr:
+        headers.append(f"From: E2E Sender <{from_addr}>")
+    headers += [
+        f"To: {', '.join(to_addrs)}",
+        f"Subject: e2e {token}",
+        f"Date: {formatdate(localtime=False)}",
+        f"Message-ID: <{token}@e2e.test>",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=us-ascii",
+    ]
+    return "\r\n".join(headers) + "\r\n\r\n" + body_for(token)
+
+
+def send_sendmail(token, from_addr, to_addrs, user="www-data"):
+    """As PHP's mail() does: `sendmail -t -i`, as the web server's user."""
+    msg = build_message(token, from_addr, to_addrs).replace("\r\n", "\n")
+    import pwd
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        pw = pwd.getpwnam("nobody")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+
+    p = sh(["/usr/sbin/sendmail", "-t", "-i"], input=msg.encode(), preexec_fn=drop,
+           cwd="/", env={"HOME": pw.pw_dir, "USER": pw.pw_name, "LOGNAME": pw.pw_name})
+    if p.returncode != 0:
+        raise RuntimeError(cmd_why(p))
+
+
+def send_system_mail(token, to):
+    """System mail as cron or apticron send it: root, no From header."""
+    msg = "\n".join([f"To: {to}", f"Subject: e2e {token}", "", body_for(token).replace("\r\n", "\n")])
+    p = sh(["/usr/sbin/sendmail", "-i", to], input=msg.encode(), cwd="/")
+    if p.returncode != 0:
+        raise RuntimeError(cmd_why(p))
+
+
+def send_smtp(token, from_addr, to_addrs):
+    """As an application's SMTP client does: plain SMTP to 127.0.0.1:25."""
+    msg = build_message(token, from_addr, to_addrs)
+    with smtplib.SMTP("127.0.0.1", 25, local_hostname="app.e2e.test", timeout=20) as s:
+        s.ehlo()
+        refused = s.sendmail(from_addr, to_addrs, msg.encode())
+        if refused:
+            raise RuntimeError(f"refused recipients: {refused}")
+
+
+def split_message(raw):
+    raw = raw.replace(b"\r\n", b"\n")
+    head, _, body = raw.partition(b"\n\n")
+    headers = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] = (headers[-1][0], headers[-1][1] + b"\n" + line)
+        else:
+            name, _, value = line.partition(b":")
+            headers.append((name.decode(errors="replace"), value))
+    return headers, body
+
+
+def header_values(headers, name):
+    return [v.decode(errors="replace").strip() for n, v in headers if n.lower() == name.lower()]
+
+
+def dkim_tags(value):
+    value = re.sub(r"\s+", "", value)
+    tags = {}
+    for part in value.split(";"):
+        if "=" in part:
+            k, _, v = part.partition("=")
+            tags[k] = v
+    return tags
+
+
+def record_tags(value):
+    tags = {}
+    for part in value.split(";"):
+        if "=" in part:
+            k, _, v = part.strip().partition("=")
+            tags[k.strip()] = re.sub(r"\s+", "", v)
+    return tags
+
+
+class Records:
+    def __init__(self, records):
+        self.all = records
+        self.dkim = {}
+        for r in records:
+            if r.get("kind") == "dkim":
+                self.dkim[r["name"].rstrip(".").lower()] = r["value"]
+
+    def dnsfunc(self, name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode()
+        v = self.dkim.get(name.rstrip(".").lower())
+        return v.encode() if v is not None else None
+
+    def selectors_for(self, domain):
+        suffix = "._domainkey." + domain.lower()
+        return [n[:-len(suffix)] for n in self.dkim if n.endswith(suffix)]
+
+
+def verify_signature(raw, records, want_d, want_s, oversign):
+    """Return None when the message carries one valid signature as wanted, else why not."""
+    import dkim
+    headers, _ = split_message(raw)
+    sigs = header_values(headers, "DKIM-Signature")
+    if not sigs:
+        return "no DKIM-Signature header"
+    if len(sigs) != 1:
+        return f"{len(sigs)} DKIM-Signature headers, expected 1: {sigs}"
+    tags = dkim_tags(sigs[0])
+    problems = []
+    if tags.get("d", "").lower() != want_d:
+        problems.append(f"d={tags.get('d')} (want d={want_d})")
+    if want_s is not None and tags.get("s") != want_s:
+        problems.append(f"s={tags.get('s')} (want s={want_s})")
+    if tags.get("a") != "rsa-sha256":
+        problems.append(f"a={tags.get('a')} (want rsa-sha256)")
+    signed = [h.lower() for h in tags.get("h", "").split(":") if h]
+    for h in oversign:
+        present = len(header_values(headers, h))
+        if signed.count(h) <= present:
+            problems.append(f"h= lists {h!r} {signed.count(h)} time(s) with {present} in the message: "
+                            "not oversigned")
+    if "from" not in signed:
+        problems.append("h= does not cover From")
+    name = f"{tags.get('s')}._domainkey.{tags.get('d')}"
+    if records.dnsfunc(name) is None:
+        problems.append(f"`mailsetup dns` printed no DKIM record {name}")
+    else:
+        d = dkim.DKIM(raw, minkey=1024)
+        try:
+            good = d.verify(dnsfunc=records.dnsfunc)
+        except dkim.DKIMException as e:
+            good = False
+            problems.append(f"dkimpy: {e}")
+        if not good:
+            problems.append(f"dkimpy rejects the signature against the published {name}"
+                            f" (c={tags.get('c')}, h={tags.get('h')})")
+    return "; ".join(problems) or None
+
+
+def intact(raw, token, from_addr, to_addrs):
+    headers, body = split_message(raw)
+    want_body = body_for(token).replace("\r\n", "\n").encode()
+    problems = []
+    if body != want_body:
+        problems.append(f"body changed: {body[:300]!r} != {want_body!r}")
+    subj = header_values(headers, "Subject")
+    if subj != [f"e2e {token}"]:
+        problems.append(f"Subject is {subj}")
+    if from_addr:
+        frm = header_values(headers, "From")
+        if frm != [f"E2E Sender <{from_addr}>"]:
+            problems.append(f"From is {frm}")
+        to = header_values(headers, "To")
+        if to != [", ".join(to_addrs)]:
+            problems.append(f"To is {to}")
+    return "; ".join(problems) or None
+
+
+# --------------------------------------------------------------------------
+# The scenario
+
+
+class Case:
+    """One message sent, and what must be true of it on arrival."""
+
+    def __init__(self, what, token, send, evaluate, expect_rcpts):
+        self.what, self.token, self.send, self.evaluate = what, token, send, evaluate
+        self.expect_rcpts = expect_rcpts  # addresses the sink must see for this token
+        self.send_error = None
+
+    def arrived(self, msgs):
+        return [m for m in msgs if f"e2e {self.token}".encode() in m["data"]]
+
+    def complete(self, msgs):
+        got = set()
+        for m in self.arrived(msgs):
+            got |= set(m["rcpt_tos"])
+        return self.expect_rcpts <= got
+
+
+def new_token(label):
+    return f"{label}-{secrets.token_hex(4)}"
+
+
+def run_cases(cases, sink):
+    for c in cases:
+        try:
+            c.send()
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            c.send_error = e
+    pending = [c for c in cases if c.send_error is None]
+    wait_for(lambda: all(c.complete(sink.snapshot()) for c in pending), DELIVERY_TIMEOUT, 0.1)
+    msgs = sink.snapshot()
+    diag_done = False
+    for c in cases:
+        if c.send_error is not None:
+            R.fail(c.what, f"sending failed: {c.send_error}")
+            continue
+        arrived = c.arrived(msgs)
+        if not c.complete(msgs):
+            got = sorted({r for m in arrived for r in m["rcpt_tos"]})
+            why = (f"not delivered to {sorted(c.expect_rcpts)} within {DELIVERY_TIMEOUT:.0f}s "
+                   f"(sink got {got})")
+            if not diag_done:
+                why += "\nmailq:\n" + sh(["mailq"]).out.strip() + "\npostfix log:\n" + tail(MAILLOG, 15)
+                diag_done = True
+            R.fail(c.what, why)
+            continue
+        try:
+            why = c.evaluate(arrived)
+        except Exception as e:  # noqa: BLE001
+            why = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+        R.check(c.what, why is None, why)
+
+
+def signed_case(label, how, from_addr, view, records, selector, to=RECEIVER):
+    token = new_token(label)
+    domain = from_addr.split("@", 1)[1]
+    want_d = view.signing_domain(domain)
+    sender = send_sendmail if how == "sendmail" else send_smtp
+
+    def evaluate(arrived):
+        m = arrived[0]
+        if len(arrived) != 1:
+            return f"{len(arrived)} copies arrived"
+        why = intact(m["data"], token, from_addr, [to])
+        if why:
+            return why
+        return verify_signature(m["data"], records, want_d, selector, view.oversign)
+
+    what = f"{how}: mail from {from_addr} arrives signed d={want_d} s={selector} and verifies"
+    return Case(what, token, lambda: sender(token, from_addr, [to]), evaluate, {to})
+
+
+def unsigned_case(label, from_addr, records):
+    token = new_token(label)
+
+    def evaluate(arrived):
+        headers, _ = split_message(arrived[0]["data"])
+        sigs = header_values(headers, "DKIM-Signature")
+        bad = []
+        for s in sigs:
+            t = dkim_tags(s)
+            if records.dnsfunc(f"{t.get('s')}._domainkey.{t.get('d')}") is not None or \
+                    t.get("d", "").lower() == from_addr.split("@")[1]:
+                bad.append(f"d={t.get('d')} s={t.get('s')}")
+        if bad:
+            return "signed with this server's keys: " + ", ".join(bad)
+        if sigs:
+            return f"carries unexpected DKIM signatures: {sigs}"
+        return None
+
+    return Case(f"smtp: mail from {from_addr} (not configured) is not signed", token,
+                lambda: send_smtp(token, from_addr, [RECEIVER]), evaluate, {RECEIVER})
+
+
+def alias_case(name, view, records, selector):
+    token = new_token("alias-" + name)
+    finals = view.resolve_alias(name)
+    remote = {a for a in finals if "@" in a}
+    local = {a for a in finals if "@" not in a}
+    mailname = open("/etc/mailname").read().split("\n")[0].strip().lower()
+    want_d = view.signing_domain(mailname)
+
+    def evaluate(arrived):
+        problems = []
+        got = {r for m in arrived for r in m["rcpt_tos"]}
+        if got != remote:
+            problems.append(f"delivered to {sorted(got)}, aliases name {sorted(remote)}")
+        for m in arrived:
+            sender = (m["mail_from"] or "").lower()
+            if sender.rpartition("@")[2] != mailname:
+                problems.append(f"envelope sender {sender!r} is not @{mailname} (/etc/mailname)")
+            headers, _ = split_message(m["data"])
+            frm = " ".join(header_values(headers, "From")).lower()
+            if not re.search(r"@" + re.escape(mailname) + r"\b", frm):
+                problems.append(f"From {frm!r} is not @{mailname}")
+            if want_d:
+                why = verify_signature(m["data"], records, want_d, selector, view.oversign)
+                if why:
+                    problems.append(f"system mail from @{mailname}: {why}")
+        for user in local:
+            if token not in log_text(f"/var/mail/{user}"):
+                problems.append(f"not in local mailbox /var/mail/{user}")
+        return "; ".join(problems) or None
+
+    signed = f", signed d={want_d}" if want_d else ""
+    what = (f"mail to {name} reaches {', '.join(sorted(finals))} from root@{mailname}{signed}")
+    return Case(what, token, lambda: send_system_mail(token, name), evaluate, remote)
+
+
+# --------------------------------------------------------------------------
+
+
+class Ctx:
+    pass
+
+
+def mailsetup(ctx, *args, timeout=120):
+    return sh([ctx.bin, *args], timeout=timeout)
+
+
+def apply(ctx, label):
+    t = time.monotonic()
+    p = mailsetup(ctx, "apply", ctx.spec_path)
+    ctx.outputs.append(p.out + p.err)
+    must(f"{label}: `mailsetup apply` succeeds ({time.monotonic() - t:.1f}s)", p.returncode == 0, cmd_why(p))
+    return p
+
+
+def dns_records(ctx, label):
+    p = mailsetup(ctx, "dns", ctx.spec_path, "--format", "json")
+    ctx.outputs.append(p.out + p.err)
+    must(f"{label}: `mailsetup dns --format json` succeeds", p.returncode == 0, cmd_why(p))
+    try:
+        recs = json.loads(p.out)
+    except ValueError as e:
+        raise Abort(R.fail(f"{label}: dns output is JSON", f"{e}: {p.out[:500]}"))
+    return Records(recs)
+
+
+def check_records(ctx, records, label, selector_re=None, selector=None):
+    """One DKIM record per domain with the spec's selector; shared or per-domain keys."""
+    view = ctx.view
+    problems = []
+    chosen = {}
+    for d in view.domains:
+        sels = records.selectors_for(d)
+        if selector is not None:
+            ok = [s for s in sels if s == selector]
+        else:
+            ok = [s for s in sels if selector_re.match(s)]
+        if len(ok) != 1:
+            problems.append(f"{d}: DKIM selectors {sels}, want one matching {selector or selector_re.pattern}")
+            continue
+        chosen[d] = ok[0]
+        tags = record_tags(records.dkim[f"{ok[0]}._domainkey.{d.lower()}"])
+        if tags.get("v") != "DKIM1" or tags.get("k", "rsa") != "rsa" or not tags.get("p"):
+            problems.append(f"{d}: record {tags} lacks v=DKIM1, k=rsa or p=")
+    R.check(f"{label}: `dns` prints a DKIM record per domain with the spec's selector "
+            f"({', '.join(sorted(set(chosen.values())))})", not problems, "; ".join(problems))
+    if len(chosen) == len(view.domains) and len(view.domains) > 1:
+        keys = [record_tags(records.dkim[f"{s}._domainkey.{d.lower()}"])["p"] for d, s in chosen.items()]
+        if view.key_mode == "shared":
+            R.check(f"{label}: dkim.key shared: every domain publishes the same key",
+                    len(set(keys)) == 1, f"{len(set(keys))} different keys")
+        else:
+            R.check(f"{label}: dkim.key per-domain: every domain has its own key",
+                    len(set(keys)) == len(keys), "some domains share a key")
+    sels = set(chosen.values())
+    return sels.pop() if len(sels) == 1 else None
+
+
+def check_config(ctx, label):
+    p = sh(["postfix", "check"])
+    R.check(f"{label}: `postfix check` passes", p.returncode == 0 and "warning" not in p.err,
+            cmd_why(p) + "\n" + tail(MAILLOG, 10, r"postfix(-script)?\b.*(warning|fatal|error)"))
+    p = sh(["postconf", "-n"])
+    R.check(f"{label}: `postconf -n` has no warnings", p.returncode == 0 and not p.err.strip(), cmd_why(p))
+    p = sh(["opendkim", "-n", "-x", OPENDKIM_CONF])
+    R.check(f"{label}: `opendkim -n` accepts {OPENDKIM_CONF}", p.returncode == 0, cmd_why(p))
+
+
+def check_files(ctx):
+    view = ctx.view
+    mailname = log_text("/etc/mailname")
+    R.check(f"/etc/mailname is {view.mailname}", mailname.strip() == view.mailname and
+            mailname.count("\n") <= 1, f"it is {mailname!r}")
+    p = sh(["postconf", "-h", "myorigin"])
+    R.check("myorigin is /etc/mailname", p.out.strip() in ("/etc/mailname", view.mailname),
+            f"myorigin = {p.out.strip()}")
+
+    # Milter socket: postfix (chrooted in queue_directory) and opendkim agree.
+    queue = sh(["postconf", "-h", "queue_directory"]).out.strip()
+    milters = {sh(["postconf", "-h", k]).out.strip() for k in ("smtpd_milters", "non_smtpd_milters")}
+    sock = opendkim_socket()
+    want = {f"unix:{os.path.relpath(sock, queue)}"} if sock.startswith(queue + "/") else set()
+    R.check("postfix's smtpd_milters/non_smtpd_milters name opendkim's Socket inside the chroot",
+            want and milters == want, f"postfix milters {milters}, opendkim Socket {sock!r}, queue {queue}")
+
+    import grp
+    try:
+        members = grp.getgrnam("opendkim").gr_mem
+    except KeyError:
+        members = []
+    R.check("postfix is in the opendkim group", "postfix" in members, f"opendkim members: {members}")
+
+    # Private keys: readable by opendkim only.
+    keydir = "/etc/opendkim/keys"
+    bad, found = [], 0
+    for root, _, files in os.walk(keydir):
+        for f in files:
+            if f.endswith(".private"):
+                found += 1
+                st = os.stat(os.path.join(root, f))
+                import pwd
+                owner = pwd.getpwuid(st.st_uid).pw_name
+                if st.st_mode & 0o077 or owner not in ("opendkim", "root"):
+                    bad.append(f"{f}: mode {stat.S_IMODE(st.st_mode):o} owner {owner}")
+    R.check(f"DKIM private keys in {keydir} are 0600 (found {found})", found and not bad,
+            "; ".join(bad) or "no keys found")
+
+
+def check_sasl(ctx):
+    sink = ctx.sink_cfg
+    if not sink.get("auth"):
+        return
+    username, password = sink["auth"]
+    path = "/etc/postfix/sasl_passwd"
+    try:
+        st = os.stat(path)
+        R.check(f"{path} is 0600 root", stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0,
+                f"mode {stat.S_IMODE(st.st_mode):o} uid {st.st_uid}")
+    except OSError as e:
+        R.fail(f"{path} exists", e)
+        return
+    try:
+        st = os.stat(path + ".db")
+        R.check(f"{path}.db exists and is not readable by others",
+                not st.st_mode & 0o077, f"mode {stat.S_IMODE(st.st_mode):o}")
+    except OSError as e:
+        R.fail(f"{path}.db exists (postmap ran)", e)
+    relayhost = sh(["postconf", "-h", "relayhost"]).out.strip()
+    p = sh(["postmap", "-q", relayhost, f"hash:{path}"])
+    R.check(f"postmap lookup of {relayhost} in hash:{path} gives the credentials",
+            p.out.strip() == f"{username}:{password}", cmd_why(p))
+    leaks = [f for f in ("/etc/postfix/main.cf", "/etc/postfix/master.cf") if password in log_text(f)]
+    R.check("the relay password appears nowhere but sasl_passwd", not leaks, f"found in {leaks}")
+
+
+def start_daemons(ctx):
+    if opendkim_pids():
+        R.note(f"opendkim already running after apply (pids {opendkim_pids()})")
+    else:
+        p = sh(["/etc/init.d/opendkim", "start"])
+        R.check("`/etc/init.d/opendkim start` succeeds", p.returncode == 0, cmd_why(p))
+    sock = opendkim_socket()
+    must(f"opendkim runs and listens on {sock}",
+         wait_for(lambda: opendkim_pids() and os.path.exists(sock) and stat.S_ISSOCK(os.stat(sock).st_mode), 10),
+         f"pids {opendkim_pids()}; syslog:\n{tail(SYSLOG, 15)}")
+    if postfix_master_pids():
+        R.note("postfix already running after apply")
+    else:
+        p = sh(["postfix", "start"])
+        R.check("`postfix start` succeeds", p.returncode == 0, cmd_why(p) + "\n" + tail(MAILLOG, 10))
+    must("postfix listens on 127.0.0.1:25", wait_for(lambda: port_open("127.0.0.1", 25), 15),
+         tail(MAILLOG, 15))
+
+
+def listeners(port):
+    found = []
+    for path, fam in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+        for line in log_text(path).splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A":
+                continue
+            addr, p = f[1].split(":")
+            if int(p, 16) != port:
+                continue
+            raw = bytes.fromhex(addr)
+            if fam == 4:
+                ip = ipaddress.ip_address(raw[::-1])
+            else:
+                ip = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            found.append(ip)
+    return found
+
+
+def check_network(ctx):
+    view, outside = ctx.view, ctx.outside
+    ls = listeners(25)
+    if view.interfaces in ("loopback-only", ["loopback-only"]):
+        R.check(f"smtpd listens on loopback only ({', '.join(map(str, ls))})",
+                ls and all(a.is_loopback for a in ls), f"port 25 listeners: {ls}")
+        R.check(f"nothing answers on {outside}:25 (a non-loopback address)",
+                not port_open(outside, 25), "connection accepted")
+    else:
+        R.note(f"host.interfaces is {view.interfaces!r}: loopback-only check not applicable")
+
+    domain = view.domains[0]
+
+    def rcpt_code(source):
+        with smtplib.SMTP(timeout=20, source_address=(source, 0) if source else None,
+                          local_hostname="client.e2e.test") as s:
+            s.connect("127.0.0.1", 25)
+            s.ehlo()
+            s.mail(f"noreply@{domain}")
+            code, resp = s.rcpt("victim@elsewhere.e2e.test")
+            s.rset()
+            return code, resp.decode(errors="replace")
+
+    try:
+        code, resp = rcpt_code(None)
+        R.check("a client on 127.0.0.1 (in mynetworks) may relay", code == 250, f"{code} {resp}")
+        code, resp = rcpt_code(outside)
+        R.check(f"a client at {outside} (outside mynetworks) cannot relay ({code} {resp})",
+                code >= 400, f"RCPT TO an outside address got {code} {resp}")
+    except (OSError, smtplib.SMTPException) as e:
+        R.fail("relay restriction check", f"{type(e).__name__}: {e}")
+
+
+def mail_round(ctx, records, selector, label, full=True):
+    view = ctx.view
+    cases = []
+    for d in view.domains:
+        if full:
+            cases.append(signed_case(f"sm-{d}", "sendmail", f"noreply@{d}", view, records, selector))
+        cases.append(signed_case(f"smtp-{d}", "smtp", f"noreply@{d}", view, records, selector))
+        if full and view.subdomains:
+            cases.append(signed_case(f"sub-{d}", "smtp", f"noreply@app.{d}", view, records, selector))
+            cases.append(signed_case(f"subsm-{d}", "sendmail", f"www@app.{d}", view, records, selector))
+    if full:
+        cases.append(unsigned_case("unconf", f"noreply@{UNCONFIGURED}", records))
+        d0 = view.domains[0]
+        cases.append(unsigned_case("lookalike1", f"noreply@x{d0}", records))
+        cases.append(unsigned_case("lookalike2", f"noreply@{d0}.{UNCONFIGURED}", records))
+        if not view.subdomains:
+            cases.append(unsigned_case("nosub", f"noreply@app.{d0}", records))
+        for name in sorted(set(view.aliases) | {"root", "postmaster"}):
+            cases.append(alias_case(name, view, records, selector))
+    for c in cases:
+        c.what = f"{label}: {c.what}"
+    run_cases(cases, ctx.sink)
+
+
+def check_relay_auth(ctx):
+    cfg = ctx.sink_cfg
+    msgs = ctx.sink.snapshot()
+    port = cfg["port"]
+    relayhost = sh(["postconf", "-h", "relayhost"]).out.strip()
+    R.check(f"relayhost is the sink on the spec's port ({relayhost})",
+            relayhost in (f"[127.0.0.1]:{port}",) or (port == 25 and relayhost == "[127.0.0.1]"),
+            f"relayhost = {relayhost!r}")
+    if not cfg.get("auth"):
+        return
+    username = cfg["auth"][0]
+    R.check(f"every message reached the smart host over STARTTLS with AUTH as {username}",
+            msgs and all(m["tls"] and m["authenticated"] for m in msgs),
+            f"{sum(1 for m in msgs if not m['tls'])} without TLS, "
+            f"{sum(1 for m in msgs if not m['authenticated'])} without AUTH; attempts {ctx.sink.auth_attempts}")
+    bad = [a for a in ctx.sink.auth_attempts if not a[2]]
+    R.check("no failed AUTH attempts at the smart host", not bad, f"{bad}")
+
+
+def maillog_count(pattern):
+    return len(re.findall(pattern, log_text(MAILLOG), re.M))
+
+
+def idempotence(ctx):
+    p = mailsetup(ctx, "plan", ctx.spec_path, "--detailed-exitcode")
+    ctx.outputs.append(p.out + p.err)
+    R.check("after apply, `plan --detailed-exitcode` exits 0 (nothing to do)", p.returncode == 0, cmd_why(p))
+    before = (opendkim_pids(), postfix_master_pids(), maillog_count(r"\breload\b"),
+              log_text(SYSLOG).count("OpenDKIM Filter v"))
+    apply(ctx, "second apply")
+    time.sleep(0.5)
+    after = (opendkim_pids(), postfix_master_pids(), maillog_count(r"\breload\b"),
+             log_text(SYSLOG).count("OpenDKIM Filter v"))
+    R.check(f"second apply leaves opendkim running untouched (pid {before[0]})",
+            before[0] == after[0] and before[3] == after[3],
+            f"pids {before[0]} -> {after[0]}, starts logged {before[3]} -> {after[3]}")
+    R.check(f"second apply neither restarts nor reloads postfix (master {before[1]})",
+            before[1] == after[1] and before[2] == after[2],
+            f"master {before[1]} -> {after[1]}, reloads logged {before[2]} -> {after[2]}")
+
+
+def secrets_not_printed(ctx):
+    blobs = []
+    for root, _, files in os.walk("/etc/opendkim/keys"):
+        for f in files:
+            if f.endswith(".private"):
+                lines = [l for l in log_text(os.path.join(root, f)).splitlines() if l and "-----" not in l]
+                blobs += [l for l in lines[1:3] if len(l) >= 40]
+    if ctx.sink_cfg.get("auth"):
+        blobs.append(ctx.sink_cfg["auth"][1])
+    p = mailsetup(ctx, "plan", ctx.spec_path)
+    text = "".join(ctx.outputs) + p.out + p.err
+    leaked = [b[:12] + "..." for b in blobs if b in text]
+    R.check("no private key material or relay password in apply/plan/dns output",
+            not leaked, f"found {leaked}")
+
+
+def rotation(ctx, old_selector):
+    spec = ctx.test_spec
+    new = ROTATED_SELECTOR if old_selector != ROTATED_SELECTOR else ROTATED_SELECTOR + "2"
+    spec.setdefault("dkim", {})["selector"] = new
+    dump_yaml(spec, ctx.spec_path)
+    ctx.view = SpecView(spec)
+    before = opendkim_pids()
+    master = postfix_master_pids()
+    apply(ctx, f"rotation (dkim.selector: {new})")
+    time.sleep(0.3)
+    sock = opendkim_socket()
+    running = wait_for(lambda: opendkim_pids() and os.path.exists(sock), 10)
+    after = opendkim_pids()
+    R.check(f"rotation: apply restarted opendkim (pid {before} -> {after})",
+            running and after and after != before,
+            f"pids {before} -> {after}; syslog:\n{tail(SYSLOG, 10)}")
+    R.check("rotation: postfix master still running", postfix_master_pids() == master,
+            f"{master} -> {postfix_master_pids()}")
+    check_config(ctx, "rotation")
+    records = dns_records(ctx, "rotation")
+    check_records(ctx, records, "rotation", selector=new)
+    mail_round(ctx, records, new, "rotation", full=False)
+    p = mailsetup(ctx, "plan", ctx.spec_path, "--detailed-exitcode")
+    ctx.outputs.append(p.out + p.err)
+    R.check("rotation: afterwards `plan --detailed-exitcode` exits 0", p.returncode == 0, cmd_why(p))
+
+
+def save_artifacts(ctx):
+    dest = os.path.join(ctx.work, "artifacts")
+    os.makedirs(dest, exist_ok=True)
+    for src in ["/etc/postfix/main.cf", "/etc/postfix/master.cf", OPENDKIM_CONF, "/etc/opendkim/KeyTable",
+                "/etc/opendkim/SigningTable", "/etc/opendkim/TrustedHosts", "/etc/default/opendkim",
+                "/etc/aliases", "/etc/mailname", MAILLOG, SYSLOG]:
+        if os.path.exists(src):
+            shutil.copy(src, os.path.join(dest, src.strip("/").replace("/", "_")))
+    with open(os.path.join(dest, "mailq.txt"), "w") as f:
+        f.write(sh(["mailq"]).out)
+
+
+def scenario(args):
+    ctx = Ctx()
+    ctx.bin = os.path.abspath(args.mailsetup)
+    ctx.work = os.path.abspath(args.work)
+    ctx.outputs = []
+    example = os.path.abspath(args.spec)
+    out(f"# e2e {os.path.basename(example)} with {ctx.bin}")
+
+    orig = load_yaml(example)
+    ctx.test_spec, ctx.sink_cfg = make_test_spec(orig, ctx.work)
+    ctx.view = SpecView(ctx.test_spec)
+
+    setup_mounts(ctx.work)
+    start_syslog_sink()
+    ctx.outside = setup_network(ctx.view.networks)
+    R.ok(f"private namespaces: /etc, /var, /run, /dev private; lo up; outside client address {ctx.outside}")
+
+    ctx.spec_path = os.path.join(ctx.work, "spec.yaml")
+    dump_yaml(ctx.test_spec, ctx.spec_path)
+    if ctx.sink_cfg.get("auth"):
+        pwfile = ctx.sink_cfg["password_file"]
+        os.makedirs(os.path.dirname(pwfile), mode=0o700, exist_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (ctx.sink_cfg["auth"][1] + "\n").encode())
+        os.close(fd)
+        tls = make_cert(os.path.join(ctx.work, "ns")) if ctx.sink_cfg["tls"] else None
+        ctx.sink = Sink(ctx.sink_cfg["port"], tls_files=tls, auth=ctx.sink_cfg["auth"])
+        R.note(f"smart-host sink on 127.0.0.1:{ctx.sink_cfg['port']} (STARTTLS {'required' if tls else 'off'}, "
+               f"AUTH required as {ctx.sink_cfg['auth'][0]})")
+    else:
+        ctx.sink = Sink(ctx.sink_cfg["port"])
+        R.note(f"relay sink on 127.0.0.1:{ctx.sink_cfg['port']} (test-only relayhost override)")
+
+    date_before = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    apply(ctx, "first apply")
+    date_after = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    check_config(ctx, "first apply")
+    check_files(ctx)
+    check_sasl(ctx)
+    start_daemons(ctx)
+
+    records = dns_records(ctx, "first apply")
+    selector = check_records(ctx, records, "first apply", selector_re=ctx.view.selector_regex())
+    if selector and "{date}" in ctx.view.selector:
+        m = ctx.view.selector_regex().match(selector)
+        R.check(f"{{date}} in the selector is the UTC date of key creation ({m.group(1)})",
+                m.group(1) in (date_before, date_after), f"today is {date_before}")
+
+    check_network(ctx)
+    mail_round(ctx, records, selector, "first apply")
+    check_relay_auth(ctx)
+    idempotence(ctx)
+    secrets_not_printed(ctx)
+    rotation(ctx, selector)
+
+
+def worker(args):
+    try:
+        scenario(args)
+    except Abort as e:
+        out(f"     aborted after: {e}")
+    except Exception as e:  # noqa: BLE001
+        R.fail("driver", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+    try:
+        save_artifacts_ctx = Ctx()
+        save_artifacts_ctx.work = os.path.abspath(args.work)
+        save_artifacts(save_artifacts_ctx)
+    except Exception as e:  # noqa: BLE001
+        out(f"     could not save artifacts: {e}")
+    if R.failures:
+        out("--- postfix log (tail) ---\n" + tail(MAILLOG, 40))
+        out("--- syslog: opendkim (tail) ---\n" + tail(SYSLOG, 30))
+        out(f"--- artifacts in {os.path.join(os.path.abspath(args.work), 'artifacts')} (if kept)")
+    elapsed = time.monotonic() - T0
+    out(f"# {R.passes} ok, {len(R.failures)} failed, {elapsed:.1f}s")
+    return 1 if R.failures else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mailsetup", required=True, help="the mailsetup binary")
+    ap.add_argument("--spec", required=True, help="an example spec")
+    ap.add_argument("--work", required=True, help="a scratch directory")
+    args = ap.parse_args()
+
+    missing = []
+    for mod in ("dkim", "aiosmtpd", "yaml"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(f"python module {mod}")
+    for exe in ("postfix", "opendkim", "postconf", "postmap", "ip", "mount", "openssl"):
+        if not shutil.which(exe, path=PATH):
+            missing.append(exe)
+    if missing:
+        out(f"FAIL prerequisites: missing {', '.join(missing)}")
+        return 2
+    assert_in_fresh_namespaces()
+
+    # PID 1 of the namespace: reap every orphan (postfix and opendkim daemonize)
+    # while a child does the work; when we exit, the kernel kills the rest.
+    sys.stdout.flush()
+    child = os.fork()
+    if child == 0:
+        code = 2
+        try:
+            code = worker(args)
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 2
+        except InterruptedError:
+            continue
+        if pid == child:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs them all: unit tests, CLI tests, golden
+# files and the end-to-end suite with the real Postfix and OpenDKIM.
+#
+# Run as root on Debian/Ubuntu (the end-to-end suite starts the daemons in
+# private namespaces). Elsewhere, or as a normal user, the packages are not
+# installed and the end-to-end tests say they are skipped — except with
+# CI=true, where anything missing is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd python3-yaml
+          openssl iproute2 util-linux)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    # Postfix asks what kind of server this is; mailsetup writes the configuration.
+    echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+cargo fmt --check
+cargo test --locked "$@"
