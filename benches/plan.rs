@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mailsetup::desired::{HostFacts, Layout};
+use mailsetup::desired::HostFacts;
 use mailsetup::system::System;
 use mailsetup::templates::Templates;
 use mailsetup::{actual, desired, plan, show, spec};
@@ -36,8 +36,7 @@ fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),
     };
-    let desired =
-        desired::desired(&spec, "bench.yaml", templates, &facts, &Layout::live()).unwrap();
+    let desired = desired::desired(&spec, "bench.yaml", templates, &facts).unwrap();
     let actual = actual::read(&system, &desired).unwrap();
     let plan = plan::plan("/", &desired, &actual);
     show::plan_text(&plan).len() + plan.steps.len()
@@ -100,8 +99,7 @@ fn apply_without_commands(text: &str, root: &Path, templates: &Templates) {
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),
     };
-    let desired =
-        desired::desired(&spec, "bench.yaml", templates, &facts, &Layout::live()).unwrap();
+    let desired = desired::desired(&spec, "bench.yaml", templates, &facts).unwrap();
     let system = System::new(root).unwrap();
     for dir in &desired.dirs {
         std::fs::create_dir_all(system.path(&dir.path)).unwrap();

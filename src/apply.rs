@@ -6,9 +6,9 @@
 use anyhow::{Context, Result, bail};
 
 use crate::backup;
-use crate::desired::{Desired, Service, paths};
+use crate::desired::{Service, paths};
 use crate::keys::DkimKey;
-use crate::plan::{FollowUp, Plan, Step};
+use crate::plan::{FollowUp, Plan, Step, sha256_hex};
 use crate::system::{ServiceAction, System};
 
 /// What apply did, line by line, for the operator.
@@ -18,43 +18,56 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Checks the configuration in `staged` (rendered to point at a staging
-/// directory) with `postconf` and `opendkim -n`, before any live file changes.
-pub fn check_staged(
-    system: &System,
-    staged: &Desired,
-    stage_dir: &std::path::Path,
-) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    let _ = std::fs::remove_dir_all(stage_dir);
-    let write = |rel: &str, content: &str| -> Result<()> {
-        let path = stage_dir.join(rel.trim_start_matches('/'));
-        std::fs::create_dir_all(path.parent().expect("parent"))
-            .with_context(|| format!("create {}", path.display()))?;
-        std::fs::write(&path, content).with_context(|| format!("write {}", path.display()))?;
+/// The configuration files the daemons' own checks read.
+const CHECKED: &[&str] = &[
+    paths::MAIN_CF,
+    paths::MASTER_CF,
+    paths::OPENDKIM_CONF,
+    paths::KEY_TABLE,
+    paths::SIGNING_TABLE,
+    paths::TRUSTED_HOSTS,
+];
+
+/// Checks the configuration the plan leads to with `postconf` and `opendkim -n`,
+/// in a staging copy, before any live file changes. Files the plan does not
+/// change are taken as they are.
+pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
+    let stage_target = format!("{}/stage", backup::STATE_DIR);
+    let stage = system.path(&stage_target);
+    let _ = std::fs::remove_dir_all(&stage);
+    let stage_str = stage.to_string_lossy().into_owned();
+    for path in CHECKED {
+        let planned = plan.steps.iter().find_map(|s| match s {
+            Step::CreateFile(f) | Step::UpdateFile(f) if f.path == *path => Some(f.new.clone()),
+            _ => None,
+        });
+        let content = match planned {
+            Some(c) => c,
+            None => match system.read_file(path)? {
+                Some(f) => String::from_utf8_lossy(&f.content).into_owned(),
+                None => continue,
+            },
+        };
+        // The staged opendkim.conf must read the staged tables, not the live ones.
+        let content = content.replace(
+            &format!("refile:{}/", paths::OPENDKIM_DIR),
+            &format!("refile:{stage_str}{}/", paths::OPENDKIM_DIR),
+        );
+        let file = stage.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(file.parent().expect("parent"))
+            .with_context(|| format!("create {}", file.display()))?;
+        std::fs::write(&file, content).with_context(|| format!("write {}", file.display()))?;
         // Postfix waits until a just-modified main.cf is a second old; a staged
         // copy can be dated back instead.
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
         std::fs::File::options()
             .write(true)
-            .open(&path)
+            .open(&file)
             .and_then(|f| f.set_modified(past))
-            .with_context(|| format!("date {}", path.display()))
-    };
-    let staged_dkim_dir = stage_dir.join("opendkim").to_string_lossy().into_owned();
-    for file in &staged.files {
-        if file.secret {
-            continue;
-        }
-        if file.path == paths::MAIN_CF || file.path == paths::MASTER_CF {
-            write(&file.path, &file.content)?;
-        } else if file.path == paths::OPENDKIM_CONF {
-            write("/opendkim.conf", &file.content)?;
-        } else if let Some(name) = file.path.strip_prefix(&format!("{staged_dkim_dir}/")) {
-            write(&format!("/opendkim/{name}"), &file.content)?;
-        }
+            .with_context(|| format!("date {}", file.display()))?;
     }
-    let postfix_dir = stage_dir.join("etc/postfix").to_string_lossy().into_owned();
+    let mut notes = Vec::new();
+    let postfix_dir = stage.join("etc/postfix").to_string_lossy().into_owned();
     if system.find_program("postconf").is_some() {
         let out = system.run("postconf", &["-c", &postfix_dir, "-n"])?;
         let warnings: Vec<&str> = out
@@ -71,8 +84,8 @@ pub fn check_staged(
     } else {
         notes.push("postconf is not installed: the new main.cf was not checked by Postfix".into());
     }
-    let conf = stage_dir
-        .join("opendkim.conf")
+    let conf = stage
+        .join("etc/opendkim.conf")
         .to_string_lossy()
         .into_owned();
     if system.find_program("opendkim").is_some() {
@@ -84,8 +97,36 @@ pub fn check_staged(
             "opendkim is not installed: the new opendkim.conf was not checked by OpenDKIM".into(),
         );
     }
-    let _ = std::fs::remove_dir_all(stage_dir);
+    let _ = std::fs::remove_dir_all(&stage);
     Ok(notes)
+}
+
+/// Refuses a saved plan when the host moved on since it was made.
+pub fn check_fresh(system: &System, plan: &Plan) -> Result<()> {
+    for seen in &plan.observed {
+        let now = system
+            .read_file(&seen.path)?
+            .map(|f| sha256_hex(&f.content));
+        if now != seen.sha256 {
+            bail!(
+                "the saved plan is stale: {} changed since the plan was made; run plan again",
+                seen.path
+            );
+        }
+    }
+    for key in &plan.keys_present {
+        if system.path(key).symlink_metadata().is_err() {
+            bail!("the saved plan is stale: the key {key} is gone; run plan again");
+        }
+    }
+    for step in &plan.steps {
+        if let Step::GenerateKey { private_path, .. } = step {
+            if system.path(private_path).symlink_metadata().is_ok() {
+                bail!("the saved plan is stale: the key {private_path} exists now; run plan again");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Executes every step of `plan`.

@@ -45,6 +45,10 @@ pub enum Command {
         /// Exit 2 when there are changes (0 when none, 1 on error), for CI drift checks.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also save the plan to FILE (mode 0600: it holds the new files, credentials
+        /// included), for `mailsetup apply --plan FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Make the system match the spec: exactly what plan shows.
     ///
@@ -52,8 +56,20 @@ pub enum Command {
     /// every file it replaces (see rollback), writes atomically, generates missing
     /// DKIM keys (0600), runs newaliases/postmap and reloads only what changed.
     Apply {
-        #[command(flatten)]
-        target: Target,
+        /// The spec file (not with --plan).
+        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+        spec: Option<PathBuf>,
+        /// Apply to the tree under DIR instead of the running system (staging, images,
+        /// tests). Services and group membership are only changed on `/`.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// A directory whose templates replace the built-in ones (see plan).
+        #[arg(long, value_name = "DIR", conflicts_with = "plan")]
+        templates: Option<PathBuf>,
+        /// Apply exactly the plan saved by `plan --out FILE`; refused when a managed
+        /// file changed since the plan was made.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
     },
     /// Print the DNS records to publish: SPF, DKIM, DMARC and report authorization.
     Dns {

@@ -67,6 +67,24 @@ pub struct Owner {
     pub group: &'static str,
 }
 
+/// Owners are one of a few known pairs; reading a saved plan maps the names back.
+impl<'de> serde::Deserialize<'de> for Owner {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Names {
+            user: String,
+            group: String,
+        }
+        let names = Names::deserialize(d)?;
+        [ROOT, OPENDKIM]
+            .into_iter()
+            .find(|o| o.user == names.user && o.group == names.group)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown owner {}:{}", names.user, names.group))
+            })
+    }
+}
+
 pub const ROOT: Owner = Owner {
     user: "root",
     group: "root",
@@ -209,21 +227,6 @@ pub fn keys(
         .collect()
 }
 
-/// Where the rendered files will live; validation renders them into a staging
-/// directory and points the daemons' checks there.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    pub opendkim_dir: String,
-}
-
-impl Layout {
-    pub fn live() -> Layout {
-        Layout {
-            opendkim_dir: paths::OPENDKIM_DIR.to_string(),
-        }
-    }
-}
-
 #[derive(Serialize)]
 struct Vars<'a> {
     header: String,
@@ -265,9 +268,9 @@ struct MilterVars {
 
 #[derive(Serialize)]
 struct OpendkimVars {
-    key_table: String,
-    signing_table: String,
-    trusted_hosts: String,
+    key_table: &'static str,
+    signing_table: &'static str,
+    trusted_hosts: &'static str,
     pid_file: &'static str,
     run_dir: &'static str,
     canonicalization: &'static str,
@@ -314,10 +317,9 @@ pub fn desired(
     spec_name: &str,
     templates: &Templates,
     facts: &HostFacts,
-    layout: &Layout,
 ) -> Result<Desired> {
     let keys = keys(spec, &facts.key_selectors, facts.today)?;
-    let vars = vars(spec, spec_name, facts, layout, &keys)?;
+    let vars = vars(spec, spec_name, facts, &keys)?;
     let context = tera::Context::from_serialize(&vars)?;
     let render = |name: &str| templates.render(name, &context);
 
@@ -333,7 +335,6 @@ pub fn desired(
     };
     use Effect::*;
     use Service::*;
-    let od = |name: &str| format!("{}/{name}", layout.opendkim_dir);
     let mut files = vec![
         file(
             paths::MAIN_CF,
@@ -357,21 +358,21 @@ pub fn desired(
             &[Restart(Opendkim)],
         )?,
         file(
-            &od("KeyTable"),
+            paths::KEY_TABLE,
             "KeyTable.tera",
             OPENDKIM,
             0o644,
             &[Restart(Opendkim)],
         )?,
         file(
-            &od("SigningTable"),
+            paths::SIGNING_TABLE,
             "SigningTable.tera",
             OPENDKIM,
             0o644,
             &[Restart(Opendkim)],
         )?,
         file(
-            &od("TrustedHosts"),
+            paths::TRUSTED_HOSTS,
             "TrustedHosts.tera",
             OPENDKIM,
             0o644,
@@ -424,7 +425,7 @@ pub fn desired(
             mode: 0o755,
         },
         Dir {
-            path: layout.opendkim_dir.clone(),
+            path: paths::OPENDKIM_DIR.into(),
             owner: OPENDKIM,
             mode: 0o755,
         },
@@ -468,7 +469,6 @@ fn vars<'a>(
     spec: &'a Spec,
     spec_name: &str,
     facts: &HostFacts,
-    layout: &Layout,
     keys: &'a [Key],
 ) -> Result<Vars<'a>> {
     let hostname = spec.host.hostname.to_string();
@@ -576,9 +576,9 @@ fn vars<'a>(
             opendkim: format!("local:{}/{MILTER_SOCKET_IN_SPOOL}", paths::POSTFIX_SPOOL),
         },
         opendkim: OpendkimVars {
-            key_table: format!("{}/KeyTable", layout.opendkim_dir),
-            signing_table: format!("{}/SigningTable", layout.opendkim_dir),
-            trusted_hosts: format!("{}/TrustedHosts", layout.opendkim_dir),
+            key_table: paths::KEY_TABLE,
+            signing_table: paths::SIGNING_TABLE,
+            trusted_hosts: paths::TRUSTED_HOSTS,
             pid_file: paths::OPENDKIM_PID,
             run_dir: paths::OPENDKIM_RUN_DIR,
             canonicalization: "relaxed/relaxed",

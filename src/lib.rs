@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use cli::{Cli, Command, DnsFormat, PlanFormat, Target};
-use desired::{Desired, HostFacts, Layout};
+use desired::{Desired, HostFacts};
 use spec::Spec;
 use system::System;
 
@@ -80,12 +80,16 @@ pub fn run(cli: Cli) -> Result<u8> {
             target,
             format,
             detailed_exitcode,
+            out: save,
         } => {
             let ctx = Job::new(&target)?;
-            let (_, plan) = ctx.plan(None)?;
+            let plan = ctx.plan(&ctx.facts()?)?;
+            if let Some(file) = save {
+                save_plan(&plan, &file)?;
+            }
             match format {
                 PlanFormat::Text => colored(show::plan_text(&plan))?,
-                PlanFormat::Json => out(serde_json::to_string_pretty(&plan)? + "\n")?,
+                PlanFormat::Json => out(serde_json::to_string_pretty(&plan.redacted())? + "\n")?,
             };
             Ok(if detailed_exitcode && !plan.is_empty() {
                 EXIT_CHANGES
@@ -93,7 +97,22 @@ pub fn run(cli: Cli) -> Result<u8> {
                 0
             })
         }
-        Command::Apply { target } => apply(&target),
+        Command::Apply {
+            spec: Some(spec),
+            root,
+            templates,
+            plan: None,
+        } => apply(&Target {
+            spec,
+            root,
+            templates,
+        }),
+        Command::Apply {
+            plan: Some(file),
+            root,
+            ..
+        } => apply_saved(&file, &root),
+        Command::Apply { .. } => bail!("apply needs a spec or --plan"),
         Command::Dns { spec, root, format } => dns(&spec, &root, format),
         Command::Rollback { root } => rollback(&root),
         Command::Schema => out(schema_json() + "\n"),
@@ -193,20 +212,19 @@ impl Job {
         })
     }
 
-    fn desired(&self, facts: &HostFacts, layout: &Layout) -> Result<Desired> {
-        desired::desired(&self.spec, &self.spec_name, &self.templates, facts, layout)
+    fn desired(&self, facts: &HostFacts) -> Result<Desired> {
+        desired::desired(&self.spec, &self.spec_name, &self.templates, facts)
     }
 
-    /// The desired state and the plan to reach it; `facts` when already read.
-    fn plan(&self, facts: Option<HostFacts>) -> Result<(HostFacts, plan::Plan)> {
-        let facts = match facts {
-            Some(f) => f,
-            None => self.facts()?,
-        };
-        let desired = self.desired(&facts, &Layout::live())?;
+    /// The plan from what the host has now to what the spec asks.
+    fn plan(&self, facts: &HostFacts) -> Result<plan::Plan> {
+        let desired = self.desired(facts)?;
         let actual = actual::read(&self.system, &desired)?;
-        let plan = plan::plan(&self.system.root().display().to_string(), &desired, &actual);
-        Ok((facts, plan))
+        Ok(plan::plan(
+            &self.system.root().display().to_string(),
+            &desired,
+            &actual,
+        ))
     }
 }
 
@@ -230,7 +248,7 @@ fn apply(target: &Target) -> Result<u8> {
     let ctx = Job::new(target)?;
     let facts = ctx.facts()?;
     // Render once before touching anything: template or spec errors write nothing.
-    ctx.desired(&facts, &Layout::live())?;
+    ctx.desired(&facts)?;
     if ctx.system.is_live() {
         for program in ["postconf", "postalias", "opendkim"] {
             if ctx.system.find_program(program).is_none() {
@@ -243,22 +261,18 @@ fn apply(target: &Target) -> Result<u8> {
     }
     backup::ensure_state_dir(&ctx.system)?;
     let _lock = ctx.system.lock(backup::LOCK)?;
-    let (facts, plan) = ctx.plan(Some(facts))?;
+    let plan = ctx.plan(&facts)?;
+    execute(&ctx.system, &plan)
+}
+
+/// Shows, checks and applies a plan, and prints what was done.
+fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
+    colored(show::plan_text(plan))?;
     if plan.is_empty() {
-        colored(show::plan_text(&plan))?;
         return Ok(0);
     }
-    colored(show::plan_text(&plan))?;
-
-    let stage = ctx.system.path(&format!("{}/stage", backup::STATE_DIR));
-    let staged = ctx.desired(
-        &facts,
-        &Layout {
-            opendkim_dir: stage.join("opendkim").to_string_lossy().into_owned(),
-        },
-    )?;
-    let mut notes = apply::check_staged(&ctx.system, &staged, &stage)?;
-    let report = apply::apply(&ctx.system, &plan)?;
+    let mut notes = apply::check_staged(system, plan)?;
+    let report = apply::apply(system, plan)?;
     notes.extend(report.notes);
     let mut text = String::from("\nApplied:\n");
     for line in report.done {
@@ -268,6 +282,46 @@ fn apply(target: &Target) -> Result<u8> {
         text += &format!("note: {note}\n");
     }
     out(text)
+}
+
+/// Saves a plan for `apply --plan`; 0600, since it holds credentials.
+fn save_plan(plan: &plan::Plan, file: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_string_pretty(plan)?;
+    let _ = std::fs::remove_file(file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("save the plan to {}", file.display()))
+}
+
+fn apply_saved(file: &Path, root: &Path) -> Result<u8> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let plan: plan::Plan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a mailsetup plan", file.display()))?;
+    if plan.format != plan::FORMAT {
+        bail!(
+            "{}: plan format {:?}; this mailsetup reads {:?}",
+            file.display(),
+            plan.format,
+            plan::FORMAT
+        );
+    }
+    let system = System::new(root)?;
+    if plan.root != system.root().display().to_string() {
+        bail!(
+            "the plan was made for {}, not {}",
+            plan.root,
+            system.root().display()
+        );
+    }
+    backup::ensure_state_dir(&system)?;
+    let _lock = system.lock(backup::LOCK)?;
+    apply::check_fresh(&system, &plan)?;
+    execute(&system, &plan)
 }
 
 fn dns(spec_path: &Path, root: &Path, format: DnsFormat) -> Result<u8> {

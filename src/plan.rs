@@ -12,45 +12,42 @@ use crate::desired::{Desired, Effect, Owner, Service, paths};
 use crate::system::{Ids, Meta, ServiceAction};
 
 /// A file's content, mode and owner to be written.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileWrite {
     pub path: String,
-    #[serde(serialize_with = "octal")]
+    #[serde(with = "octal")]
     pub mode: u32,
     pub owner: Owner,
     /// Resolved owner; `None` when ownership is not managed here (see the notes).
-    #[serde(skip)]
     pub ids: Option<Ids>,
     pub secret: bool,
-    /// The content now on disk, if any.
+    /// The content now on disk, if any (for the diff; not kept in saved plans).
     #[serde(skip)]
     pub old: Option<Vec<u8>>,
-    #[serde(skip)]
+    #[serde(rename = "content")]
     pub new: String,
     pub old_sha256: Option<String>,
     pub new_sha256: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
     CreateDir {
         path: String,
-        #[serde(serialize_with = "octal")]
+        #[serde(with = "octal")]
         mode: u32,
         owner: Owner,
-        #[serde(skip)]
         ids: Option<Ids>,
     },
     /// Mode or owner of an existing file or directory.
     FixMeta {
         path: String,
-        #[serde(serialize_with = "octal")]
+        #[serde(with = "octal")]
         from_mode: u32,
-        #[serde(serialize_with = "octal")]
+        #[serde(with = "octal")]
         mode: u32,
         owner: Owner,
-        #[serde(skip)]
         ids: Option<Ids>,
         owner_changes: bool,
     },
@@ -61,7 +58,6 @@ pub enum Step {
         domain: String,
         private_path: String,
         txt_path: String,
-        #[serde(skip)]
         ids: Option<Ids>,
     },
     CreateFile(FileWrite),
@@ -90,10 +86,27 @@ pub enum FollowUp {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// What the plan saw of one managed path: a saved plan is applied only while
+/// the host still looks like this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub path: String,
+    /// sha256 of the file, or `None` when it did not exist.
+    pub sha256: Option<String>,
+}
+
+/// Written into saved plans, so an incompatible one is refused by name.
+pub const FORMAT: &str = "mailsetup-plan/1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
+    pub format: String,
     pub root: String,
     pub steps: Vec<Step>,
+    /// Every managed file as the plan found it.
+    pub observed: Vec<Observed>,
+    /// The private keys that existed (only existence: key bytes are never read).
+    pub keys_present: Vec<String>,
     /// What mailsetup leaves alone here and why (no root, not the live system…).
     pub notes: Vec<String>,
 }
@@ -102,11 +115,31 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+
+    /// The plan without credentials, for showing (`plan --format json`).
+    pub fn redacted(&self) -> Plan {
+        let mut plan = self.clone();
+        for step in &mut plan.steps {
+            if let Step::CreateFile(f) | Step::UpdateFile(f) = step {
+                if f.secret {
+                    f.new = String::new();
+                }
+            }
+        }
+        plan
+    }
 }
 
 /// Modes read as in `ls` and `chmod`: "0644".
-fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{mode:04o}"))
+mod octal {
+    pub fn serialize<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        u32::from_str_radix(&text, 8).map_err(serde::de::Error::custom)
+    }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -277,9 +310,29 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
         }
     }
 
+    let mut observed: Vec<Observed> = actual
+        .files
+        .iter()
+        .map(|(path, state)| Observed {
+            path: path.clone(),
+            sha256: state.as_ref().map(|s| sha256_hex(&s.content)),
+        })
+        .collect();
+    observed.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut keys_present: Vec<String> = actual
+        .keys
+        .iter()
+        .filter(|(_, exists)| **exists)
+        .map(|(path, _)| path.clone())
+        .collect();
+    keys_present.sort();
+
     Plan {
+        format: FORMAT.to_string(),
         root: root.to_string(),
         steps,
+        observed,
+        keys_present,
         notes: notes.into_iter().collect(),
     }
 }

@@ -28,7 +28,7 @@ pub struct Meta {
 }
 
 /// User and group ids, resolved from names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ids {
     pub uid: u32,
     pub gid: u32,

@@ -466,3 +466,100 @@ fn help_explains_every_command() {
     let out = run(&["plan"], 1);
     assert!(out.stderr.contains("SPEC"), "{}", out.stderr);
 }
+
+#[test]
+fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
+    let root = root();
+    let r = path_str(root.path());
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("plan.json");
+    let p = path_str(&saved);
+    run(
+        &["plan", &example("smarthost.yaml"), "--root", r, "--out", p],
+        0,
+    );
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        tree(&root.path().join("etc/postfix")).is_empty(),
+        "plan --out wrote into the root"
+    );
+    run(&["apply", "--plan", p, "--root", r], 0);
+    run(
+        &[
+            "plan",
+            &example("smarthost.yaml"),
+            "--root",
+            r,
+            "--detailed-exitcode",
+        ],
+        0,
+    );
+
+    // A plan made now, then a hand edit: the plan no longer describes the host.
+    let spec = dir.path().join("spec.yaml");
+    let text = std::fs::read_to_string(example("smarthost.yaml")).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("p: quarantine", "p: reject")
+            .replace("[ops@example.com, oncall@example.com]", "ops@example.com"),
+    )
+    .unwrap();
+    run(&["plan", path_str(&spec), "--root", r, "--out", p], 0);
+    let aliases = root.path().join("etc/aliases");
+    let edited = std::fs::read_to_string(&aliases).unwrap() + "# edited by hand\n";
+    std::fs::write(&aliases, &edited).unwrap();
+    let out = run(&["apply", "--plan", p, "--root", r], 1);
+    assert!(
+        out.stderr.contains("stale") && out.stderr.contains("/etc/aliases"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&aliases).unwrap(),
+        edited,
+        "a stale plan changed files"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let out = run(&["apply", "--plan", p, "--root", path_str(other.path())], 1);
+    assert!(
+        out.stderr.contains("the plan was made for"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_daemons_own_checks_stop_a_bad_configuration_before_it_is_live() {
+    if crate::support::missing_in_ci(&["postconf"]) {
+        return;
+    }
+    let root = root();
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("main.cf.tera"),
+        "# {{ header }}\nmyhostname = {{ host.hostname }}\nmyhostnme = typo\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "apply",
+            &example("minimal.yaml"),
+            "--root",
+            path_str(root.path()),
+            "--templates",
+            path_str(templates.path()),
+        ],
+        1,
+    );
+    assert!(
+        out.stderr.contains("postconf") && out.stderr.contains("myhostnme"),
+        "{}",
+        out.stderr
+    );
+    assert!(!root.path().join("etc/postfix/main.cf").exists());
+    assert!(!root.path().join("etc/opendkim").exists());
+}
