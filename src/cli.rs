@@ -56,8 +56,11 @@ pub enum Command {
     /// every file it replaces (see rollback), writes atomically, generates missing
     /// DKIM keys (0600), runs newaliases/postmap and reloads only what changed.
     Apply {
-        /// The spec file (not with --plan).
-        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+        /// The spec file (not with --plan or --bundle).
+        #[arg(
+            required_unless_present_any = ["plan", "bundle"],
+            conflicts_with_all = ["plan", "bundle"]
+        )]
         spec: Option<PathBuf>,
         /// Apply to the tree under DIR instead of the running system (staging, images,
         /// tests). Services and group membership are only changed on `/`.
@@ -68,8 +71,29 @@ pub enum Command {
         templates: Option<PathBuf>,
         /// Apply exactly the plan saved by `plan --out FILE`; refused when a managed
         /// file changed since the plan was made.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
         plan: Option<PathBuf>,
+        /// Apply a bundle made by `mailsetup bundle`: every checksum is verified
+        /// before anything is touched; keys missing here are generated here.
+        #[arg(long, value_name = "FILE", conflicts_with = "templates")]
+        bundle: Option<PathBuf>,
+    },
+    /// Build a byte-reproducible bundle for CI: the rendered files, a manifest
+    /// (path, mode, owner, sha256) and the DNS records. Hosts apply it with
+    /// `mailsetup apply --bundle FILE`. Private keys stay out unless asked for.
+    ///
+    /// Date-based selectors come from the public keys given, or from
+    /// SOURCE_DATE_EPOCH, so the same inputs give the same bytes at any time.
+    Bundle(BundleArgs),
+    /// Export the public half of every DKIM key as DIR/SET/SELECTOR.txt, for
+    /// `mailsetup bundle --public-keys DIR` in CI. Private keys are not copied.
+    PublicKeys {
+        /// The system whose keys are read.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The directory to write.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Print the DNS records to publish: SPF, DKIM, DMARC and report authorization.
     Dns {
@@ -94,6 +118,29 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,
+}
+
+/// What goes into a bundle.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// Where to write the .tar.gz.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Templates that replace the built-in ones (shipped in the bundle).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Public keys exported by the hosts with `mailsetup public-keys`
+    /// (DIR/SET/SELECTOR.txt), so the DNS records carry the real keys.
+    #[arg(long, value_name = "DIR")]
+    pub public_keys: Option<PathBuf>,
+    /// Read the keys from this system instead (when bundling on the host).
+    #[arg(long, value_name = "DIR", conflicts_with = "public_keys")]
+    pub root: Option<PathBuf>,
+    /// Ship the private keys found under --root. The bundle is then a secret.
+    #[arg(long, requires = "root")]
+    pub include_private_keys: bool,
 }
 
 /// The spec and the system it applies to.

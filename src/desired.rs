@@ -49,7 +49,7 @@ pub enum Service {
 }
 
 /// What must happen after a file changes so the change takes effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Effect {
     Reload(Service),
@@ -94,9 +94,10 @@ pub const OPENDKIM: Owner = Owner {
     group: "opendkim",
 };
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct File {
     pub path: String,
+    /// Kept out of JSON views; bundles carry it as a file of its own.
     #[serde(skip)]
     pub content: String,
     pub owner: Owner,
@@ -106,7 +107,7 @@ pub struct File {
     pub effects: Vec<Effect>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Dir {
     pub path: String,
     pub owner: Owner,
@@ -114,7 +115,7 @@ pub struct Dir {
 }
 
 /// A DKIM key pair that must exist: `<dir>/<selector>.private` and `.txt`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Key {
     /// `shared` or the domain it belongs to.
     pub set: String,

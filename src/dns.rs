@@ -56,7 +56,7 @@ pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Recor
         match public {
             Some(public) => out.push(txt(Kind::Dkim, name, public.dns_value())),
             None => missing.push(format!(
-                "{name}: the key {} does not exist yet; run mailsetup apply first",
+                "{name}: no key at {} yet: run mailsetup apply on the host (for a bundle, export the public keys there with mailsetup public-keys)",
                 key.private_path
             )),
         }

@@ -131,7 +131,7 @@ impl Plan {
 }
 
 /// Modes read as in `ls` and `chmod`: "0644".
-mod octal {
+pub(crate) mod octal {
     pub fn serialize<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{mode:04o}"))
     }

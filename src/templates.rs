@@ -45,31 +45,33 @@ const BUILTIN: &[(&str, &str)] = &[
 pub struct Templates(tera::Tera);
 
 impl Templates {
-    /// The built-in templates, with those in `overrides` (if given) taking precedence.
-    /// A file there that matches no built-in name is an error, so a typo does not
-    /// silently leave the built-in in force.
+    /// The built-in templates, with those in the directory `overrides` (if given)
+    /// taking precedence.
     pub fn load(overrides: Option<&Path>) -> Result<Templates> {
+        let found = match overrides {
+            Some(dir) => read_dir(dir)?,
+            None => Vec::new(),
+        };
+        Self::with_overrides(found)
+    }
+
+    /// The built-in templates with some replaced by (name, text). A name that
+    /// matches no built-in one is an error, so a typo does not silently leave
+    /// the built-in in force.
+    pub fn with_overrides(overrides: Vec<(String, String)>) -> Result<Templates> {
         let mut sources: Vec<(String, String)> = BUILTIN
             .iter()
             .map(|(name, text)| (name.to_string(), text.to_string()))
             .collect();
-        if let Some(dir) = overrides {
-            let entries = std::fs::read_dir(dir)
-                .with_context(|| format!("read the templates directory {}", dir.display()))?;
-            for entry in entries {
-                let entry = entry.with_context(|| format!("read {}", dir.display()))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(slot) = sources.iter_mut().find(|(n, _)| *n == name) else {
-                    let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-                    bail!(
-                        "{}: not a template mailsetup knows; the names are: {}",
-                        entry.path().display(),
-                        known.join(", ")
-                    );
-                };
-                slot.1 = std::fs::read_to_string(entry.path())
-                    .with_context(|| format!("read {}", entry.path().display()))?;
-            }
+        for (name, text) in overrides {
+            let Some(slot) = sources.iter_mut().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                bail!(
+                    "{name}: not a template mailsetup knows; the names are: {}",
+                    known.join(", ")
+                );
+            };
+            slot.1 = text;
         }
         let mut tera = tera::Tera::default();
         tera.autoescape_on(vec![]);
@@ -85,6 +87,21 @@ impl Templates {
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))
             .with_context(|| format!("render {name}"))
     }
+}
+
+/// The templates in a directory, as (file name, text).
+pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("read the templates directory {}", dir.display()))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("read {}", dir.display()))?;
+        let text = std::fs::read_to_string(entry.path())
+            .with_context(|| format!("read {}", entry.path().display()))?;
+        found.push((entry.file_name().to_string_lossy().into_owned(), text));
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Tera's top-level error says only "failed to render"; the cause is in the chain.

@@ -6,6 +6,7 @@
 
 mod load;
 pub mod names;
+mod ops;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -19,6 +20,8 @@ pub use names::{
     AbsPath, AliasName, DomainName, HostOrAddress, MailAddress, MailTarget, Network, PlainText,
     SelectorPattern, UserName,
 };
+
+pub use ops::{Check, Days, ResolverAddr, Rotation};
 
 use load::{OneOrMany, unique_map};
 
@@ -45,6 +48,9 @@ pub struct Spec {
     pub aliases: Aliases,
     #[serde(default)]
     pub apticron: Apticron,
+    /// What `mailsetup check` looks at: this host's addresses, blocklists, the resolver.
+    #[serde(default)]
+    pub check: Check,
 }
 
 /// The mail host itself.
@@ -324,6 +330,9 @@ pub struct Dkim {
     /// Hosts whose mail is signed (OpenDKIM InternalHosts). Default: loopback and localhost.
     #[serde(default = "default_trusted_hosts")]
     pub trusted_hosts: Vec<TrustedHost>,
+    /// Key rotation with `mailsetup rotate`: interval and grace period.
+    #[serde(default)]
+    pub rotation: Rotation,
 }
 
 impl Default for Dkim {
@@ -335,6 +344,7 @@ impl Default for Dkim {
             subdomains: true,
             oversign_headers: default_oversign(),
             trusted_hosts: default_trusted_hosts(),
+            rotation: Rotation::default(),
         }
     }
 }

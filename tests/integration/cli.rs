@@ -248,7 +248,11 @@ fn dns_before_apply_warns_that_keys_are_missing() {
         ],
         0,
     );
-    assert!(out.stderr.contains("does not exist yet"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("yet: run mailsetup apply"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stdout.contains("; MISSING"), "{}", out.stdout);
     assert!(
         out.stdout

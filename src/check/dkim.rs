@@ -1,0 +1,97 @@
+//! What DNS serves at a DKIM selector (RFC 6376 3.6.1), for `check` and for
+//! `rotate activate`, which switches signing only once the new key is served.
+
+use crate::keys::DkimPublicKey;
+use crate::resolve::{Dns, LookupError};
+
+/// A selector's record as DNS serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// No DKIM record at that name.
+    Missing,
+    Key(DkimPublicKey),
+    /// `p=` is empty: the key is withdrawn.
+    Revoked,
+}
+
+/// Why the record could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServedError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("{0} DKIM records are published: verifiers cannot tell which key applies")]
+    Several(usize),
+    #[error("the record is not a valid DKIM key record: {0}")]
+    Invalid(String),
+}
+
+pub fn served(dns: &dyn Dns, name: &str) -> Result<Served, ServedError> {
+    let txt = dns.txt(name)?;
+    let records: Vec<&String> = txt.iter().filter(|t| looks_like_dkim(t)).collect();
+    match records.as_slice() {
+        [] => Ok(Served::Missing),
+        [one] => parse(one).map_err(ServedError::Invalid),
+        several => Err(ServedError::Several(several.len())),
+    }
+}
+
+fn looks_like_dkim(txt: &str) -> bool {
+    tags(txt).any(|(name, _)| name == "v" || name == "p")
+}
+
+fn tags(txt: &str) -> impl Iterator<Item = (&str, &str)> {
+    txt.split(';').filter_map(|t| {
+        let (name, value) = t.split_once('=')?;
+        Some((name.trim(), value.trim()))
+    })
+}
+
+fn parse(txt: &str) -> Result<Served, String> {
+    let mut p = None;
+    for (i, (name, value)) in tags(txt).enumerate() {
+        match name {
+            "v" if i != 0 => return Err("v= must be the first tag".into()),
+            "v" if value != "DKIM1" => return Err(format!("v={value}: must be DKIM1")),
+            "k" if value != "rsa" => {
+                return Err(format!("k={value}: only rsa keys are made here"));
+            }
+            "p" => p = Some(value),
+            _ => {}
+        }
+    }
+    let p = p.ok_or("there is no p= tag")?;
+    if p.is_empty() {
+        return Ok(Served::Revoked);
+    }
+    DkimPublicKey::from_p_value(p)
+        .map(Served::Key)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::fake::FakeDns;
+    use crate::keys::DkimKey;
+
+    #[test]
+    fn served_reads_keys_revocations_and_problems() {
+        let key = DkimKey::generate(1024).unwrap().public();
+        let dns = FakeDns::default()
+            .txt("k._domainkey.example.com", &key.dns_value())
+            .txt("r._domainkey.example.com", "v=DKIM1; p=")
+            .txt("two._domainkey.example.com", "v=DKIM1; p=")
+            .txt("two._domainkey.example.com", &key.dns_value())
+            .txt("bad._domainkey.example.com", "v=DKIM1; k=ed25519; p=abc")
+            .txt("other._domainkey.example.com", "hello")
+            .fail("down._domainkey.example.com");
+        let get = |sel: &str| served(&dns, &format!("{sel}._domainkey.example.com"));
+        assert_eq!(get("k").unwrap(), Served::Key(key));
+        assert_eq!(get("r").unwrap(), Served::Revoked);
+        assert_eq!(get("none").unwrap(), Served::Missing);
+        assert_eq!(get("other").unwrap(), Served::Missing);
+        assert_eq!(get("two").unwrap_err(), ServedError::Several(2));
+        assert!(matches!(get("bad").unwrap_err(), ServedError::Invalid(e) if e.contains("k=ed25519")));
+        assert!(matches!(get("down").unwrap_err(), ServedError::Lookup(_)));
+    }
+}

@@ -1,0 +1,234 @@
+//! DNS lookups for `check` and `rotate`, through a chosen server or the ones in
+//! /etc/resolv.conf.
+//!
+//! "No such record" (NXDOMAIN, or the name exists without that type) is an empty
+//! list; a server that cannot answer is a [`LookupError`]. Callers can therefore
+//! never mistake a failed lookup for a missing record, and report it as such.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::TokioResolver;
+
+use crate::spec::ResolverAddr;
+
+/// A lookup the DNS could not answer (timeout, SERVFAIL, refused…).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{name} {rtype}: no answer ({reason})")]
+pub struct LookupError {
+    pub name: String,
+    pub rtype: &'static str,
+    pub reason: String,
+}
+
+/// Which address records an `a`/`mx` lookup wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: IpAddr) -> Family {
+        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+}
+
+/// The lookups the checks make. Names are given and returned without the final
+/// dot; they are always taken as fully qualified.
+pub trait Dns {
+    /// Each TXT record's strings, joined (RFC 7208 3.3, RFC 6376 3.6.2.2).
+    fn txt(&self, name: &str) -> Result<Vec<String>, LookupError>;
+    fn addrs(&self, name: &str, family: Family) -> Result<Vec<IpAddr>, LookupError>;
+    /// The exchanges, in lower case.
+    fn mx(&self, name: &str) -> Result<Vec<String>, LookupError>;
+    /// The names a PTR lookup of `ip` gives, in lower case.
+    fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, LookupError>;
+}
+
+/// The labels of an address in reverse order, as PTR and DNS blocklist names use
+/// them: `192.0.2.10` → `10.2.0.192`; IPv6 as 32 nibbles.
+pub fn reversed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}")
+        }
+        IpAddr::V6(v6) => v6
+            .octets()
+            .iter()
+            .rev()
+            .flat_map(|byte| [byte & 0xf, byte >> 4])
+            .map(|nibble| format!("{nibble:x}"))
+            .collect::<Vec<_>>()
+            .join("."),
+    }
+}
+
+/// The PTR name of an address (`10.2.0.192.in-addr.arpa`).
+pub fn ptr_name(ip: IpAddr) -> String {
+    let zone = if ip.is_ipv4() {
+        "in-addr.arpa"
+    } else {
+        "ip6.arpa"
+    };
+    format!("{}.{zone}", reversed(ip))
+}
+
+/// A stub resolver with its own single-threaded runtime.
+pub struct Resolver {
+    runtime: tokio::runtime::Runtime,
+    inner: TokioResolver,
+}
+
+impl Resolver {
+    /// Asks `server`, or the servers in /etc/resolv.conf when `None`. /etc/hosts is
+    /// never read: checks are about what the rest of the world sees.
+    pub fn new(server: Option<ResolverAddr>) -> Result<Resolver> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("start the DNS runtime")?;
+        let mut builder = match server {
+            Some(addr) => {
+                let addr = addr.socket_addr();
+                let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                for connection in &mut server.connections {
+                    connection.port = addr.port();
+                }
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, Vec::new(), vec![server]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
+            None => TokioResolver::builder_tokio()
+                .context("read the DNS servers from /etc/resolv.conf")?,
+        };
+        let options = builder.options_mut();
+        options.use_hosts_file = ResolveHosts::Never;
+        // A dead server should cost seconds, not the default ten.
+        options.timeout = Duration::from_secs(2);
+        options.attempts = 1;
+        // Answers must come back unfiltered: blocklists answer with 127.0.0.x.
+        options.deny_answers.clear();
+        let inner = {
+            let _guard = runtime.enter();
+            builder.build().context("set up the DNS resolver")?
+        };
+        Ok(Resolver { runtime, inner })
+    }
+
+    fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<RData>, LookupError> {
+        let error = |reason: String| LookupError {
+            name: name.to_string(),
+            rtype: record_type_name(rtype),
+            reason,
+        };
+        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+            .map_err(|e| error(format!("not a DNS name: {e}")))?;
+        match self.runtime.block_on(self.inner.lookup(fqdn, rtype)) {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter(|r| r.data.record_type() == rtype)
+                .map(|r| r.data.clone())
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(error(e.to_string())),
+        }
+    }
+}
+
+fn record_type_name(rtype: RecordType) -> &'static str {
+    match rtype {
+        RecordType::TXT => "TXT",
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::MX => "MX",
+        RecordType::PTR => "PTR",
+        _ => "record",
+    }
+}
+
+fn plain_name(name: &Name) -> String {
+    name.to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+impl Dns for Resolver {
+    fn txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::TXT)?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn addrs(&self, name: &str, family: Family) -> Result<Vec<IpAddr>, LookupError> {
+        let rtype = match family {
+            Family::V4 => RecordType::A,
+            Family::V6 => RecordType::AAAA,
+        };
+        Ok(self
+            .lookup(name, rtype)?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn mx(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        Ok(self
+            .lookup(name, RecordType::MX)?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::MX(mx) => Some(plain_name(&mx.exchange)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, LookupError> {
+        Ok(self
+            .lookup(&ptr_name(ip), RecordType::PTR)?
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::PTR(ptr) => Some(plain_name(&ptr.0)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reversed_names_for_ptr_and_blocklists() {
+        assert_eq!(
+            ptr_name("192.0.2.10".parse().unwrap()),
+            "10.2.0.192.in-addr.arpa"
+        );
+        assert_eq!(
+            ptr_name("2001:db8::1".parse().unwrap()),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Settings of the commands that run after apply: `rotate` (DKIM key rotation)
+//! and `check` (what DNS and the host serve now).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::names::DomainName;
+
+/// DKIM key rotation with `mailsetup rotate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// Days from a key's activation until `rotate auto` stages the next one. Default 180
+    /// (M3AAWG: rotate at least every six months).
+    #[serde(default = "default_interval")]
+    pub interval_days: Days,
+    /// Days the old selector stays published after signing switched, so mail in flight
+    /// still verifies; `rotate finish` revokes it after that. Default 7.
+    #[serde(default = "default_grace")]
+    pub grace_days: Days,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            interval_days: default_interval(),
+            grace_days: default_grace(),
+        }
+    }
+}
+
+fn default_interval() -> Days {
+    Days(180)
+}
+
+fn default_grace() -> Days {
+    Days(7)
+}
+
+/// A number of days, 1 to 3650.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u16")]
+pub struct Days(#[schemars(range(min = 1, max = 3650))] u16);
+
+impl Days {
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for Days {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        u16::try_from(v)
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .map(Days)
+            .ok_or_else(|| format!("{v} is not a number of days from 1 to 3650"))
+    }
+}
+
+impl From<Days> for u16 {
+    fn from(d: Days) -> u16 {
+        d.0
+    }
+}
+
+/// What `mailsetup check` looks at besides the records of the spec's domains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Public addresses this host sends from, checked against SPF, reverse DNS and the
+    /// blocklists. Default: the hostname's A/AAAA records (none with a relay: mail then
+    /// leaves from the relay's addresses).
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// DNS blocklist zones each address is looked up in. Default [zen.spamhaus.org];
+    /// `[]` turns the lookup off. Spamhaus refuses queries from large public resolvers.
+    #[serde(default = "default_blocklists")]
+    pub blocklists: Vec<DomainName>,
+    /// The DNS server `check` and `rotate activate` ask: ADDR or ADDR:PORT (`[V6]:PORT`).
+    /// Default: the servers in /etc/resolv.conf. `--resolver` overrides it.
+    #[serde(default)]
+    pub resolver: Option<ResolverAddr>,
+}
+
+impl Default for Check {
+    fn default() -> Self {
+        Check {
+            addresses: Vec::new(),
+            blocklists: default_blocklists(),
+            resolver: None,
+        }
+    }
+}
+
+fn default_blocklists() -> Vec<DomainName> {
+    vec!["zen.spamhaus.org".parse().expect("valid constant")]
+}
+
+/// A DNS server: `ADDR` (port 53) or `ADDR:PORT`, IPv6 as `[ADDR]:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResolverAddr(#[schemars(with = "String")] SocketAddr);
+
+impl ResolverAddr {
+    pub fn socket_addr(self) -> SocketAddr {
+        self.0
+    }
+}
+
+impl std::str::FromStr for ResolverAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(ResolverAddr(addr));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| ResolverAddr(SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                format!(
+                    "`{}` is not a DNS server address: use ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)",
+                    s.escape_debug()
+                )
+            })
+    }
+}
+
+impl TryFrom<String> for ResolverAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ResolverAddr> for String {
+    fn from(a: ResolverAddr) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for ResolverAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolver_addresses_take_an_optional_port() {
+        let parse = |s: &str| s.parse::<ResolverAddr>().map(|a| a.to_string());
+        assert_eq!(parse("192.0.2.53").unwrap(), "192.0.2.53:53");
+        assert_eq!(parse("127.0.0.1:5353").unwrap(), "127.0.0.1:5353");
+        assert_eq!(parse("::1").unwrap(), "[::1]:53");
+        assert_eq!(parse("[::1]:5353").unwrap(), "[::1]:5353");
+        assert!(parse("ns.example.com").unwrap_err().contains("ADDR:PORT"));
+        assert!(parse("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn days_are_bounded() {
+        assert_eq!(Days::try_from(7).unwrap().get(), 7);
+        assert!(Days::try_from(0).is_err());
+        assert!(Days::try_from(3651).is_err());
+    }
+}

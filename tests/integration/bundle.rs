@@ -1,0 +1,286 @@
+//! Bundles for CI: reproducible bytes, verified before use, no private keys by
+//! default, applied on a host with `apply --bundle`.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::support::{DATE, example, path_str, root, run, tree};
+
+fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(bundle).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// Rebuilds an archive from members (the way an attacker or a broken copy would).
+fn rebuild(members: &[(String, Vec<u8>)], out: &Path) {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(out).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (name, data) in members {
+        let mut header = tar::Header::new_old();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        // Written by hand: the tar crate itself refuses names with `..`.
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        tar.append(&header, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+fn bundle_of(spec: &str, out: &Path, extra: &[&str]) -> crate::support::Output {
+    let mut args = vec!["bundle", spec, "--out", path_str(out)];
+    args.extend_from_slice(extra);
+    run(&args, 0)
+}
+
+#[test]
+fn bundles_are_byte_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.tar.gz");
+    let b = dir.path().join("b.tar.gz");
+    bundle_of(&example("guide.yaml"), &a, &[]);
+    // Built apart in time: a second later, file times and "now" differ.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    bundle_of(&example("guide.yaml"), &b, &[]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let names: Vec<String> = members(&a).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names[0], "manifest.json");
+    assert!(names.contains(&"files/etc/postfix/main.cf".to_string()));
+    assert!(
+        names.contains(&"dns/records.zone".to_string())
+            && names.contains(&"dns/records.json".to_string())
+    );
+}
+
+#[test]
+fn the_manifest_lists_path_mode_owner_and_checksum_of_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.tar.gz");
+    bundle_of(&example("guide.yaml"), &b, &[]);
+    let all = members(&b);
+    let manifest: serde_json::Value = serde_json::from_slice(&all[0].1).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    let keytable = files
+        .iter()
+        .find(|f| f["path"] == "/etc/opendkim/KeyTable")
+        .unwrap();
+    assert_eq!(keytable["mode"], "0644");
+    assert_eq!(keytable["owner"]["user"], "opendkim");
+    let content = &all
+        .iter()
+        .find(|(n, _)| n == "files/etc/opendkim/KeyTable")
+        .unwrap()
+        .1;
+    assert_eq!(keytable["sha256"], mailsetup::plan::sha256_hex(content));
+}
+
+#[test]
+fn a_date_selector_needs_keys_or_a_fixed_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailsetup"))
+        .args([
+            "bundle",
+            &example("guide.yaml"),
+            "--out",
+            path_str(&dir.path().join("x.tgz")),
+        ])
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SOURCE_DATE_EPOCH"));
+    assert!(!dir.path().join("x.tgz").exists());
+}
+
+#[test]
+fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
+    let host = root();
+    let h = path_str(host.path());
+    run(&["apply", &example("guide.yaml"), "--root", h], 0);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Without keys: the DNS output says clearly what is missing.
+    let plain = dir.path().join("plain.tar.gz");
+    let out = bundle_of(&example("guide.yaml"), &plain, &[]);
+    assert!(out.stderr.contains("public-keys"), "{}", out.stderr);
+    let zone = members(&plain)
+        .into_iter()
+        .find(|(n, _)| n == "dns/records.zone")
+        .unwrap()
+        .1;
+    assert!(String::from_utf8_lossy(&zone).contains("; MISSING"));
+
+    // With the public keys the host exported: the real p=.
+    let exported = dir.path().join("public");
+    run(
+        &["public-keys", "--root", h, "--out", path_str(&exported)],
+        0,
+    );
+    let with_keys = dir.path().join("keys.tar.gz");
+    bundle_of(
+        &example("guide.yaml"),
+        &with_keys,
+        &["--public-keys", path_str(&exported)],
+    );
+    let pem = std::fs::read_to_string(
+        host.path()
+            .join(format!("etc/opendkim/keys/shared/{DATE}.private")),
+    )
+    .unwrap();
+    let public = mailsetup::keys::DkimPublicKey::from_private_pem(&pem).unwrap();
+    let all = members(&with_keys);
+    let json = &all.iter().find(|(n, _)| n == "dns/records.json").unwrap().1;
+    assert!(String::from_utf8_lossy(json).contains(&public.dns_value()));
+    let secret_line = pem.lines().nth(1).unwrap();
+    for (name, data) in all.iter().chain(members(&plain).iter()) {
+        let text = String::from_utf8_lossy(data);
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains(secret_line),
+            "{name} holds key material"
+        );
+    }
+    for entry in tree(&exported).keys() {
+        assert!(
+            entry.extension().is_some_and(|e| e == "txt"),
+            "exported {}",
+            entry.display()
+        );
+    }
+
+    // Asked for explicitly: shipped with a warning, and the bundle file is 0600.
+    let secret = dir.path().join("secret.tar.gz");
+    let out = bundle_of(
+        &example("guide.yaml"),
+        &secret,
+        &["--root", h, "--include-private-keys"],
+    );
+    assert!(out.stderr.contains("private key"), "{}", out.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        members(&secret)
+            .iter()
+            .any(|(_, d)| String::from_utf8_lossy(d).contains("PRIVATE KEY"))
+    );
+}
+
+#[test]
+fn apply_bundle_sets_up_the_host_and_generates_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.tar.gz");
+    bundle_of(&example("smarthost.yaml"), &b, &[]);
+    let host = root();
+    let h = path_str(host.path());
+    run(&["apply", "--bundle", path_str(&b), "--root", h], 0);
+    assert!(
+        host.path()
+            .join(format!("etc/opendkim/keys/example.com/app1-{DATE}.private"))
+            .exists()
+    );
+    // The relay credentials were rendered here, from this host's password file.
+    let sasl = std::fs::read_to_string(host.path().join("etc/postfix/sasl_passwd")).unwrap();
+    assert!(sasl.contains(crate::support::RELAY_PASSWORD));
+    // The host now matches the spec the bundle was built from.
+    run(
+        &[
+            "plan",
+            &example("smarthost.yaml"),
+            "--root",
+            h,
+            "--detailed-exitcode",
+        ],
+        0,
+    );
+    let out = run(&["apply", "--bundle", path_str(&b), "--root", h], 0);
+    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
+}
+
+#[test]
+fn tampered_truncated_or_escaping_bundles_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.tar.gz");
+    bundle_of(&example("minimal.yaml"), &good, &[]);
+    let original = members(&good);
+    let bad = dir.path().join("bad.tar.gz");
+
+    let refuse = |why: &str| {
+        let host = root();
+        let before = tree(host.path());
+        let out = run(
+            &[
+                "apply",
+                "--bundle",
+                path_str(&bad),
+                "--root",
+                path_str(host.path()),
+            ],
+            1,
+        );
+        assert!(
+            out.stderr.contains(why),
+            "expected {why:?}:\n{}",
+            out.stderr
+        );
+        assert_eq!(tree(host.path()), before, "a refused bundle wrote files");
+    };
+
+    // One changed byte in main.cf.
+    let mut tampered = original.clone();
+    let main_cf = tampered
+        .iter_mut()
+        .find(|(n, _)| n == "files/etc/postfix/main.cf")
+        .unwrap();
+    main_cf.1 = String::from_utf8(main_cf.1.clone())
+        .unwrap()
+        .replace("loopback-only", "all")
+        .into_bytes();
+    rebuild(&tampered, &bad);
+    refuse("does not match its checksum");
+
+    // Cut short.
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    refuse("not a complete mailsetup bundle");
+
+    // A manifest (with consistent checksums) naming a file outside the managed tree.
+    let mut escaping = original.clone();
+    let payload = b"root::0:0::/root:/bin/bash\n".to_vec();
+    let sha = mailsetup::plan::sha256_hex(&payload);
+    escaping.push(("files/etc/passwd".into(), payload));
+    let manifest = &mut escaping[0].1;
+    let mut m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "/etc/passwd", "mode": "0644", "owner": {"user": "root", "group": "root"},
+        "sha256": sha, "effects": []
+    }));
+    m["members"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "files/etc/passwd", "sha256": sha}));
+    *manifest = serde_json::to_vec(&m).unwrap();
+    rebuild(&escaping, &bad);
+    refuse("not a file mailsetup manages");
+
+    // A member with a path that climbs out.
+    let mut climbing = original.clone();
+    climbing.push(("files/../../x".into(), b"x".to_vec()));
+    rebuild(&climbing, &bad);
+    refuse("plain relative name");
+}
