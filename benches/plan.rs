@@ -33,6 +33,7 @@ fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
     let system = System::new(root).unwrap();
     let facts = HostFacts {
         key_selectors: system.key_selectors().unwrap(),
+        signing_selectors: Default::default(),
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),
     };
@@ -96,6 +97,7 @@ fn apply_without_commands(text: &str, root: &Path, templates: &Templates) {
     let (spec, _) = spec::parse(text, Path::new("bench.yaml")).unwrap();
     let facts = HostFacts {
         key_selectors: Default::default(),
+        signing_selectors: Default::default(),
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),
     };

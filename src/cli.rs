@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::spec::ResolverAddr;
+
 /// Turn one YAML spec into a send-only, DKIM-signing Postfix + OpenDKIM server,
 /// and print the DNS records to publish.
 ///
@@ -69,6 +71,9 @@ pub enum Command {
         /// A directory whose templates replace the built-in ones (see plan).
         #[arg(long, value_name = "DIR", conflicts_with = "plan")]
         templates: Option<PathBuf>,
+        /// With a fleet spec: the host (a name under `hosts`) this is.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["plan", "bundle"])]
+        host: Option<String>,
         /// Apply exactly the plan saved by `plan --out FILE`; refused when a managed
         /// file changed since the plan was made.
         #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
@@ -102,6 +107,9 @@ pub enum Command {
         /// The system the DKIM keys are read from.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
+        /// With a fleet spec: only this host's DKIM record (default: every host's).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
         /// `zone`: BIND zone lines, TXT split in 255-byte strings; `json`: one object
         /// per record with name, type and the whole value.
         #[arg(long, value_enum, default_value_t = DnsFormat::Zone)]
@@ -118,6 +126,126 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,
+    /// Print the shell completion script for SHELL.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+    /// Rotate DKIM keys without a message failing DKIM: start, publish, activate, finish.
+    ///
+    /// Each key set (`shared`, or each domain with `dkim.key: per-domain`) takes a new
+    /// key through staged (published, not signing) → active (signing) → retiring (still
+    /// published for dkim.rotation.grace_days) → revoked (private key archived, an empty
+    /// `p=` published). The state lives in /etc/opendkim/keys/SET/rotation.json. Every
+    /// step is idempotent; `rotate auto` does whichever is due, for cron.
+    Rotate {
+        #[command(subcommand)]
+        step: RotateStep,
+    },
+    /// Check what is live: SPF, DKIM and DMARC as DNS serves them, reverse DNS and
+    /// blocklists of this host's addresses, and the daemons.
+    ///
+    /// SPF: one valid record, at most 10 lookups, passing for this host's addresses.
+    /// DKIM: every selector published with the key on disk (revoked ones revoked).
+    /// DMARC: one valid record, and report authorization for rua/ruf elsewhere.
+    /// Addresses (check.addresses, or the hostname's): forward-confirmed reverse DNS,
+    /// check.blocklists. On the running system: postfix, opendkim, the milter socket.
+    /// Exit status 1 when a check fails; a lookup that gets no answer is a warning.
+    Check {
+        /// The spec file.
+        spec: PathBuf,
+        /// The system the DKIM keys are read from.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// With a fleet spec: the host (a name under `hosts`) to check.
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// The DNS server to ask (default: check.resolver, else /etc/resolv.conf).
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        resolver: Option<ResolverAddr>,
+        /// `text`: a table; `json`: an array of {check, target, status, detail}.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+}
+
+/// The steps of a DKIM key rotation.
+#[derive(Debug, Subcommand)]
+pub enum RotateStep {
+    /// Stage a new key per key set under today's selector and print its DNS records.
+    ///
+    /// The selector is dkim.selector with {date} as today (YYYYMMDD, UTC), `-2`, `-3`…
+    /// added when taken. Signing does not change. A set with a staged key already
+    /// prints that key's records again.
+    Start {
+        #[command(flatten)]
+        keys: KeysTarget,
+    },
+    /// Switch signing to the staged key once DNS serves it.
+    ///
+    /// Looks up SELECTOR._domainkey.DOMAIN for each domain of the key set and refuses
+    /// (exit 1, nothing changed) unless every one serves exactly the staged key. Then
+    /// the old selector starts retiring, and the spec is applied as by `mailsetup
+    /// apply`: the KeyTable changes and opendkim restarts.
+    Activate {
+        #[command(flatten)]
+        target: Target,
+        /// The DNS server to ask (default: check.resolver, else /etc/resolv.conf).
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        resolver: Option<ResolverAddr>,
+        /// Switch even when DNS does not serve the key: mail signed with it then fails
+        /// DKIM until it does.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke the retiring selectors whose grace period is over.
+    ///
+    /// Their private keys move to /etc/opendkim/keys/SET/archive/ (0700), and
+    /// `mailsetup dns` shows `v=DKIM1; p=` to publish in place of their records.
+    /// Refused (exit 1) during the grace period (dkim.rotation.grace_days after
+    /// activation) unless --force.
+    Finish {
+        #[command(flatten)]
+        keys: KeysTarget,
+        /// Revoke now, before the grace period is over.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show every selector with its state, its dates and the next step.
+    Status {
+        #[command(flatten)]
+        keys: KeysTarget,
+        /// `text`: a table; `json`: one object per selector.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Do the step that is due, for cron: finish after the grace period, activate
+    /// once DNS serves the staged key, start when dkim.rotation.interval_days passed.
+    ///
+    /// At most one step per key set per run. Prints nothing when nothing is due, and
+    /// what to publish while a staged key waits for DNS.
+    Auto {
+        #[command(flatten)]
+        target: Target,
+        /// The DNS server to ask (default: check.resolver, else /etc/resolv.conf).
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        resolver: Option<ResolverAddr>,
+    },
+}
+
+/// The spec and the system whose DKIM keys rotate.
+#[derive(Debug, Args)]
+pub struct KeysTarget {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// The system the keys are on.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// With a fleet spec: the host (a name under `hosts`) whose keys rotate.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 /// What goes into a bundle.
@@ -128,6 +256,9 @@ pub struct BundleArgs {
     /// Where to write the .tar.gz.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// With a fleet spec: the host (a name under `hosts`) the bundle is for.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// Templates that replace the built-in ones (shipped in the bundle).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -152,6 +283,9 @@ pub struct Target {
     /// tests). Services and group membership are only changed on `/`.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// With a fleet spec: the host (a name under `hosts`) to plan or apply for.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// A directory whose templates (same names as the built-in ones, e.g.
     /// main.cf.tera) replace the built-in ones.
     #[arg(long, value_name = "DIR")]
@@ -160,6 +294,12 @@ pub struct Target {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
     Text,
     Json,
 }

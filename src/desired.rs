@@ -38,6 +38,11 @@ pub mod paths {
 /// this one value, so they cannot disagree.
 const MILTER_SOCKET_IN_SPOOL: &str = "opendkim/opendkim.sock";
 
+/// The milter socket as seen from outside Postfix's chroot.
+pub fn milter_socket() -> String {
+    format!("{}/{MILTER_SOCKET_IN_SPOOL}", paths::POSTFIX_SPOOL)
+}
+
 /// The key set signing for everything when `dkim.key` is `shared`.
 pub const SHARED_KEY: &str = "shared";
 
@@ -158,10 +163,21 @@ pub struct Desired {
 pub struct HostFacts {
     /// Selectors of the private keys present, per key set.
     pub key_selectors: BTreeMap<String, Vec<String>>,
+    /// The selector each key set signs with by its rotation state
+    /// (`rotate::signing_selectors`); sets without one follow `dkim.selector`.
+    pub signing_selectors: BTreeMap<String, String>,
     /// First line of the relay password file, when the spec names one.
     pub relay_password: Option<String>,
     /// The day a key made now would be dated (UTC).
     pub today: Date,
+}
+
+/// The key set that signs for `domain`.
+pub fn key_set_of<'a>(spec: &Spec, domain: &'a DomainName) -> &'a str {
+    match spec.dkim.key {
+        KeyMode::Shared => SHARED_KEY,
+        KeyMode::PerDomain => domain.as_str(),
+    }
 }
 
 /// The key sets the spec uses: `shared`, or one per domain.
@@ -202,17 +218,22 @@ pub fn selector_for(pattern: &str, existing: &[String], today: Date) -> String {
         .unwrap_or_else(|| format!("{prefix}{}{suffix}", today.strftime("%Y%m%d")))
 }
 
-/// The DKIM keys the spec needs, with their selectors resolved.
+/// The DKIM keys the spec needs, with their selectors resolved: the one a key
+/// set's rotation state makes active (`signing`), else from `dkim.selector`.
 pub fn keys(
     spec: &Spec,
     existing: &BTreeMap<String, Vec<String>>,
+    signing: &BTreeMap<String, String>,
     today: Date,
 ) -> Result<Vec<Key>> {
     key_sets(spec)
         .into_iter()
         .map(|(set, domain)| {
             let have = existing.get(&set).map(Vec::as_slice).unwrap_or(&[]);
-            let selector = selector_for(spec.dkim.selector.as_str(), have, today);
+            let selector = match signing.get(&set) {
+                Some(active) => active.clone(),
+                None => selector_for(spec.dkim.selector.as_str(), have, today),
+            };
             // The pattern was checked with a stand-in date; check the real one too.
             check_selector(&selector).map_err(|e| anyhow::anyhow!("dkim.selector: {e}"))?;
             let dir = key_dir(&set);
@@ -319,7 +340,12 @@ pub fn desired(
     templates: &Templates,
     facts: &HostFacts,
 ) -> Result<Desired> {
-    let keys = keys(spec, &facts.key_selectors, facts.today)?;
+    let keys = keys(
+        spec,
+        &facts.key_selectors,
+        &facts.signing_selectors,
+        facts.today,
+    )?;
     let vars = vars(spec, spec_name, facts, &keys)?;
     let context = tera::Context::from_serialize(&vars)?;
     let render = |name: &str| templates.render(name, &context);
@@ -351,6 +377,8 @@ pub fn desired(
             0o644,
             &[Reload(Postfix)],
         )?,
+        // OpenDKIM re-reads its tables and keys on reload (SIGUSR1), but its
+        // socket, user and pid file only at start.
         file(
             paths::OPENDKIM_CONF,
             "opendkim.conf.tera",
@@ -363,21 +391,21 @@ pub fn desired(
             "KeyTable.tera",
             OPENDKIM,
             0o644,
-            &[Restart(Opendkim)],
+            &[Reload(Opendkim)],
         )?,
         file(
             paths::SIGNING_TABLE,
             "SigningTable.tera",
             OPENDKIM,
             0o644,
-            &[Restart(Opendkim)],
+            &[Reload(Opendkim)],
         )?,
         file(
             paths::TRUSTED_HOSTS,
             "TrustedHosts.tera",
             OPENDKIM,
             0o644,
-            &[Restart(Opendkim)],
+            &[Reload(Opendkim)],
         )?,
         file(
             paths::DEFAULT_OPENDKIM,
@@ -472,7 +500,7 @@ fn vars<'a>(
     facts: &HostFacts,
     keys: &'a [Key],
 ) -> Result<Vars<'a>> {
-    let hostname = spec.host.hostname.to_string();
+    let hostname = spec.hostname().to_string();
     let mailname = spec.mailname().to_string();
     let mut mydestination = vec!["$myhostname".to_string(), "localhost".to_string()];
     if mailname != hostname {
@@ -574,7 +602,7 @@ fn vars<'a>(
         smtp_tls_security_level,
         milter: MilterVars {
             postfix: format!("unix:{MILTER_SOCKET_IN_SPOOL}"),
-            opendkim: format!("local:{}/{MILTER_SOCKET_IN_SPOOL}", paths::POSTFIX_SPOOL),
+            opendkim: format!("local:{}", milter_socket()),
         },
         opendkim: OpendkimVars {
             key_table: paths::KEY_TABLE,

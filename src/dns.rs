@@ -5,9 +5,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::desired::Key;
+use crate::desired::{Key, key_set_of};
 use crate::keys::DkimPublicKey;
-use crate::spec::{Alignment, DmarcPolicy, Domain, Spec, SpfAll};
+use crate::rotate::State;
+use crate::spec::{Alignment, DmarcPolicy, Domain, DomainName, Spec, SpfAll};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,24 +42,81 @@ fn txt(kind: Kind, name: String, value: String) -> Record {
     }
 }
 
+/// What DKIM publishes for a revoked selector (RFC 6376 3.6.1: empty `p=`).
+pub const REVOKED: &str = "v=DKIM1; p=";
+
+/// One DKIM selector of a key set and what to publish for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkimSelector {
+    pub set: String,
+    pub selector: String,
+    pub state: State,
+    pub value: DkimValue,
+    /// Why it is published, for selectors other than the active one.
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DkimValue {
+    Key(DkimPublicKey),
+    Revoked,
+    /// The key is not on the host: why, and what to do.
+    Missing(String),
+}
+
 /// The records of every domain. `keys` pairs each desired key with its public
 /// half, or `None` when the key does not exist yet (reported in the second value).
 pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Record>, Vec<String>) {
+    let dkim: Vec<DkimSelector> = keys
+        .iter()
+        .map(|(key, public)| DkimSelector {
+            set: key.set.clone(),
+            selector: key.selector.clone(),
+            state: State::Active,
+            value: match public {
+                Some(public) => DkimValue::Key(public.clone()),
+                None => DkimValue::Missing(format!(
+                    "no key at {} yet: run mailsetup apply on the host (for a bundle, export the public keys there with mailsetup public-keys)",
+                    key.private_path
+                )),
+            },
+            note: None,
+        })
+        .collect();
+    records_for(spec, &dkim)
+}
+
+/// The records of every domain, with `dkim` every selector to publish.
+pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<String>) {
     let mut out = Vec::new();
     let mut missing = Vec::new();
+    // A fleet's SPF names every host; a single host relies on the spec's mechanisms.
+    let fleet: Vec<&DomainName> = if spec.hosts.is_empty() {
+        Vec::new()
+    } else {
+        spec.sending_hosts()
+    };
     for domain in spec.domains() {
-        out.push(txt(Kind::Spf, domain.name.to_string(), spf(&domain)));
-        let (key, public) = match keys.iter().find(|(k, _)| k.set == domain.name.as_str()) {
-            Some(found) => found,
-            None => &keys[0],
-        };
-        let name = format!("{}._domainkey.{}", key.selector, domain.name);
-        match public {
-            Some(public) => out.push(txt(Kind::Dkim, name, public.dns_value())),
-            None => missing.push(format!(
-                "{name}: no key at {} yet: run mailsetup apply on the host (for a bundle, export the public keys there with mailsetup public-keys)",
-                key.private_path
-            )),
+        out.push(txt(
+            Kind::Spf,
+            domain.name.to_string(),
+            spf(&domain, &fleet),
+        ));
+        let set = key_set_of(spec, domain.name);
+        for dkim in dkim.iter().filter(|s| s.set == set) {
+            let name = format!("{}._domainkey.{}", dkim.selector, domain.name);
+            let value = match &dkim.value {
+                DkimValue::Key(public) => public.dns_value(),
+                DkimValue::Revoked => REVOKED.to_string(),
+                DkimValue::Missing(why) => {
+                    missing.push(format!("{name}: {why}"));
+                    continue;
+                }
+            };
+            out.push(Record {
+                note: dkim.note.clone(),
+                ..txt(Kind::Dkim, name, value)
+            });
         }
         out.push(txt(
             Kind::Dmarc,
@@ -69,10 +127,9 @@ pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Recor
         for address in domain.dmarc.rua.iter().chain(&domain.dmarc.ruf) {
             let (_, report_domain) = address.as_str().rsplit_once('@').expect("checked address");
             let ours = domain.name.as_str();
-            let related = report_domain == ours
-                || report_domain.ends_with(&format!(".{ours}"))
-                || ours.ends_with(&format!(".{report_domain}"));
-            if related || authorized.iter().any(|d| d == report_domain) {
+            if !needs_report_auth(ours, report_domain)
+                || authorized.iter().any(|d| d == report_domain)
+            {
                 continue;
             }
             authorized.push(report_domain.to_string());
@@ -91,7 +148,15 @@ pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Recor
     (out, missing)
 }
 
-fn spf(domain: &Domain) -> String {
+/// Whether reports for `domain` sent to `report_domain` need that domain's
+/// authorization record (RFC 7489 7.1): only when neither is within the other.
+pub fn needs_report_auth(domain: &str, report_domain: &str) -> bool {
+    !(report_domain == domain
+        || report_domain.ends_with(&format!(".{domain}"))
+        || domain.ends_with(&format!(".{report_domain}")))
+}
+
+fn spf(domain: &Domain, fleet: &[&DomainName]) -> String {
     let spf = domain.spf;
     let mut v = String::from("v=spf1");
     if spf.a {
@@ -102,6 +167,11 @@ fn spf(domain: &Domain) -> String {
     }
     for host in &spf.hosts {
         let _ = write!(v, " a:{host}");
+    }
+    for host in fleet {
+        if !spf.hosts.contains(host) {
+            let _ = write!(v, " a:{host}");
+        }
     }
     for net in &spf.ip {
         let family = if net.addr.is_ipv4() { "ip4" } else { "ip6" };

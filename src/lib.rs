@@ -8,11 +8,14 @@ pub mod actual;
 pub mod apply;
 pub mod backup;
 pub mod bundle;
+pub mod check;
 pub mod cli;
 pub mod desired;
 pub mod dns;
 pub mod keys;
 pub mod plan;
+pub mod resolve;
+pub mod rotate;
 pub mod show;
 pub mod spec;
 pub mod system;
@@ -24,7 +27,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{BundleArgs, Cli, Command, DnsFormat, PlanFormat, Target};
 use desired::{Desired, HostFacts};
@@ -103,11 +106,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             spec: Some(spec),
             root,
             templates,
+            host,
             plan: None,
             bundle: None,
         } => apply(&Target {
             spec,
             root,
+            host,
             templates,
         }),
         Command::Apply {
@@ -123,9 +128,34 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Apply { .. } => bail!("apply needs a spec, --plan or --bundle"),
         Command::Bundle(args) => bundle(args),
         Command::PublicKeys { root, out } => public_keys(&root, &out),
-        Command::Dns { spec, root, format } => dns(&spec, &root, format),
+        Command::Dns {
+            spec,
+            root,
+            host,
+            format,
+        } => dns(&spec, &root, host.as_deref(), format),
         Command::Rollback { root } => rollback(&root),
         Command::Schema => out(schema_json() + "\n"),
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mailsetup", &mut text);
+            out(String::from_utf8_lossy(&text).into_owned())
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut text)
+                .context("render the man page")?;
+            out(String::from_utf8_lossy(&text).into_owned())
+        }
+        Command::Rotate { step } => rotate::run(step),
+        Command::Check {
+            spec,
+            root,
+            host,
+            resolver,
+            format,
+        } => check::run(&spec, &root, host.as_deref(), resolver, format),
     }
 }
 
@@ -135,7 +165,7 @@ pub fn schema_json() -> String {
     serde_json::to_string_pretty(&schema).expect("a schema serializes")
 }
 
-fn out(text: String) -> Result<u8> {
+pub(crate) fn out(text: String) -> Result<u8> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
@@ -144,7 +174,7 @@ fn out(text: String) -> Result<u8> {
     Ok(0)
 }
 
-fn colored(text: String) -> Result<u8> {
+pub(crate) fn colored(text: String) -> Result<u8> {
     let mut stdout = anstream::stdout();
     stdout
         .write_all(text.as_bytes())
@@ -153,7 +183,7 @@ fn colored(text: String) -> Result<u8> {
     Ok(0)
 }
 
-fn load_spec(path: &Path) -> Result<Spec> {
+pub(crate) fn load_spec(path: &Path) -> Result<Spec> {
     let (spec, warnings) = spec::load(path)?;
     let mut stderr = anstream::stderr();
     let yellow = anstyle::AnsiColor::Yellow.on_default().bold();
@@ -194,7 +224,7 @@ struct Job {
 
 impl Job {
     fn new(target: &Target) -> Result<Job> {
-        let spec = load_spec(&target.spec)?;
+        let spec = load_spec(&target.spec)?.for_host(target.host.as_deref())?;
         let templates = templates::Templates::load(target.templates.as_deref())?;
         let system = System::new(&target.root)?;
         Ok(Job {
@@ -217,6 +247,7 @@ impl Job {
         };
         Ok(HostFacts {
             key_selectors: self.system.key_selectors()?,
+            signing_selectors: rotate::signing_selectors(&self.spec, &self.system)?,
             relay_password,
             today: today()?,
         })
@@ -240,7 +271,7 @@ impl Job {
 
 /// The day new keys are dated: today in UTC, or SOURCE_DATE_EPOCH when set
 /// (reproducible builds and tests).
-fn today() -> Result<jiff::civil::Date> {
+pub(crate) fn today() -> Result<jiff::civil::Date> {
     let now = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => {
             let secs: i64 = s
@@ -259,24 +290,43 @@ fn apply(target: &Target) -> Result<u8> {
     let facts = ctx.facts()?;
     // Render once before touching anything: template or spec errors write nothing.
     ctx.desired(&facts)?;
-    preflight(&ctx.system)?;
+    preflight(&ctx.system, &ctx.spec)?;
     backup::ensure_state_dir(&ctx.system)?;
     let _lock = ctx.system.lock(backup::LOCK)?;
     let plan = ctx.plan(&facts)?;
     execute(&ctx.system, &plan)
 }
 
+/// Applies while the caller holds the apply lock: `rotate` saves its state and
+/// switches signing under one lock, so no apply runs in between.
+pub(crate) fn apply_locked(
+    target: &Target,
+    _held: &nix::fcntl::Flock<std::fs::File>,
+) -> Result<u8> {
+    let ctx = Job::new(target)?;
+    let plan = ctx.plan(&ctx.facts()?)?;
+    execute(&ctx.system, &plan)
+}
+
 /// The live system needs the daemons' packages before anything is written.
-fn preflight(system: &System) -> Result<()> {
-    if system.is_live() {
-        for program in ["postconf", "postalias", "opendkim"] {
-            if system.find_program(program).is_none() {
-                bail!(
-                    "{program} is not installed; install the packages first: \
-                     apt-get install postfix opendkim opendkim-tools"
-                );
-            }
+fn preflight(system: &System, spec: &Spec) -> Result<()> {
+    if !system.is_live() {
+        return Ok(());
+    }
+    for program in ["postconf", "postalias", "opendkim"] {
+        if system.find_program(program).is_none() {
+            bail!(
+                "{program} is not installed; install the packages first: \
+                 apt-get install postfix opendkim opendkim-tools"
+            );
         }
+    }
+    let relay_auth = spec.host.relay.as_ref().is_some_and(|r| r.auth.is_some());
+    if relay_auth && !system.has_sasl_login_mechanisms() {
+        bail!(
+            "host.relay.auth needs the SASL PLAIN/LOGIN mechanisms, or every message stays \
+             deferred (\"no mechanism available\"): apt-get install libsasl2-modules"
+        );
     }
     Ok(())
 }
@@ -340,12 +390,27 @@ fn apply_saved(file: &Path, root: &Path) -> Result<u8> {
     execute(&system, &plan)
 }
 
-fn dns(spec_path: &Path, root: &Path, format: DnsFormat) -> Result<u8> {
+fn dns(spec_path: &Path, root: &Path, host: Option<&str>, format: DnsFormat) -> Result<u8> {
     let spec = load_spec(spec_path)?;
     let system = System::new(root)?;
-    let keys = desired::keys(&spec, &system.key_selectors()?, today()?)?;
-    let with_public = with_public_keys(&system, keys)?;
-    let (records, missing) = dns::records(&spec, &with_public);
+    // One host, or every host of a fleet (their keys must be under --root to be known).
+    let hosts: Vec<Option<&str>> = match host {
+        Some(h) => vec![Some(h)],
+        None if spec.hosts.is_empty() => vec![None],
+        None => spec.hosts.keys().map(|h| Some(h.as_str())).collect(),
+    };
+    let (mut records, mut missing) = (Vec::new(), Vec::new());
+    for host in hosts {
+        let spec = spec.for_host(host)?;
+        let dkim = rotate::published(&spec, &system, today()?)?;
+        let (more, gaps) = dns::records_for(&spec, &dkim);
+        for record in more {
+            if !records.contains(&record) {
+                records.push(record);
+            }
+        }
+        missing.extend(gaps);
+    }
     warn_missing(&missing);
     match format {
         DnsFormat::Zone => out(dns::zone(&records, &missing)),
@@ -447,7 +512,7 @@ fn public_keys(root: &Path, out_dir: &Path) -> Result<u8> {
 fn bundle(args: BundleArgs) -> Result<u8> {
     let spec_text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("read {}", args.spec.display()))?;
-    let spec = load_spec(&args.spec)?;
+    let spec = load_spec(&args.spec)?.for_host(args.host.as_deref())?;
     let overrides = match &args.templates {
         Some(dir) => templates::read_dir(dir)?,
         None => Vec::new(),
@@ -485,6 +550,11 @@ fn bundle(args: BundleArgs) -> Result<u8> {
     }
     let facts = HostFacts {
         key_selectors: known,
+        // On the host, its rotation state says which key signs.
+        signing_selectors: match &system {
+            Some(system) => rotate::signing_selectors(&spec, system)?,
+            None => BTreeMap::new(),
+        },
         // Credentials are rendered on the host from the bundled spec, never in CI.
         relay_password: Some(String::new()),
         today: today()?,
@@ -535,7 +605,7 @@ fn bundle(args: BundleArgs) -> Result<u8> {
         );
     }
     let bytes = bundle::build(&bundle::Contents {
-        host: None,
+        host: args.host.clone(),
         desired: &desired,
         spec_name: &spec_name,
         spec_text: &spec_text,
@@ -585,12 +655,13 @@ fn apply_bundle(file: &Path, root: &Path) -> Result<u8> {
         bundle::Bundle::read(&bytes).with_context(|| format!("refuse {}", file.display()))?;
     let (spec, warnings) =
         spec::parse(&bundle.spec_text(), Path::new("spec.yaml (in the bundle)"))?;
+    let spec = spec.for_host(bundle.manifest.host.as_deref())?;
     for w in warnings {
         warn_missing(&[w.to_string()]);
     }
     let templates = templates::Templates::with_overrides(bundle.templates())?;
     let system = System::new(root)?;
-    preflight(&system)?;
+    preflight(&system, &spec)?;
     let job = Job {
         spec,
         spec_name: bundle.manifest.spec_name.clone(),

@@ -207,7 +207,7 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
             txt_path: key.txt_path.clone(),
             ids: resolve(crate::desired::OPENDKIM, &mut notes),
         });
-        effects.insert(Effect::Restart(Service::Opendkim));
+        effects.insert(Effect::Reload(Service::Opendkim));
     }
 
     for file in &desired.files {

@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::TokioResolver;
 
 use crate::spec::ResolverAddr;
 
@@ -155,9 +155,7 @@ fn record_type_name(rtype: RecordType) -> &'static str {
 }
 
 fn plain_name(name: &Name) -> String {
-    name.to_ascii()
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl Dns for Resolver {

@@ -345,6 +345,30 @@ impl System {
         }
     }
 
+    /// Moves a file (a retired DKIM key into its archive) without ever replacing
+    /// one already at `to`; both directories are synced.
+    pub fn rename_noreplace(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.path(from), self.path(to));
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &src,
+            nix::fcntl::AT_FDCWD,
+            &dst,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .with_context(|| format!("move {} to {}", src.display(), dst.display()))?;
+        sync_dir(dst.parent().expect("target has a parent"))?;
+        sync_dir(src.parent().expect("target has a parent"))
+    }
+
+    /// Whether something accepts connections on a Unix socket (the milter's).
+    pub fn connect_unix(&self, target: &str) -> Result<()> {
+        let path = self.path(target);
+        std::os::unix::net::UnixStream::connect(&path)
+            .map(drop)
+            .with_context(|| format!("connect to {}", path.display()))
+    }
+
     /// Holds the apply lock until dropped; a second apply fails at once.
     pub fn lock(&self, target: &str) -> Result<nix::fcntl::Flock<fs::File>> {
         let path = self.path(target);
@@ -399,6 +423,28 @@ impl System {
         Ok(result)
     }
 
+    /// Whether Cyrus SASL's PLAIN/LOGIN plugins (libsasl2-modules) are installed,
+    /// which Postfix needs to log in to a relay.
+    pub fn has_sasl_login_mechanisms(&self) -> bool {
+        let Ok(dirs) = fs::read_dir("/usr/lib") else {
+            return false;
+        };
+        dirs.filter_map(|d| d.ok())
+            .map(|d| d.path().join("sasl2"))
+            .chain([PathBuf::from("/usr/lib/sasl2")])
+            .any(|dir| {
+                fs::read_dir(dir).is_ok_and(|mut files| {
+                    files.any(|f| {
+                        f.is_ok_and(|f| {
+                            let name = f.file_name();
+                            let name = name.to_string_lossy();
+                            name.starts_with("libplain.so") || name.starts_with("liblogin.so")
+                        })
+                    })
+                })
+            })
+    }
+
     fn systemd(&self) -> bool {
         Path::new("/run/systemd/system").is_dir()
     }
@@ -441,7 +487,12 @@ impl System {
                 self.run("postfix", &["stop"])?;
                 self.run("postfix", &["start"]).map(drop)
             }
-            (Service::Opendkim, _) => self.run("/etc/init.d/opendkim", &["restart"]).map(drop),
+            (Service::Opendkim, ServiceAction::Reload) => {
+                self.run("/etc/init.d/opendkim", &["reload"]).map(drop)
+            }
+            (Service::Opendkim, ServiceAction::Restart) => {
+                self.run("/etc/init.d/opendkim", &["restart"]).map(drop)
+            }
         }
     }
 }

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd python3-yaml
+packages=(postfix opendkim opendkim-tools libsasl2-modules python3-dkim python3-aiosmtpd python3-yaml
           openssl iproute2 util-linux)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

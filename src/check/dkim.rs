@@ -91,7 +91,9 @@ mod tests {
         assert_eq!(get("none").unwrap(), Served::Missing);
         assert_eq!(get("other").unwrap(), Served::Missing);
         assert_eq!(get("two").unwrap_err(), ServedError::Several(2));
-        assert!(matches!(get("bad").unwrap_err(), ServedError::Invalid(e) if e.contains("k=ed25519")));
+        assert!(
+            matches!(get("bad").unwrap_err(), ServedError::Invalid(e) if e.contains("k=ed25519"))
+        );
         assert!(matches!(get("down").unwrap_err(), ServedError::Lookup(_)));
     }
 }

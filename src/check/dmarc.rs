@@ -77,7 +77,10 @@ pub fn parse(text: &str) -> Result<Dmarc, String> {
 
 /// `mailto:x@example.com!10m` → `example.com`.
 fn report_domain(uri: &str) -> Option<String> {
-    let address = uri.get(..7)?.eq_ignore_ascii_case("mailto:").then(|| &uri[7..])?;
+    let address = uri
+        .get(..7)?
+        .eq_ignore_ascii_case("mailto:")
+        .then(|| &uri[7..])?;
     let address = address.split('!').next()?;
     let (local, domain) = address.rsplit_once('@')?;
     (!local.is_empty() && domain.contains('.') && !domain.contains(char::is_whitespace))

@@ -63,7 +63,10 @@ pub fn is_spf(txt: &str) -> bool {
 
 pub fn parse(text: &str) -> Result<Record, String> {
     let mut terms = text.split_ascii_whitespace();
-    if !terms.next().is_some_and(|v| v.eq_ignore_ascii_case("v=spf1")) {
+    if !terms
+        .next()
+        .is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
+    {
         return Err("does not start with v=spf1".into());
     }
     let mut record = Record {
@@ -160,20 +163,27 @@ fn mechanism(term: &str, text: &str) -> Result<Mechanism, String> {
 
 /// `[:domain][/v4][//v6]` after `a` or `mx`.
 fn domain_and_prefixes(term: &str, args: &str) -> Result<(Option<String>, Prefixes), String> {
-    let (rest, v6) = match args.split_once("//") {
-        Some((r, l)) => (r, prefix_len(term, l, 128)?),
-        None => (args, 128),
+    let mut prefixes = Prefixes::FULL;
+    let rest = match args.split_once("//") {
+        Some((r, l)) => {
+            prefixes.v6 = prefix_len(term, l, 128)?;
+            r
+        }
+        None => args,
     };
-    let (rest, v4) = match rest.rsplit_once('/') {
-        Some((r, l)) => (r, prefix_len(term, l, 32)?),
-        None => (rest, 32),
+    let rest = match rest.rsplit_once('/') {
+        Some((r, l)) => {
+            prefixes.v4 = prefix_len(term, l, 32)?;
+            r
+        }
+        None => rest,
     };
     let domain = match rest.strip_prefix(':') {
         Some(d) => Some(domain_spec(term, d)?),
         None if rest.is_empty() => None,
         None => return Err(format!("`{term}` is not a valid term")),
     };
-    Ok((domain, Prefixes { v4, v6 }))
+    Ok((domain, prefixes))
 }
 
 fn prefix_len(term: &str, text: &str, max: u8) -> Result<u8, String> {
@@ -252,7 +262,13 @@ pub fn check_host(dns: &dyn Dns, ip: IpAddr, domain: &str) -> SpfResult {
     evaluate(dns, ip, domain, &mut lookups, 0)
 }
 
-fn evaluate(dns: &dyn Dns, ip: IpAddr, domain: &str, lookups: &mut usize, depth: usize) -> SpfResult {
+fn evaluate(
+    dns: &dyn Dns,
+    ip: IpAddr,
+    domain: &str,
+    lookups: &mut usize,
+    depth: usize,
+) -> SpfResult {
     if depth > MAX_DEPTH {
         return SpfResult::PermError(format!("includes nest deeper than {MAX_DEPTH} at {domain}"));
     }
@@ -288,7 +304,9 @@ fn evaluate(dns: &dyn Dns, ip: IpAddr, domain: &str, lookups: &mut usize, depth:
     }
     *lookups += 1;
     if *lookups > MAX_LOOKUPS {
-        return SpfResult::PermError(format!("more than {MAX_LOOKUPS} DNS lookups (RFC 7208 4.6.4)"));
+        return SpfResult::PermError(format!(
+            "more than {MAX_LOOKUPS} DNS lookups (RFC 7208 4.6.4)"
+        ));
     }
     match evaluate(dns, ip, target, lookups, depth + 1) {
         SpfResult::None => SpfResult::PermError(format!("redirect={target} has no SPF record")),
@@ -297,7 +315,9 @@ fn evaluate(dns: &dyn Dns, ip: IpAddr, domain: &str, lookups: &mut usize, depth:
 }
 
 fn macro_unknown(spec: &str) -> SpfResult {
-    SpfResult::Unknown(format!("`{spec}` uses an SPF macro, which mailsetup does not expand"))
+    SpfResult::Unknown(format!(
+        "`{spec}` uses an SPF macro, which mailsetup does not expand"
+    ))
 }
 
 fn matches(
@@ -437,13 +457,24 @@ mod tests {
                     Qualifier::Pass,
                     Mechanism::Mx(Some("example.net".into()), Prefixes { v4: 24, v6: 128 })
                 ),
-                (Qualifier::Pass, Mechanism::Ip("192.0.2.0".parse().unwrap(), 24)),
-                (Qualifier::Pass, Mechanism::Ip("2001:db8::1".parse().unwrap(), 128)),
-                (Qualifier::Pass, Mechanism::Include("_spf.example.org".into())),
+                (
+                    Qualifier::Pass,
+                    Mechanism::Ip("192.0.2.0".parse().unwrap(), 24)
+                ),
+                (
+                    Qualifier::Pass,
+                    Mechanism::Ip("2001:db8::1".parse().unwrap(), 128)
+                ),
+                (
+                    Qualifier::Pass,
+                    Mechanism::Include("_spf.example.org".into())
+                ),
                 (Qualifier::SoftFail, Mechanism::All),
             ]
         );
-        let r = parse("V=SPF1 a:Mail.Example.com//64 redirect=_spf.example.com exp=why.example.com").unwrap();
+        let r =
+            parse("V=SPF1 a:Mail.Example.com//64 redirect=_spf.example.com exp=why.example.com")
+                .unwrap();
         assert_eq!(r.redirect.as_deref(), Some("_spf.example.com"));
         assert_eq!(
             r.directives[0].1,
@@ -496,12 +527,30 @@ mod tests {
             .txt("spf.example.net", "v=spf1 ip4:198.51.100.0/24 ?all")
             .txt("redirected.example", "v=spf1 redirect=example.com");
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(check_host(&dns, ip("192.0.2.1"), "example.com"), SpfResult::Pass);
-        assert_eq!(check_host(&dns, ip("192.0.2.2"), "example.com"), SpfResult::Pass);
-        assert_eq!(check_host(&dns, ip("198.51.100.7"), "example.com"), SpfResult::Pass);
-        assert_eq!(check_host(&dns, ip("203.0.113.1"), "example.com"), SpfResult::Fail);
-        assert_eq!(check_host(&dns, ip("192.0.2.1"), "redirected.example"), SpfResult::Pass);
-        assert_eq!(check_host(&dns, ip("192.0.2.1"), "nospf.example"), SpfResult::None);
+        assert_eq!(
+            check_host(&dns, ip("192.0.2.1"), "example.com"),
+            SpfResult::Pass
+        );
+        assert_eq!(
+            check_host(&dns, ip("192.0.2.2"), "example.com"),
+            SpfResult::Pass
+        );
+        assert_eq!(
+            check_host(&dns, ip("198.51.100.7"), "example.com"),
+            SpfResult::Pass
+        );
+        assert_eq!(
+            check_host(&dns, ip("203.0.113.1"), "example.com"),
+            SpfResult::Fail
+        );
+        assert_eq!(
+            check_host(&dns, ip("192.0.2.1"), "redirected.example"),
+            SpfResult::Pass
+        );
+        assert_eq!(
+            check_host(&dns, ip("192.0.2.1"), "nospf.example"),
+            SpfResult::None
+        );
     }
 
     #[test]
@@ -514,10 +563,20 @@ mod tests {
             .txt("down.example", "v=spf1 a:unreachable.example -all")
             .fail("unreachable.example");
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(matches!(check_host(&dns, ip, "two.example"), SpfResult::PermError(e) if e.contains("2 SPF records")));
-        assert!(matches!(check_host(&dns, ip, "broken.example"), SpfResult::PermError(e) if e.contains("no SPF record")));
-        assert!(matches!(check_host(&dns, ip, "macro.example"), SpfResult::Unknown(_)));
-        assert!(matches!(check_host(&dns, ip, "down.example"), SpfResult::TempError(_)));
+        assert!(
+            matches!(check_host(&dns, ip, "two.example"), SpfResult::PermError(e) if e.contains("2 SPF records"))
+        );
+        assert!(
+            matches!(check_host(&dns, ip, "broken.example"), SpfResult::PermError(e) if e.contains("no SPF record"))
+        );
+        assert!(matches!(
+            check_host(&dns, ip, "macro.example"),
+            SpfResult::Unknown(_)
+        ));
+        assert!(matches!(
+            check_host(&dns, ip, "down.example"),
+            SpfResult::TempError(_)
+        ));
     }
 
     #[test]
@@ -526,7 +585,10 @@ mod tests {
             "example.com",
             "v=spf1 a mx include:one.example ip4:192.0.2.1 -all",
         );
-        dns = dns.txt("one.example", "v=spf1 include:two.example exists:x.example ~all");
+        dns = dns.txt(
+            "one.example",
+            "v=spf1 include:two.example exists:x.example ~all",
+        );
         dns = dns.txt(
             "two.example",
             "v=spf1 a:a.example a:b.example a:c.example a:d.example a:e.example ?all",

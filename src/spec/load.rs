@@ -79,8 +79,41 @@ pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError>
             message: with_hint(message),
         }
     })?;
+    fleet_check(&spec, text, file)?;
     let warnings = warnings(&spec);
     Ok((spec, warnings))
+}
+
+/// A single host names its hostname; a fleet names one per host.
+fn fleet_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
+    let (key, message) = match (&spec.host.hostname, spec.hosts.is_empty()) {
+        (None, true) => (
+            "host",
+            "host.hostname: required (or list the fleet under `hosts`)",
+        ),
+        (Some(_), false) => (
+            "hosts",
+            "hosts: each host of a fleet names its own hostname; remove host.hostname",
+        ),
+        _ => return Ok(()),
+    };
+    Err(SpecError::Invalid {
+        file: file.to_path_buf(),
+        line: top_level_line(text, key),
+        column: 1,
+        path: String::new(),
+        message: message.to_string(),
+    })
+}
+
+/// The line of a top-level key, for errors found after parsing.
+fn top_level_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map_or(1, |i| i + 1)
 }
 
 /// serde_yaml_ng puts its own (shorter) path in front and the location behind;
@@ -133,14 +166,21 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
     if let Some(w) = crate::keys::check_bits(spec.dkim.bits.get()).ok().flatten() {
         warn("dkim.bits", w);
     }
-    if spec.domains.contains_key(spec.mailname()) {
+    // Every host's mailname: the spec's own, or each (fleet) host's name.
+    let mailnames: Vec<&super::DomainName> = match &spec.host.mailname {
+        Some(m) => vec![m],
+        None => spec.sending_hosts(),
+    };
+    for mailname in mailnames
+        .into_iter()
+        .filter(|m| spec.domains.contains_key(*m))
+    {
         warn(
             "host.mailname",
             format!(
-                "{} is a sending domain: Postfix will treat every @{} address as local, so mail \
-                 to addresses there that are not in aliases bounces instead of reaching their mailbox",
-                spec.mailname(),
-                spec.mailname()
+                "{mailname} is a sending domain: Postfix will treat every @{mailname} address as \
+                 local, so mail to addresses there that are not in aliases bounces instead of \
+                 reaching their mailbox"
             ),
         );
     }
@@ -218,6 +258,20 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
     }
 }
 
+/// Like `unique_map`, and at least one entry.
+pub fn non_empty_map<'de, D, K, V>(d: D) -> Result<IndexMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Hash + Eq + fmt::Display,
+    V: Deserialize<'de>,
+{
+    let map = unique_map(d)?;
+    if map.is_empty() {
+        return Err(serde::de::Error::custom("is empty"));
+    }
+    Ok(map)
+}
+
 /// A map whose keys must not repeat (YAML allows it; a repeated domain is a mistake).
 pub fn unique_map<'de, D, K, V>(d: D) -> Result<IndexMap<K, V>, D::Error>
 where
@@ -243,9 +297,6 @@ where
                 }
                 let value = map.next_value()?;
                 out.insert(key, value);
-            }
-            if out.is_empty() {
-                return Err(serde::de::Error::custom("is empty"));
             }
             Ok(out)
         }

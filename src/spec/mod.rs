@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{SpecError, Warning, load, parse};
 pub use names::{
-    AbsPath, AliasName, DomainName, HostOrAddress, MailAddress, MailTarget, Network, PlainText,
-    SelectorPattern, UserName,
+    AbsPath, AliasName, DomainName, FleetName, HostOrAddress, MailAddress, MailTarget, Network,
+    PlainText, SelectorPattern, UserName,
 };
 
 pub use ops::{Check, Days, ResolverAddr, Rotation};
 
-use load::{OneOrMany, unique_map};
+use load::{OneOrMany, non_empty_map, unique_map};
 
 /// The whole spec file.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -33,9 +33,15 @@ use load::{OneOrMany, unique_map};
     description = "A send-only, DKIM-signing mail server."
 )]
 pub struct Spec {
+    /// This host; in a fleet, the settings every host shares.
+    #[serde(default)]
     pub host: Host,
+    /// A fleet: several hosts sending for the same domains, each with its own
+    /// hostname and DKIM selector. Commands then take `--host NAME`.
+    #[serde(default, deserialize_with = "unique_map")]
+    pub hosts: IndexMap<FleetName, FleetHost>,
     /// The domains mail is sent from. Each may override the `spf` and `dmarc` defaults.
-    #[serde(deserialize_with = "unique_map")]
+    #[serde(deserialize_with = "non_empty_map")]
     pub domains: IndexMap<DomainName, Option<DomainSettings>>,
     /// SPF policy for every domain that does not set its own.
     #[serde(default)]
@@ -53,12 +59,25 @@ pub struct Spec {
     pub check: Check,
 }
 
+/// One host of a fleet.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetHost {
+    /// Its fully qualified name.
+    pub hostname: DomainName,
+    /// Its DKIM selector. Default: `NAME-{date}` (e.g. mta01-20261124).
+    #[serde(default)]
+    pub selector: Option<SelectorPattern>,
+}
+
 /// The mail host itself.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
-    /// Fully qualified host name (Postfix `myhostname`, the HELO name).
-    pub hostname: DomainName,
+    /// Fully qualified host name (Postfix `myhostname`, the HELO name). Required
+    /// unless the spec lists a fleet under `hosts`.
+    #[serde(default)]
+    pub hostname: Option<DomainName>,
     /// Domain of system mail (`/etc/mailname`, Postfix `myorigin`): root's mail comes
     /// from root@mailname. Default: the hostname.
     #[serde(default)]
@@ -78,6 +97,20 @@ pub struct Host {
     /// Postfix writes its log to this file (`maillog_file`) instead of syslog.
     #[serde(default)]
     pub maillog_file: Option<AbsPath>,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host {
+            hostname: None,
+            mailname: None,
+            interfaces: Interfaces::default(),
+            networks: default_networks(),
+            protocols: Protocols::default(),
+            relay: None,
+            maillog_file: None,
+        }
+    }
 }
 
 fn default_networks() -> Vec<Network> {
@@ -573,8 +606,68 @@ impl Spec {
         })
     }
 
+    /// This host's name. A fleet spec has one only once a host is picked with
+    /// `for_host`, which every command does first.
+    pub fn hostname(&self) -> &DomainName {
+        self.host
+            .hostname
+            .as_ref()
+            .expect("a host is picked (Spec::for_host) before use")
+    }
+
     /// `/etc/mailname`: the domain of system mail.
     pub fn mailname(&self) -> &DomainName {
-        self.host.mailname.as_ref().unwrap_or(&self.host.hostname)
+        self.host
+            .mailname
+            .as_ref()
+            .unwrap_or_else(|| self.hostname())
+    }
+
+    /// The spec as seen by one host: for a fleet, `name`'s hostname and selector.
+    pub fn for_host(&self, name: Option<&str>) -> anyhow::Result<Spec> {
+        let names = || {
+            self.hosts
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match name {
+            None if self.hosts.is_empty() => Ok(self.clone()),
+            None => anyhow::bail!(
+                "the spec lists the hosts {}: pick one with --host NAME",
+                names()
+            ),
+            Some(n) if self.hosts.is_empty() => {
+                anyhow::bail!("--host {n}: the spec lists no hosts")
+            }
+            Some(n) => {
+                let (fleet_name, host) = self
+                    .hosts
+                    .iter()
+                    .find(|(k, _)| k.as_str() == n)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--host {n}: the spec lists only {}", names())
+                    })?;
+                let mut spec = self.clone();
+                spec.host.hostname = Some(host.hostname.clone());
+                spec.dkim.selector = match &host.selector {
+                    Some(s) => s.clone(),
+                    None => format!("{fleet_name}-{}", names::DATE_PLACEHOLDER)
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!("hosts.{fleet_name}: {e}"))?,
+                };
+                Ok(spec)
+            }
+        }
+    }
+
+    /// Every hostname that sends for the domains: the fleet's, or this host's.
+    pub fn sending_hosts(&self) -> Vec<&DomainName> {
+        if self.hosts.is_empty() {
+            self.host.hostname.iter().collect()
+        } else {
+            self.hosts.values().map(|h| &h.hostname).collect()
+        }
     }
 }

@@ -107,6 +107,12 @@ checked_string!(
     "^/[^\\s]*$"
 );
 checked_string!(
+    /// The name of a fleet host (mta01): a DNS label, as it starts its selector.
+    FleetName,
+    check_selector,
+    "^[a-z0-9-]+$"
+);
+checked_string!(
     /// A host name or IP address (a relay host).
     HostOrAddress,
     check_host_or_address,
@@ -254,6 +260,7 @@ fn check_selector_pattern(s: &str) -> Result<String, String> {
 
 /// A concrete selector: one DNS label in lower case (it names a file and a DNS record).
 pub fn check_selector(s: &str) -> Result<String, String> {
+    ascii_printable(s)?;
     if s.is_empty() || s.len() > 63 {
         return Err("a selector is 1 to 63 characters".into());
     }

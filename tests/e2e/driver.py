@@ -374,14 +374,20 @@ def private_path(path):
 class SpecView:
     """What the checks expect, read from the (test copy of the) spec."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, fleet_host=None):
         host = spec.get("host") or {}
-        self.hostname = host["hostname"]
+        dkim = spec.get("dkim") or {}
+        self.selector = str(dkim.get("selector", "{date}"))
+        if fleet_host is None:
+            self.hostname = host["hostname"]
+        else:
+            # A fleet: this host's hostname, and its selector (default NAME-{date}).
+            member = spec["hosts"][fleet_host]
+            self.hostname = member["hostname"]
+            self.selector = str(member.get("selector") or f"{fleet_host}-{{date}}")
         self.mailname = host.get("mailname") or self.hostname
         self.domains = list((spec.get("domains") or {}).keys())
-        dkim = spec.get("dkim") or {}
         self.key_mode = dkim.get("key", "shared")
-        self.selector = str(dkim.get("selector", "{date}"))
         self.subdomains = dkim.get("subdomains", True)
         self.oversign = [h.lower() for h in (dkim.get("oversign_headers") or ["From"])]
         aliases = {}
@@ -869,8 +875,10 @@ class Ctx:
     pass
 
 
-def mailsetup(ctx, *args, timeout=120):
-    return sh([ctx.bin, *args], timeout=timeout)
+def mailsetup(ctx, command, *args, timeout=120):
+    """Run `mailsetup COMMAND ARGS` (with --host NAME for a fleet member)."""
+    host = ["--host", ctx.host] if ctx.host else []
+    return sh([ctx.bin, command, *args, *host], timeout=timeout)
 
 
 def apply(ctx, label):
@@ -1171,7 +1179,7 @@ def change_signing(ctx, label, mutate, selector):
     as the new spec says."""
     mutate(ctx.test_spec)
     dump_yaml(ctx.test_spec, ctx.spec_path)
-    ctx.view = SpecView(ctx.test_spec)
+    ctx.view = SpecView(ctx.test_spec, ctx.host)
     before = opendkim_pids()
     reloads = opendkim_reloads()
     master = postfix_master_pids()
@@ -1201,7 +1209,10 @@ def rotation(ctx, old_selector):
     new = ROTATED_SELECTOR if old_selector != ROTATED_SELECTOR else ROTATED_SELECTOR + "2"
 
     def new_selector(spec):
-        spec.setdefault("dkim", {})["selector"] = new
+        if ctx.host:
+            spec["hosts"][ctx.host]["selector"] = new
+        else:
+            spec.setdefault("dkim", {})["selector"] = new
 
     change_signing(ctx, f"key rotation (dkim.selector: {new})", new_selector, new)
 
@@ -1228,13 +1239,15 @@ def scenario(args):
     ctx = Ctx()
     ctx.bin = os.path.abspath(args.mailsetup)
     ctx.work = os.path.abspath(args.work)
+    ctx.host = args.host
     ctx.outputs = []
     example = os.path.abspath(args.spec)
-    out(f"# e2e {os.path.basename(example)} with {ctx.bin}")
+    fleet = f" --host {ctx.host}" if ctx.host else ""
+    out(f"# e2e {os.path.basename(example)}{fleet} with {ctx.bin}")
 
     orig = load_yaml(example)
     ctx.test_spec, ctx.sink_cfg = make_test_spec(orig, ctx.work)
-    ctx.view = SpecView(ctx.test_spec)
+    ctx.view = SpecView(ctx.test_spec, ctx.host)
 
     setup_mounts(ctx.work)
     start_syslog_sink()
@@ -1271,6 +1284,16 @@ def scenario(args):
         m = ctx.view.selector_regex().match(selector)
         R.check(f"{{date}} in the selector is the UTC date of key creation ({m.group(1)})",
                 m.group(1) in (date_before, date_after), f"today is {date_before}")
+    if ctx.host:
+        # What the fleet publishes (`dns` without --host) includes this host's records.
+        p = sh([ctx.bin, "dns", ctx.spec_path, "--format", "json"])
+        try:
+            fleet = Records(json.loads(p.out))
+            missing = [n for n, v in records.dkim.items() if fleet.dkim.get(n) != v]
+        except ValueError as e:
+            missing = [f"not JSON: {e}"]
+        R.check(f"fleet: `dns` without --host publishes {ctx.host}'s DKIM records too",
+                p.returncode == 0 and not missing, f"{cmd_why(p)}\nmissing or different: {missing}")
 
     check_network(ctx)
     mail_round(ctx, records, selector, "first apply")
@@ -1306,8 +1329,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mailsetup", required=True, help="the mailsetup binary")
     ap.add_argument("--spec", required=True, help="an example spec")
-    ap.add_argument("--work", required=True, help="a scratch directory")
+    ap.add_argument("--work", help="a scratch directory")
+    ap.add_argument("--host", help="with a fleet spec: the host (a name under `hosts`) to be")
+    ap.add_argument("--list-hosts", action="store_true",
+                    help="print the spec's fleet host names, one a line, and exit (no namespaces needed)")
     args = ap.parse_args()
+    if args.list_hosts:
+        for name in (load_yaml(args.spec).get("hosts") or {}):
+            print(name)
+        return 0
+    if not args.work:
+        ap.error("--work is required")
 
     missing = []
     for mod in ("dkim", "aiosmtpd", "yaml"):

@@ -5,7 +5,8 @@
 //! through `sendmail` and SMTP to an SMTP sink on loopback and verifies every
 //! DKIM signature with dkimpy against the records `mailsetup dns --format json`
 //! prints. The driver's header lists every check and the test-only changes it
-//! makes to the spec (the relay points at the sink).
+//! makes to the spec (the relay points at the sink). A fleet spec (`hosts:`)
+//! gets one run per host, each its own machine (`--host NAME`).
 //!
 //! Needs root, util-linux `unshare`, postfix, opendkim, iproute2, openssl and
 //! /usr/bin/python3 with the Debian modules dkim, aiosmtpd and yaml
@@ -22,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// One example takes about 10 s here; this only stops a hung run.
+/// One run takes about 15 s here (17 s for all at once); this only stops a hung run.
 const TIMEOUT: Duration = Duration::from_secs(240);
 const PYTHON: &str = "/usr/bin/python3";
 const NAMESPACES: [&str; 6] = [
@@ -152,6 +153,42 @@ fn host_fingerprint() -> Vec<String> {
     seen
 }
 
+/// The runs for one example: one, or one per host of a fleet spec (`hosts:`),
+/// each in its own namespaces as its own machine.
+fn runs_for(spec: &Path) -> Vec<(PathBuf, Option<String>)> {
+    let out = Command::new(PYTHON)
+        .arg(driver())
+        .arg("--mailsetup")
+        .arg(env!("CARGO_BIN_EXE_mailsetup"))
+        .arg("--spec")
+        .arg(spec)
+        .arg("--list-hosts")
+        .output()
+        .expect("run driver.py --list-hosts");
+    assert!(
+        out.status.success(),
+        "driver.py --list-hosts {}: {}",
+        spec.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hosts: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if hosts.is_empty() {
+        vec![(spec.to_owned(), None)]
+    } else {
+        hosts
+            .into_iter()
+            .map(|h| (spec.to_owned(), Some(h)))
+            .collect()
+    }
+}
+
+fn driver() -> PathBuf {
+    manifest_dir().join("tests/e2e/driver.py")
+}
+
 struct Outcome {
     name: String,
     success: bool,
@@ -162,8 +199,11 @@ struct Outcome {
 
 /// Run the driver for one example in fresh namespaces; its stdout and stderr
 /// go to one file so that the order of the lines is kept.
-fn run_example(spec: &Path) -> Outcome {
-    let name = spec.file_name().unwrap().to_string_lossy().into_owned();
+fn run_example(spec: &Path, host: Option<&str>) -> Outcome {
+    let mut name = spec.file_name().unwrap().to_string_lossy().into_owned();
+    if let Some(host) = host {
+        name.push_str(&format!(" --host {host}"));
+    }
     let work = tempfile::Builder::new()
         .prefix("mailsetup-e2e-")
         .tempdir()
@@ -174,13 +214,14 @@ fn run_example(spec: &Path) -> Outcome {
     let mut child = Command::new("unshare")
         .args(NAMESPACES)
         .arg(PYTHON)
-        .arg(manifest_dir().join("tests/e2e/driver.py"))
+        .arg(driver())
         .arg("--mailsetup")
         .arg(env!("CARGO_BIN_EXE_mailsetup"))
         .arg("--spec")
         .arg(spec)
         .arg("--work")
         .arg(work.path())
+        .args(host.map(|h| ["--host", h]).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone driver.log"))
         .stderr(log)
@@ -231,6 +272,7 @@ fn every_example_works_with_real_postfix_and_opendkim() {
     }
     let specs = examples();
     assert!(!specs.is_empty(), "no examples/*.yaml to test");
+    let runs: Vec<(PathBuf, Option<String>)> = specs.iter().flat_map(|s| runs_for(s)).collect();
     let host_before = host_fingerprint();
 
     // Each run has its own namespaces, ports and work directory, so runs do not
@@ -238,11 +280,11 @@ fn every_example_works_with_real_postfix_and_opendkim() {
     // (most of a run is waiting for the daemons).
     let parallel = 8;
     let mut outcomes = Vec::new();
-    for batch in specs.chunks(parallel) {
+    for batch in runs.chunks(parallel) {
         let handles: Vec<_> = batch
             .iter()
             .cloned()
-            .map(|spec| thread::spawn(move || run_example(&spec)))
+            .map(|(spec, host)| thread::spawn(move || run_example(&spec, host.as_deref())))
             .collect();
         outcomes.extend(
             handles

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{examples, path_str, root, run, tree};
+use crate::support::{path_str, root, run, targets, tree};
 
 /// Rendered configuration only: keys are random, .db files are binary.
 fn rendered(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
@@ -20,21 +20,13 @@ fn rendered(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 #[test]
 fn rendered_files_match_the_golden_copies() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    for name in examples() {
+    for t in targets() {
         let root = root();
-        run(
-            &[
-                "apply",
-                &crate::support::example(&name),
-                "--root",
-                path_str(root.path()),
-            ],
-            0,
-        );
+        run(&t.args("apply", path_str(root.path()), &[]), 0);
         let got = rendered(root.path());
         let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
-            .join(name.trim_end_matches(".yaml"))
+            .join(&t.label)
             .join("etc");
         if update {
             let _ = std::fs::remove_dir_all(&golden_dir);
@@ -49,12 +41,14 @@ fn rendered_files_match_the_golden_copies() {
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>(),
-            "{name}: the set of rendered files changed (UPDATE_GOLDEN=1 to accept)"
+            "{}: the set of rendered files changed (UPDATE_GOLDEN=1 to accept)",
+            t.label
         );
         for (rel, content) in &got {
             assert!(
                 want[rel] == *content,
-                "{name}: etc/{} differs from the golden copy (UPDATE_GOLDEN=1 to accept):\n{}",
+                "{}: etc/{} differs from the golden copy (UPDATE_GOLDEN=1 to accept):\n{}",
+                t.label,
                 rel.display(),
                 String::from_utf8_lossy(content)
             );

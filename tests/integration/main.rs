@@ -1,7 +1,10 @@
 //! All integration tests link into this one binary (see Cargo.toml [[test]]).
 mod bad_input;
 mod bundle;
+mod check;
 mod cli;
+mod dns_server;
 mod e2e;
 mod golden;
+mod rotate;
 mod support;

@@ -112,3 +112,50 @@ pub fn missing_in_ci(programs: &[&str]) -> bool {
     eprintln!("skipping: {missing:?} not installed (tests/run.sh installs it)");
     true
 }
+
+/// One thing to apply: an example, or one host of a fleet example.
+pub struct Target {
+    /// `guide`, or `fleet-mta01` for a fleet host.
+    pub label: String,
+    pub spec: String,
+    pub host: Option<String>,
+}
+
+impl Target {
+    /// `mailsetup CMD SPEC [--host H] --root ROOT EXTRA…`
+    pub fn args<'a>(&'a self, cmd: &'a str, root: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![cmd, self.spec.as_str()];
+        if let Some(h) = &self.host {
+            args.extend(["--host", h.as_str()]);
+        }
+        args.extend(["--root", root]);
+        args.extend_from_slice(extra);
+        args
+    }
+}
+
+/// Every example, with each host of a fleet example as a target of its own.
+pub fn targets() -> Vec<Target> {
+    let mut out = Vec::new();
+    for name in examples() {
+        let spec = example(&name);
+        let stem = name.trim_end_matches(".yaml");
+        let (parsed, _) = mailsetup::spec::load(Path::new(&spec)).unwrap();
+        if parsed.hosts.is_empty() {
+            out.push(Target {
+                label: stem.to_string(),
+                spec,
+                host: None,
+            });
+            continue;
+        }
+        for host in parsed.hosts.keys() {
+            out.push(Target {
+                label: format!("{stem}-{host}"),
+                spec: spec.clone(),
+                host: Some(host.to_string()),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,1028 @@
+//! DKIM key rotation without a message failing DKIM (RFC 6376 selectors,
+//! M3AAWG's practice). A key set's selectors move through four states:
+//!
+//! * **staged** (`rotate start`): a new key under a new date-based selector,
+//!   published in DNS, not signing yet;
+//! * **active** (`rotate activate`, only once DNS serves the staged key):
+//!   opendkim signs with it;
+//! * **retiring**: the previous active key, still published for the grace
+//!   period so mail in flight verifies;
+//! * **revoked** (`rotate finish`): its private key is archived and DNS
+//!   publishes an empty `p=` in its place.
+//!
+//! The state of each key set is `rotation.json` next to its keys, replaced
+//! atomically, and is the authority on which selector signs (`signing_selectors`
+//! feeds the desired state). A set without it signs with the selector
+//! `dkim.selector` names, as before rotation existed.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use jiff::ToSpan;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use crate::backup;
+use crate::check::dkim::{self, Served};
+use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
+use crate::desired::{self, OPENDKIM, key_dir, key_set_of, paths};
+use crate::dns::{self, DkimSelector, DkimValue};
+use crate::keys::{DkimKey, DkimPublicKey};
+use crate::resolve::{Dns, Resolver};
+use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
+use crate::spec::{Days, DomainName, ResolverAddr, Spec};
+use crate::system::System;
+
+/// The rotation state of a key set, in its key directory. Hosts of a fleet that
+/// share a key directory each have their own: `rotation-HOSTNAME.json`.
+pub const STATE_FILE: &str = "rotation.json";
+/// Where revoked private keys go, inside the key directory (0700).
+const ARCHIVE_DIR: &str = "archive";
+
+/// Where a selector is in its life. The order is the order they are listed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Active,
+    Staged,
+    Retiring,
+    Revoked,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Active => "active",
+            State::Staged => "staged",
+            State::Retiring => "retiring",
+            State::Revoked => "revoked",
+        })
+    }
+}
+
+/// One selector of a key set and the days it changed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub selector: String,
+    pub state: State,
+    /// The day the key was made; unknown for a key from before rotation whose
+    /// selector has no date.
+    pub created: Option<Date>,
+    /// The day signing switched to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated: Option<Date>,
+    /// The day signing switched away from it: its grace period starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Date>,
+    /// The day its private key was archived and its record revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Date>,
+}
+
+/// The content of `rotation.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    pub selectors: Vec<Entry>,
+}
+
+impl Rotation {
+    fn find(&self, state: State) -> Option<&Entry> {
+        self.selectors.iter().find(|e| e.state == state)
+    }
+
+    pub fn active(&self) -> Option<&Entry> {
+        self.find(State::Active)
+    }
+
+    pub fn staged(&self) -> Option<&Entry> {
+        self.find(State::Staged)
+    }
+
+    /// A state read from the host is trusted only when it makes sense: valid
+    /// selectors (they name files), each once, one active, at most one staged,
+    /// and the dates each state needs.
+    fn check(&self) -> Result<(), String> {
+        for (i, e) in self.selectors.iter().enumerate() {
+            check_selector(&e.selector)
+                .map_err(|err| format!("selector `{}`: {err}", e.selector.escape_debug()))?;
+            if self.selectors[..i].iter().any(|o| o.selector == e.selector) {
+                return Err(format!("selector {} is listed twice", e.selector));
+            }
+            let dated = match e.state {
+                State::Active | State::Staged => true,
+                State::Retiring => e.retired.is_some(),
+                State::Revoked => e.revoked.is_some(),
+            };
+            if !dated {
+                return Err(format!(
+                    "{} {} has no date for that state",
+                    e.state, e.selector
+                ));
+            }
+        }
+        let count = |s| self.selectors.iter().filter(|e| e.state == s).count();
+        if count(State::Active) != 1 || count(State::Staged) > 1 {
+            return Err("there must be one active selector and at most one staged".into());
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, selector: String, today: Date) {
+        self.selectors.push(Entry {
+            selector,
+            state: State::Staged,
+            created: Some(today),
+            activated: None,
+            retired: None,
+            revoked: None,
+        });
+    }
+
+    /// The staged selector signs from today; the active one starts retiring.
+    fn activate(&mut self, today: Date) {
+        for e in &mut self.selectors {
+            match e.state {
+                State::Active => {
+                    e.state = State::Retiring;
+                    e.retired = Some(today);
+                }
+                State::Staged => {
+                    e.state = State::Active;
+                    e.activated = Some(today);
+                }
+                State::Retiring | State::Revoked => {}
+            }
+        }
+    }
+
+    fn revoke(&mut self, selector: &str, today: Date) {
+        for e in self.selectors.iter_mut().filter(|e| e.selector == selector) {
+            e.state = State::Revoked;
+            e.revoked = Some(today);
+        }
+    }
+
+    /// Retiring selectors whose grace period is over on `today`.
+    fn finish_due(&self, grace: Days, today: Date) -> Vec<String> {
+        self.selectors
+            .iter()
+            .filter(|e| e.state == State::Retiring)
+            .filter(|e| e.retired.is_some_and(|d| after(d, grace) <= today))
+            .map(|e| e.selector.clone())
+            .collect()
+    }
+
+    /// The day the next rotation is due: `interval` after the active key started
+    /// signing (or was made, for a key from before rotation).
+    fn next_rotation(&self, interval: Days) -> Option<Date> {
+        let active = self.active()?;
+        Some(after(active.activated.or(active.created)?, interval))
+    }
+}
+
+fn after(day: Date, days: Days) -> Date {
+    day.saturating_add(i32::from(days.get()).days())
+}
+
+/// A key set: `shared` or a domain, with the domains it signs for.
+struct KeySet<'a> {
+    name: String,
+    domains: Vec<&'a DomainName>,
+    /// Its rotation state's file name.
+    state_name: String,
+}
+
+impl KeySet<'_> {
+    fn dir(&self) -> String {
+        key_dir(&self.name)
+    }
+    fn private(&self, selector: &str) -> String {
+        format!("{}/{selector}.private", self.dir())
+    }
+    fn txt(&self, selector: &str) -> String {
+        format!("{}/{selector}.txt", self.dir())
+    }
+    fn archive(&self) -> String {
+        format!("{}/{ARCHIVE_DIR}", self.dir())
+    }
+    fn state_file(&self) -> String {
+        format!("{}/{}", self.dir(), self.state_name)
+    }
+    /// Zone lines of one TXT value at `SELECTOR._domainkey.DOMAIN` for every domain.
+    fn zone_lines(&self, selector: &str, value: &str) -> String {
+        self.domains
+            .iter()
+            .map(|d| {
+                format!(
+                    "  {selector}._domainkey.{d}.\tIN\tTXT\t{}\n",
+                    dns::split_txt(value)
+                )
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for KeySet<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+fn key_sets(spec: &Spec) -> Vec<KeySet<'_>> {
+    let state_name = if spec.hosts.is_empty() {
+        STATE_FILE.to_string()
+    } else {
+        format!("rotation-{}.json", spec.hostname())
+    };
+    desired::key_sets(spec)
+        .into_iter()
+        .map(|(name, _)| KeySet {
+            domains: spec
+                .domains
+                .keys()
+                .filter(|d| key_set_of(spec, d) == name)
+                .collect(),
+            name,
+            state_name: state_name.clone(),
+        })
+        .collect()
+}
+
+fn read_state(system: &System, set: &KeySet) -> Result<Option<Rotation>> {
+    let path = set.state_file();
+    let Some(file) = system.read_file(&path)? else {
+        return Ok(None);
+    };
+    let rotation: Rotation = serde_json::from_slice(&file.content)
+        .with_context(|| format!("read the rotation state {path}"))?;
+    rotation
+        .check()
+        .map_err(|e| anyhow!("the rotation state {path} is inconsistent: {e}"))?;
+    Ok(Some(rotation))
+}
+
+/// Replaces `rotation.json` atomically. It holds no secret; 0644 like the .txt files.
+fn write_state(system: &System, set: &KeySet, rotation: &Rotation) -> Result<()> {
+    let json = serde_json::to_string_pretty(rotation)? + "\n";
+    system
+        .write_file(&set.state_file(), json.as_bytes(), 0o644, None)
+        .with_context(|| format!("save the rotation state of {set}"))
+}
+
+/// The selector each key set signs with according to its rotation state; sets
+/// without one are absent (they follow `dkim.selector`).
+pub fn signing_selectors(spec: &Spec, system: &System) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for set in key_sets(spec) {
+        if let Some(active) = read_state(system, &set)?
+            .as_ref()
+            .and_then(Rotation::active)
+        {
+            out.insert(set.name.clone(), active.selector.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Every DKIM selector to publish, for `dns` and `check`: all selectors of the
+/// rotation state, or the one `dkim.selector` names for a set without one.
+pub fn published(spec: &Spec, system: &System, today: Date) -> Result<Vec<DkimSelector>> {
+    let host = Host::new(spec, system, today)?;
+    let mut out = Vec::new();
+    for set in key_sets(spec) {
+        let (rotation, _) = host.current(&set)?;
+        let mut entries: Vec<&Entry> = rotation.selectors.iter().collect();
+        entries.sort_by(|a, b| (a.state, &b.selector).cmp(&(b.state, &a.selector)));
+        for entry in entries {
+            let value = match entry.state {
+                State::Revoked => DkimValue::Revoked,
+                state => {
+                    let path = set.private(&entry.selector);
+                    match public_key(system, &path)? {
+                        Some(key) => DkimValue::Key(key),
+                        None if state == State::Active => DkimValue::Missing(format!(
+                            "the key {path} does not exist yet; run mailsetup apply first"
+                        )),
+                        None => DkimValue::Missing(format!("the {state} key {path} is missing")),
+                    }
+                }
+            };
+            out.push(DkimSelector {
+                set: set.name.clone(),
+                selector: entry.selector.clone(),
+                state: entry.state,
+                value,
+                note: note(entry, spec.dkim.rotation.grace_days),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Why a selector other than the active one is published.
+fn note(entry: &Entry, grace: Days) -> Option<String> {
+    let day = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into());
+    Some(match entry.state {
+        State::Active => return None,
+        State::Staged => format!(
+            "staged on {}: publish it now; `mailsetup rotate activate` switches signing to it once DNS serves it",
+            day(entry.created)
+        ),
+        State::Retiring => format!(
+            "retiring since {}: keep it published until `mailsetup rotate finish` revokes it (due {})",
+            day(entry.retired),
+            day(entry.retired.map(|d| after(d, grace)))
+        ),
+        State::Revoked => format!(
+            "revoked on {}: the empty p= tells verifiers the key is withdrawn (RFC 6376 3.6.1)",
+            day(entry.revoked)
+        ),
+    })
+}
+
+fn public_key(system: &System, path: &str) -> Result<Option<DkimPublicKey>> {
+    let Some(file) = system.read_file(path)? else {
+        return Ok(None);
+    };
+    DkimPublicKey::from_private_pem(&String::from_utf8_lossy(&file.content))
+        .with_context(|| format!("read the DKIM key {path}"))
+        .map(Some)
+}
+
+fn exists(system: &System, target: &str) -> bool {
+    system.path(target).symlink_metadata().is_ok()
+}
+
+/// The date in a selector made from `pattern` (`mta1-{date}` and `mta1-20261124`).
+fn selector_date(pattern: &str, selector: &str) -> Option<Date> {
+    let (prefix, suffix) = pattern.split_once(DATE_PLACEHOLDER)?;
+    let stamp = selector.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    Date::strptime("%Y%m%d", stamp).ok()
+}
+
+/// The spec and target system one rotation step works on.
+struct Host<'a> {
+    spec: &'a Spec,
+    system: &'a System,
+    today: Date,
+    /// Selectors of the private keys present, per key set.
+    key_files: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Host<'a> {
+    fn new(spec: &'a Spec, system: &'a System, today: Date) -> Result<Host<'a>> {
+        Ok(Host {
+            spec,
+            system,
+            today,
+            key_files: system.key_selectors()?,
+        })
+    }
+
+    /// The set's rotation and whether it is saved; without a saved one, the key
+    /// `dkim.selector` names is the active one (saved by the first step).
+    fn current(&self, set: &KeySet) -> Result<(Rotation, bool)> {
+        if let Some(saved) = read_state(self.system, set)? {
+            return Ok((saved, true));
+        }
+        let pattern = self.spec.dkim.selector.as_str();
+        let have = self
+            .key_files
+            .get(&set.name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let selector = desired::selector_for(pattern, have, self.today);
+        let rotation = Rotation {
+            selectors: vec![Entry {
+                created: selector_date(pattern, &selector),
+                selector,
+                state: State::Active,
+                activated: None,
+                retired: None,
+                revoked: None,
+            }],
+        };
+        Ok((rotation, false))
+    }
+
+    /// Today's selector from `dkim.selector`, with `-2`, `-3`… when it is taken
+    /// (listed, or a key file with that name exists or was archived).
+    fn new_selector(&self, set: &KeySet, rotation: &Rotation) -> Result<String> {
+        let pattern = self.spec.dkim.selector.as_str();
+        let Some((prefix, suffix)) = pattern.split_once(DATE_PLACEHOLDER) else {
+            bail!(
+                "dkim.selector is `{pattern}`, without {DATE_PLACEHOLDER}: each new key needs a new \
+                 selector; use e.g. `{pattern}-{DATE_PLACEHOLDER}`"
+            );
+        };
+        let date = self.today.strftime("%Y%m%d").to_string();
+        for n in 1..100 {
+            let stamp = if n == 1 {
+                date.clone()
+            } else {
+                format!("{date}-{n}")
+            };
+            let selector = check_selector(&format!("{prefix}{stamp}{suffix}"))
+                .map_err(|e| anyhow!("dkim.selector: {e}"))?;
+            let archived = format!("{}/{selector}.private", set.archive());
+            let taken = rotation.selectors.iter().any(|e| e.selector == selector)
+                || [set.private(&selector), set.txt(&selector), archived]
+                    .iter()
+                    .any(|p| exists(self.system, p));
+            if !taken {
+                return Ok(selector);
+            }
+        }
+        bail!("{set}: no free selector for {date}")
+    }
+
+    /// Makes the key pair of a new selector: the private key 0600 from its
+    /// creation, the .txt as opendkim-genkey writes it.
+    fn generate(&self, set: &KeySet, selector: &str) -> Result<DkimPublicKey> {
+        let bits = self.spec.dkim.bits.get();
+        let key = DkimKey::generate(bits)
+            .with_context(|| format!("generate the DKIM key {set}/{selector}"))?;
+        let ids = if self.system.can_chown() {
+            self.system.accounts()?.ids(OPENDKIM.user, OPENDKIM.group)
+        } else {
+            None
+        };
+        self.system.create_private_file(
+            &set.private(selector),
+            key.private_pem().as_bytes(),
+            ids,
+        )?;
+        let public = key.public();
+        let txt = public.genkey_txt(selector, set.domains[0].as_str());
+        self.system
+            .write_file(&set.txt(selector), txt.as_bytes(), 0o644, ids)?;
+        Ok(public)
+    }
+
+    /// Stages a new key when the set has none staged; returns what it did.
+    fn start(&self, set: &KeySet, rotation: &mut Rotation) -> Result<String> {
+        if let Some(staged) = rotation.staged() {
+            let public =
+                public_key(self.system, &set.private(&staged.selector))?.ok_or_else(|| {
+                    anyhow!(
+                        "{set}: the staged key {} is missing",
+                        set.private(&staged.selector)
+                    )
+                })?;
+            return Ok(format!(
+                "{set}: {} is already staged; it must be published:\n{}",
+                staged.selector,
+                set.zone_lines(&staged.selector, &public.dns_value())
+            ));
+        }
+        let active = rotation
+            .active()
+            .expect("a checked rotation has an active key");
+        if !exists(self.system, &set.private(&active.selector)) {
+            bail!(
+                "{set}: there is no signing key yet ({}): run mailsetup apply first",
+                set.private(&active.selector)
+            );
+        }
+        let active = active.selector.clone();
+        let selector = self.new_selector(set, rotation)?;
+        let public = self.generate(set, &selector)?;
+        rotation.stage(selector.clone(), self.today);
+        write_state(self.system, set, rotation)?;
+        Ok(format!(
+            "{set}: staged {selector} ({}-bit key); opendkim keeps signing with {active}. Publish:\n{}",
+            public.bits(),
+            set.zone_lines(&selector, &public.dns_value())
+        ))
+    }
+
+    /// Where DNS does not yet serve `public` at `selector` for one of the set's domains.
+    fn unserved(
+        &self,
+        dns: &dyn Dns,
+        set: &KeySet,
+        selector: &str,
+        public: &DkimPublicKey,
+    ) -> Vec<String> {
+        set.domains
+            .iter()
+            .filter_map(|d| {
+                let name = format!("{selector}._domainkey.{d}");
+                let problem = match dkim::served(dns, &name) {
+                    Ok(Served::Key(key)) if key == *public => return None,
+                    Ok(Served::Key(_)) => "serves a different key than the staged one".to_string(),
+                    Ok(Served::Missing) => "is not published".to_string(),
+                    Ok(Served::Revoked) => "is published as revoked (empty p=)".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                Some(format!("{name} {problem}"))
+            })
+            .collect()
+    }
+
+    /// The staged key of `rotation` and what DNS still lacks for it; `None`
+    /// when nothing is staged.
+    fn check_staged(
+        &self,
+        dns: &dyn Dns,
+        set: &KeySet,
+        rotation: &Rotation,
+    ) -> Result<Option<(String, Vec<String>)>> {
+        let Some(staged) = rotation.staged() else {
+            return Ok(None);
+        };
+        let path = set.private(&staged.selector);
+        let public = public_key(self.system, &path)?
+            .ok_or_else(|| anyhow!("{set}: the staged key {path} is missing"))?;
+        let problems = self.unserved(dns, set, &staged.selector, &public);
+        Ok(Some((staged.selector.clone(), problems)))
+    }
+
+    /// Archives the private key of a retiring selector and marks it revoked;
+    /// refused while opendkim's KeyTable still names it.
+    fn revoke(&self, set: &KeySet, rotation: &mut Rotation, selector: &str) -> Result<String> {
+        let private = set.private(selector);
+        if let Some(table) = self.system.read_file(paths::KEY_TABLE)? {
+            if String::from_utf8_lossy(&table.content).contains(&format!(":{private}")) {
+                bail!(
+                    "{set}: {} still signs with {selector}; run mailsetup apply so it signs with \
+                     the active key, then finish",
+                    paths::KEY_TABLE
+                );
+            }
+        }
+        let archive = set.archive();
+        if self.system.read_dir_meta(&archive)?.is_none() {
+            self.system.create_dir(&archive, 0o700, None)?;
+        }
+        for from in [private, set.txt(selector)] {
+            if exists(self.system, &from) {
+                let name = from.rsplit('/').next().expect("a file name");
+                self.system
+                    .rename_noreplace(&from, &format!("{archive}/{name}"))?;
+            }
+        }
+        rotation.revoke(selector, self.today);
+        write_state(self.system, set, rotation)?;
+        Ok(format!(
+            "{set}: revoked {selector}; its private key is archived in {archive}. Publish in place of its record:\n{}",
+            set.zone_lines(selector, dns::REVOKED)
+        ))
+    }
+}
+
+/// The apply lock, so rotation steps and applies never interleave.
+fn lock(system: &System) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    backup::ensure_state_dir(system)?;
+    system.lock(backup::LOCK)
+}
+
+/// A set whose signing key changes: its state before and after.
+struct Switch<'a> {
+    set: KeySet<'a>,
+    before: Rotation,
+    after: Rotation,
+}
+
+/// Saves the new states and applies the spec under the lock already held, so
+/// opendkim signs with the new active keys the moment the state says so. When
+/// apply fails, the old states are put back.
+fn switch_signing(
+    system: &System,
+    target: &Target,
+    lock: &nix::fcntl::Flock<std::fs::File>,
+    switches: &[Switch],
+    text: String,
+) -> Result<u8> {
+    let restore = |upto: usize| -> String {
+        let failed: Vec<String> = switches[..upto]
+            .iter()
+            .filter_map(|s| write_state(system, &s.set, &s.before).err())
+            .map(|e| format!("{e:#}"))
+            .collect();
+        if failed.is_empty() {
+            "the rotation state was put back".into()
+        } else {
+            format!(
+                "putting the rotation state back failed too: {}",
+                failed.join("; ")
+            )
+        }
+    };
+    for (i, s) in switches.iter().enumerate() {
+        if let Err(e) = write_state(system, &s.set, &s.after) {
+            return Err(e.context(restore(i)));
+        }
+    }
+    crate::out(text + "\nSwitching signing (mailsetup apply):\n")?;
+    crate::apply_locked(target, lock).map_err(|e| {
+        e.context(format!(
+            "signing was not switched; {}",
+            restore(switches.len())
+        ))
+    })
+}
+
+pub fn run(step: RotateStep) -> Result<u8> {
+    match step {
+        RotateStep::Start { keys } => start(&keys),
+        RotateStep::Activate {
+            target,
+            resolver,
+            force,
+        } => activate(&target, resolver, force),
+        RotateStep::Finish { keys, force } => finish(&keys, force),
+        RotateStep::Status { keys, format } => status(&keys, format),
+        RotateStep::Auto { target, resolver } => auto(&target, resolver),
+    }
+}
+
+/// The spec, for one host of a fleet when `host` names it.
+fn load(spec: &Path, host: Option<&str>) -> Result<Spec> {
+    crate::load_spec(spec)?.for_host(host)
+}
+
+fn start(keys: &KeysTarget) -> Result<u8> {
+    let spec = load(&keys.spec, keys.host.as_deref())?;
+    let system = System::new(&keys.root)?;
+    let _lock = lock(&system)?;
+    let host = Host::new(&spec, &system, crate::today()?)?;
+    let mut text = String::new();
+    for set in key_sets(&spec) {
+        let (mut rotation, _) = host.current(&set)?;
+        text += &host.start(&set, &mut rotation)?;
+    }
+    text += &format!(
+        "Once DNS serves these records, run `mailsetup rotate activate {}`: it checks, then switches signing.\n",
+        keys.spec.display()
+    );
+    crate::out(text)
+}
+
+fn activate(target: &Target, resolver: Option<ResolverAddr>, force: bool) -> Result<u8> {
+    let spec = load(&target.spec, target.host.as_deref())?;
+    let system = System::new(&target.root)?;
+    let lock = lock(&system)?;
+    let host = Host::new(&spec, &system, crate::today()?)?;
+    let dns = Resolver::new(resolver.or(spec.check.resolver))?;
+    let mut text = String::new();
+    let mut problems = Vec::new();
+    let mut switches = Vec::new();
+    for set in key_sets(&spec) {
+        let (rotation, _) = host.current(&set)?;
+        let Some((selector, unserved)) = host.check_staged(&dns, &set, &rotation)? else {
+            let active = rotation
+                .active()
+                .map(|e| e.selector.as_str())
+                .unwrap_or("-");
+            text += &format!("{set}: nothing staged; signing with {active}\n");
+            continue;
+        };
+        problems.extend(unserved);
+        let mut next = rotation.clone();
+        next.activate(host.today);
+        text += &format!(
+            "{set}: {selector} signs from now on; {} stays published until `mailsetup rotate finish` (due {})\n",
+            rotation
+                .active()
+                .map(|e| e.selector.as_str())
+                .unwrap_or("-"),
+            after(host.today, spec.dkim.rotation.grace_days)
+        );
+        switches.push(Switch {
+            set,
+            before: rotation,
+            after: next,
+        });
+    }
+    if switches.is_empty() {
+        return crate::out(text);
+    }
+    if !problems.is_empty() {
+        let list = problems.join("\n  ");
+        if !force {
+            bail!(
+                "DNS does not serve the staged key yet, so signing stays as it is:\n  {list}\n\
+                 Publish the records `mailsetup dns` prints, wait until your DNS servers have them, \
+                 and run activate again (--force switches anyway)."
+            );
+        }
+        text = format!("warning: --force: switching although\n  {list}\n{text}");
+    }
+    switch_signing(&system, target, &lock, &switches, text)
+}
+
+fn finish(keys: &KeysTarget, force: bool) -> Result<u8> {
+    let spec = load(&keys.spec, keys.host.as_deref())?;
+    let system = System::new(&keys.root)?;
+    let _lock = lock(&system)?;
+    let host = Host::new(&spec, &system, crate::today()?)?;
+    let grace = spec.dkim.rotation.grace_days;
+    let mut done = String::new();
+    let mut waiting = Vec::new();
+    for set in key_sets(&spec) {
+        let (mut rotation, _) = host.current(&set)?;
+        let due = rotation.finish_due(grace, host.today);
+        for entry in rotation.selectors.clone() {
+            if entry.state != State::Retiring {
+                continue;
+            }
+            if force || due.contains(&entry.selector) {
+                done += &host.revoke(&set, &mut rotation, &entry.selector)?;
+            } else {
+                waiting.push(format!(
+                    "{set}: {} stays published until {} ({} days of grace; --force revokes it now)",
+                    entry.selector,
+                    entry
+                        .retired
+                        .map(|d| after(d, grace).to_string())
+                        .unwrap_or_default(),
+                    grace.get()
+                ));
+            }
+        }
+    }
+    if done.is_empty() && !waiting.is_empty() {
+        bail!("the grace period is not over:\n  {}", waiting.join("\n  "));
+    }
+    if done.is_empty() {
+        return crate::out("Nothing to finish: no selector is retiring.\n".into());
+    }
+    for w in waiting {
+        done += &format!("note: {w}\n");
+    }
+    crate::out(done)
+}
+
+/// What comes next for a selector, in `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Next {
+    /// `rotate start` stages a new key.
+    Start,
+    /// `rotate activate`, once DNS serves the key.
+    Activate,
+    /// `rotate finish` revokes it.
+    Finish,
+}
+
+#[derive(Serialize)]
+struct StatusRow<'a> {
+    set: &'a str,
+    #[serde(flatten)]
+    entry: &'a Entry,
+    next: Option<Next>,
+    /// From when `next` is due; none for activate, which waits for DNS.
+    due: Option<Date>,
+}
+
+fn status(keys: &KeysTarget, format: ReportFormat) -> Result<u8> {
+    let spec = load(&keys.spec, keys.host.as_deref())?;
+    let system = System::new(&keys.root)?;
+    let host = Host::new(&spec, &system, crate::today()?)?;
+    let rotation = &spec.dkim.rotation;
+    let sets = key_sets(&spec);
+    let mut states = Vec::new();
+    for set in &sets {
+        states.push((set, host.current(set)?));
+    }
+    let mut rows = Vec::new();
+    let mut unsaved = Vec::new();
+    for (set, (state, saved)) in &states {
+        if !saved {
+            unsaved.push(set.name.as_str());
+        }
+        let mut entries: Vec<&Entry> = state.selectors.iter().collect();
+        entries.sort_by(|a, b| (a.state, &b.selector).cmp(&(b.state, &a.selector)));
+        for entry in entries {
+            let (next, due) = match entry.state {
+                State::Active if state.staged().is_none() => (
+                    Some(Next::Start),
+                    state.next_rotation(rotation.interval_days),
+                ),
+                State::Staged => (Some(Next::Activate), None),
+                State::Retiring => (
+                    Some(Next::Finish),
+                    entry.retired.map(|d| after(d, rotation.grace_days)),
+                ),
+                State::Active | State::Revoked => (None, None),
+            };
+            rows.push(StatusRow {
+                set: &set.name,
+                entry,
+                next,
+                due,
+            });
+        }
+    }
+    match format {
+        ReportFormat::Json => crate::out(serde_json::to_string_pretty(&rows)? + "\n"),
+        ReportFormat::Text => crate::out(status_text(&rows, &unsaved)),
+    }
+}
+
+fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
+    let day = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+    let mut table = vec![
+        [
+            "SET",
+            "SELECTOR",
+            "STATE",
+            "CREATED",
+            "ACTIVATED",
+            "RETIRED",
+            "REVOKED",
+            "NEXT",
+        ]
+        .map(String::from),
+    ];
+    for r in rows {
+        let next = match (r.next, r.due) {
+            (Some(Next::Activate), _) => "activate once DNS serves it".to_string(),
+            (Some(Next::Start), Some(due)) => format!("start from {due}"),
+            (Some(Next::Finish), Some(due)) => format!("finish from {due}"),
+            _ => "-".to_string(),
+        };
+        table.push([
+            r.set.to_string(),
+            r.entry.selector.clone(),
+            r.entry.state.to_string(),
+            day(r.entry.created),
+            day(r.entry.activated),
+            day(r.entry.retired),
+            day(r.entry.revoked),
+            next,
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| {
+            table
+                .iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    if !unsaved.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}: no rotation yet (no rotation state); `mailsetup rotate start` begins one.",
+            unsaved.join(", ")
+        );
+    }
+    out
+}
+
+fn auto(target: &Target, resolver: Option<ResolverAddr>) -> Result<u8> {
+    let spec = load(&target.spec, target.host.as_deref())?;
+    let system = System::new(&target.root)?;
+    let lock = lock(&system)?;
+    let host = Host::new(&spec, &system, crate::today()?)?;
+    let settings = spec.dkim.rotation;
+    let mut dns: Option<Resolver> = None;
+    let mut text = String::new();
+    let mut switches = Vec::new();
+    for set in key_sets(&spec) {
+        let (mut rotation, _) = host.current(&set)?;
+        let due = rotation.finish_due(settings.grace_days, host.today);
+        if !due.is_empty() {
+            for selector in due {
+                text += &host.revoke(&set, &mut rotation, &selector)?;
+            }
+            continue;
+        }
+        if rotation.staged().is_some() {
+            let dns = match &dns {
+                Some(dns) => dns,
+                None => dns.insert(Resolver::new(resolver.or(spec.check.resolver))?),
+            };
+            let (selector, unserved) = host
+                .check_staged(dns, &set, &rotation)?
+                .expect("a staged selector");
+            if unserved.is_empty() {
+                let mut next = rotation.clone();
+                next.activate(host.today);
+                text += &format!("{set}: DNS serves {selector}; it signs from now on\n");
+                switches.push(Switch {
+                    set,
+                    before: rotation,
+                    after: next,
+                });
+            } else {
+                text += &format!(
+                    "{set}: waiting to activate {selector}: {}\n",
+                    unserved.join("; ")
+                );
+            }
+            continue;
+        }
+        if rotation
+            .next_rotation(settings.interval_days)
+            .is_some_and(|d| d <= host.today)
+        {
+            text += &host.start(&set, &mut rotation)?;
+        }
+    }
+    if !switches.is_empty() {
+        return switch_signing(&system, target, &lock, &switches, text);
+    }
+    // Silent when nothing was due, so cron mails only news.
+    if text.is_empty() {
+        return Ok(0);
+    }
+    crate::out(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    fn entry(selector: &str, state: State) -> Entry {
+        Entry {
+            selector: selector.into(),
+            state,
+            created: Some(date("2026-01-01")),
+            activated: None,
+            retired: None,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn a_rotation_moves_through_every_state() {
+        let mut r = Rotation {
+            selectors: vec![entry("20260101", State::Active)],
+        };
+        r.check().unwrap();
+        r.stage("20260701".into(), date("2026-07-01"));
+        r.check().unwrap();
+        assert_eq!(r.staged().unwrap().selector, "20260701");
+        r.activate(date("2026-07-03"));
+        r.check().unwrap();
+        assert_eq!(r.active().unwrap().selector, "20260701");
+        assert_eq!(r.active().unwrap().activated, Some(date("2026-07-03")));
+        assert_eq!(r.selectors[0].state, State::Retiring);
+        assert_eq!(r.selectors[0].retired, Some(date("2026-07-03")));
+        let grace = Days::try_from(7).unwrap();
+        assert!(r.finish_due(grace, date("2026-07-09")).is_empty());
+        assert_eq!(r.finish_due(grace, date("2026-07-10")), ["20260101"]);
+        r.revoke("20260101", date("2026-07-10"));
+        r.check().unwrap();
+        assert_eq!(r.selectors[0].state, State::Revoked);
+        assert_eq!(
+            r.next_rotation(Days::try_from(180).unwrap()),
+            Some(date("2026-12-30"))
+        );
+    }
+
+    #[test]
+    fn inconsistent_states_are_refused() {
+        let two_active = Rotation {
+            selectors: vec![entry("a", State::Active), entry("b", State::Active)],
+        };
+        assert!(two_active.check().unwrap_err().contains("one active"));
+        let traversal = Rotation {
+            selectors: vec![entry("../../x", State::Active)],
+        };
+        assert!(traversal.check().is_err());
+        let undated = Rotation {
+            selectors: vec![entry("a", State::Active), entry("b", State::Retiring)],
+        };
+        assert!(undated.check().unwrap_err().contains("no date"));
+        let twice = Rotation {
+            selectors: vec![entry("a", State::Active), entry("a", State::Staged)],
+        };
+        assert!(twice.check().unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn selector_dates_follow_the_pattern() {
+        assert_eq!(
+            selector_date("{date}", "20261124"),
+            Some(date("2026-11-24"))
+        );
+        assert_eq!(
+            selector_date("mta1-{date}", "mta1-20261124"),
+            Some(date("2026-11-24"))
+        );
+        assert_eq!(selector_date("mail", "mail"), None);
+        assert_eq!(selector_date("{date}", "20261124-2"), None);
+    }
+}
