@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod dns_server;
 mod e2e;
+mod fleet;
 mod golden;
 mod rotate;
 mod support;

@@ -1,0 +1,116 @@
+//! Fleets: several hosts sending for the same domains, each with its own
+//! hostname, key and selector.
+
+use crate::support::{DATE, example, path_str, root, run};
+
+#[test]
+fn each_host_signs_with_its_own_selector_and_dns_covers_them_all() {
+    let spec = example("fleet.yaml");
+    let out = run(&["plan", &spec, "--root", "/"], 1);
+    assert!(
+        out.stderr.contains("pick one with --host"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["plan", &spec, "--host", "mta09", "--root", "/"], 1);
+    assert!(out.stderr.contains("mta01, mta02"), "{}", out.stderr);
+
+    // Both hosts' keys in one tree, as `dns` sees them on a machine holding both.
+    let both = root();
+    let r = path_str(both.path());
+    for host in ["mta01", "mta02"] {
+        run(&["apply", &spec, "--host", host, "--root", r], 0);
+    }
+    let keytable = std::fs::read_to_string(both.path().join("etc/opendkim/KeyTable")).unwrap();
+    assert!(
+        keytable.contains("example.com example.com:mta02:/etc/opendkim/keys/shared/mta02.private"),
+        "{keytable}"
+    );
+    let main_cf = std::fs::read_to_string(both.path().join("etc/postfix/main.cf")).unwrap();
+    assert!(main_cf.contains("myhostname = mta02.example.com"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["dns", &spec, "--root", r, "--format", "json"], 0).stdout)
+            .unwrap();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        format!("mta01-{DATE}._domainkey.example.com"),
+        "mta02._domainkey.example.com".to_string(),
+        format!("mta01-{DATE}._domainkey.example.org"),
+        "mta02._domainkey.example.org".to_string(),
+    ] {
+        assert!(
+            names.contains(&name.as_str()),
+            "{name} missing from {names:?}"
+        );
+    }
+    let spf: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "spf")
+        .map(|r| r["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        spf,
+        ["v=spf1 a:mta01.example.com a:mta02.example.com -all"; 2]
+    );
+    // Only one host's DKIM record when asked.
+    let one = run(&["dns", &spec, "--root", r, "--host", "mta02"], 0).stdout;
+    assert!(
+        one.contains("mta02._domainkey") && !one.contains("mta01-"),
+        "{one}"
+    );
+}
+
+#[test]
+fn a_host_bundle_carries_that_host_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("mta01.tar.gz");
+    run(
+        &[
+            "bundle",
+            &example("fleet.yaml"),
+            "--host",
+            "mta01",
+            "--out",
+            path_str(&bundle),
+        ],
+        0,
+    );
+    let host = root();
+    run(
+        &[
+            "apply",
+            "--bundle",
+            path_str(&bundle),
+            "--root",
+            path_str(host.path()),
+        ],
+        0,
+    );
+    let main_cf = std::fs::read_to_string(host.path().join("etc/postfix/main.cf")).unwrap();
+    assert!(main_cf.contains("myhostname = mta01.example.com"));
+    assert!(
+        host.path()
+            .join(format!("etc/opendkim/keys/shared/mta01-{DATE}.private"))
+            .exists()
+    );
+    run(
+        &[
+            "plan",
+            &example("fleet.yaml"),
+            "--host",
+            "mta01",
+            "--root",
+            path_str(host.path()),
+            "--detailed-exitcode",
+        ],
+        0,
+    );
+}
