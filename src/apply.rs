@@ -120,10 +120,10 @@ pub fn check_fresh(system: &System, plan: &Plan) -> Result<()> {
         }
     }
     for step in &plan.steps {
-        if let Step::GenerateKey { private_path, .. } = step {
-            if system.path(private_path).symlink_metadata().is_ok() {
-                bail!("the saved plan is stale: the key {private_path} exists now; run plan again");
-            }
+        if let Step::GenerateKey { private_path, .. } = step
+            && system.path(private_path).symlink_metadata().is_ok()
+        {
+            bail!("the saved plan is stale: the key {private_path} exists now; run plan again");
         }
     }
     Ok(())

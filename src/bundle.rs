@@ -268,10 +268,10 @@ impl Bundle {
             }
         }
         for name in members.keys() {
-            if let Some(path) = name.strip_prefix("keys") {
-                if !is_key_file(path) {
-                    return Err(BundleError::OutsideTree(path.to_string()));
-                }
+            if let Some(path) = name.strip_prefix("keys")
+                && !is_key_file(path)
+            {
+                return Err(BundleError::OutsideTree(path.to_string()));
             }
         }
         Ok(Bundle { manifest, members })

@@ -90,9 +90,15 @@ pub enum Command {
     /// Date-based selectors come from the public keys given, or from
     /// SOURCE_DATE_EPOCH, so the same inputs give the same bytes at any time.
     Bundle(BundleArgs),
-    /// Export the public half of every DKIM key as DIR/SET/SELECTOR.txt, for
+    /// Export the public half of every DKIM key as DIR/SET/SELECTOR.txt, and
+    /// which one signs on this host (DIR/SET/signing-HOSTNAME), for
     /// `mailsetup bundle --public-keys DIR` in CI. Private keys are not copied.
     PublicKeys {
+        /// The spec file (it says which key of each set signs on this host).
+        spec: PathBuf,
+        /// With a fleet spec: the host this is.
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
         /// The system whose keys are read.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
@@ -188,7 +194,7 @@ pub enum RotateStep {
     /// Looks up SELECTOR._domainkey.DOMAIN for each domain of the key set and refuses
     /// (exit 1, nothing changed) unless every one serves exactly the staged key. Then
     /// the old selector starts retiring, and the spec is applied as by `mailsetup
-    /// apply`: the KeyTable changes and opendkim restarts.
+    /// apply`: the KeyTable names the new key and opendkim reloads it.
     Activate {
         #[command(flatten)]
         target: Target,

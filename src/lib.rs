@@ -127,7 +127,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => apply_bundle(&file, &root),
         Command::Apply { .. } => bail!("apply needs a spec, --plan or --bundle"),
         Command::Bundle(args) => bundle(args),
-        Command::PublicKeys { root, out } => public_keys(&root, &out),
+        Command::PublicKeys {
+            spec,
+            host,
+            root,
+            out,
+        } => public_keys(&spec, host.as_deref(), &root, &out),
         Command::Dns {
             spec,
             root,
@@ -482,9 +487,24 @@ fn read_public_keys(dir: &Path) -> Result<BTreeMap<String, BTreeMap<String, keys
     Ok(out)
 }
 
-fn public_keys(root: &Path, out_dir: &Path) -> Result<u8> {
+/// The file in an export that names the selector signing on one host: a
+/// staged key is exported too (it must be published), but must not sign yet.
+fn signing_marker(set: &str, hostname: &spec::DomainName) -> String {
+    format!("{set}/signing-{hostname}")
+}
+
+fn public_keys(spec_path: &Path, host: Option<&str>, root: &Path, out_dir: &Path) -> Result<u8> {
+    let spec = load_spec(spec_path)?.for_host(host)?;
     let system = System::new(root)?;
     let mut written = Vec::new();
+    let mut write = |rel: String, text: String| -> Result<()> {
+        let path = out_dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("has a directory"))
+            .with_context(|| format!("create the directory of {}", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        written.push(path.display().to_string());
+        Ok(())
+    };
     for (set, selectors) in system.key_selectors()? {
         for selector in selectors {
             let private_path = format!("{}/{selector}.private", desired::key_dir(&set));
@@ -494,19 +514,47 @@ fn public_keys(root: &Path, out_dir: &Path) -> Result<u8> {
             let public =
                 keys::DkimPublicKey::from_private_pem(&String::from_utf8_lossy(&file.content))
                     .with_context(|| format!("read the DKIM key {private_path}"))?;
-            let dir = out_dir.join(&set);
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            let path = dir.join(format!("{selector}.txt"));
-            std::fs::write(&path, public.genkey_txt(&selector, ""))
-                .with_context(|| format!("write {}", path.display()))?;
-            written.push(path.display().to_string());
+            write(
+                format!("{set}/{selector}.txt"),
+                public.genkey_txt(&selector, ""),
+            )?;
         }
     }
+    let signing = desired::keys(
+        &spec,
+        &system.key_selectors()?,
+        &rotate::signing_selectors(&spec, &system)?,
+        today()?,
+    )?;
+    for key in signing {
+        write(
+            signing_marker(&key.set, spec.hostname()),
+            format!("{}\n", key.selector),
+        )?;
+    }
     out(format!(
-        "wrote {} public keys:\n  {}\n",
+        "wrote {} files:\n  {}\n",
         written.len(),
         written.join("\n  ")
     ))
+}
+
+/// The signing selector of each key set in an export, for this host.
+fn exported_signing(dir: &Path, spec: &Spec) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (set, _) in desired::key_sets(spec) {
+        let path = dir.join(signing_marker(&set, spec.hostname()));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let selector = spec::names::check_selector(text.trim())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                out.insert(set, selector);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        }
+    }
+    Ok(out)
 }
 
 fn bundle(args: BundleArgs) -> Result<u8> {
@@ -550,10 +598,12 @@ fn bundle(args: BundleArgs) -> Result<u8> {
     }
     let facts = HostFacts {
         key_selectors: known,
-        // On the host, its rotation state says which key signs.
-        signing_selectors: match &system {
-            Some(system) => rotate::signing_selectors(&spec, system)?,
-            None => BTreeMap::new(),
+        // On the host, its rotation state says which key signs; an export says
+        // what that host's state said.
+        signing_selectors: match (&system, &args.public_keys) {
+            (Some(system), _) => rotate::signing_selectors(&spec, system)?,
+            (None, Some(dir)) => exported_signing(dir, &spec)?,
+            (None, None) => BTreeMap::new(),
         },
         // Credentials are rendered on the host from the bundled spec, never in CI.
         relay_password: Some(String::new()),

@@ -120,10 +120,10 @@ impl Plan {
     pub fn redacted(&self) -> Plan {
         let mut plan = self.clone();
         for step in &mut plan.steps {
-            if let Step::CreateFile(f) | Step::UpdateFile(f) = step {
-                if f.secret {
-                    f.new = String::new();
-                }
+            if let Step::CreateFile(f) | Step::UpdateFile(f) = step
+                && f.secret
+            {
+                f.new = String::new();
             }
         }
         plan

@@ -5,12 +5,14 @@
 //! list; a server that cannot answer is a [`LookupError`]. Callers can therefore
 //! never mistake a failed lookup for a missing record, and report it as such.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 
@@ -18,7 +20,7 @@ use crate::spec::ResolverAddr;
 
 /// A lookup the DNS could not answer (timeout, SERVFAIL, refused…).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{name} {rtype}: no answer ({reason})")]
+#[error("{name} {rtype}: {reason}")]
 pub struct LookupError {
     pub name: String,
     pub rtype: &'static str,
@@ -83,6 +85,9 @@ pub fn ptr_name(ip: IpAddr) -> String {
 pub struct Resolver {
     runtime: tokio::runtime::Runtime,
     inner: TokioResolver,
+    /// Set once the server did not answer at all: later lookups fail at once
+    /// instead of each waiting for its own timeout.
+    unreachable: RefCell<Option<String>>,
 }
 
 impl Resolver {
@@ -119,7 +124,11 @@ impl Resolver {
             let _guard = runtime.enter();
             builder.build().context("set up the DNS resolver")?
         };
-        Ok(Resolver { runtime, inner })
+        Ok(Resolver {
+            runtime,
+            inner,
+            unreachable: RefCell::new(None),
+        })
     }
 
     fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<RData>, LookupError> {
@@ -128,6 +137,9 @@ impl Resolver {
             rtype: record_type_name(rtype),
             reason,
         };
+        if let Some(reason) = self.unreachable.borrow().as_ref() {
+            return Err(error(reason.clone()));
+        }
         let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
             .map_err(|e| error(format!("not a DNS name: {e}")))?;
         match self.runtime.block_on(self.inner.lookup(fqdn, rtype)) {
@@ -138,7 +150,13 @@ impl Resolver {
                 .map(|r| r.data.clone())
                 .collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(error(e.to_string())),
+            Err(e @ (NetError::Timeout | NetError::NoConnections)) => {
+                *self.unreachable.borrow_mut() = Some(format!(
+                    "not asked: the DNS server did not answer before ({e})"
+                ));
+                Err(error(format!("no answer: {e}")))
+            }
+            Err(e) => Err(error(format!("no answer: {e}"))),
         }
     }
 }

@@ -102,6 +102,13 @@ impl Rotation {
         self.find(State::Staged)
     }
 
+    /// The selectors by state (active first), newest first within a state.
+    fn listed(&self) -> Vec<&Entry> {
+        let mut entries: Vec<&Entry> = self.selectors.iter().collect();
+        entries.sort_by(|a, b| (a.state, &b.selector).cmp(&(b.state, &a.selector)));
+        entries
+    }
+
     /// A state read from the host is trusted only when it makes sense: valid
     /// selectors (they name files), each once, one active, at most one staged,
     /// and the dates each state needs.
@@ -295,9 +302,7 @@ pub fn published(spec: &Spec, system: &System, today: Date) -> Result<Vec<DkimSe
     let mut out = Vec::new();
     for set in key_sets(spec) {
         let (rotation, _) = host.current(&set)?;
-        let mut entries: Vec<&Entry> = rotation.selectors.iter().collect();
-        entries.sort_by(|a, b| (a.state, &b.selector).cmp(&(b.state, &a.selector)));
-        for entry in entries {
+        for entry in rotation.listed() {
             let value = match entry.state {
                 State::Revoked => DkimValue::Revoked,
                 state => {
@@ -515,11 +520,13 @@ impl<'a> Host<'a> {
                 let problem = match dkim::served(dns, &name) {
                     Ok(Served::Key(key)) if key == *public => return None,
                     Ok(Served::Key(_)) => "serves a different key than the staged one".to_string(),
-                    Ok(Served::Missing) => "is not published".to_string(),
-                    Ok(Served::Revoked) => "is published as revoked (empty p=)".to_string(),
+                    Ok(Served::Missing) => "not published".to_string(),
+                    Ok(Served::Revoked) => "published as revoked (empty p=)".to_string(),
+                    // The lookup error names the record itself.
+                    Err(dkim::ServedError::Lookup(e)) => return Some(e.to_string()),
                     Err(e) => e.to_string(),
                 };
-                Some(format!("{name} {problem}"))
+                Some(format!("{name}: {problem}"))
             })
             .collect()
     }
@@ -546,14 +553,14 @@ impl<'a> Host<'a> {
     /// refused while opendkim's KeyTable still names it.
     fn revoke(&self, set: &KeySet, rotation: &mut Rotation, selector: &str) -> Result<String> {
         let private = set.private(selector);
-        if let Some(table) = self.system.read_file(paths::KEY_TABLE)? {
-            if String::from_utf8_lossy(&table.content).contains(&format!(":{private}")) {
-                bail!(
-                    "{set}: {} still signs with {selector}; run mailsetup apply so it signs with \
-                     the active key, then finish",
-                    paths::KEY_TABLE
-                );
-            }
+        if let Some(table) = self.system.read_file(paths::KEY_TABLE)?
+            && String::from_utf8_lossy(&table.content).contains(&format!(":{private}"))
+        {
+            bail!(
+                "{set}: {} still signs with {selector}; run mailsetup apply so it signs with \
+                 the active key, then finish",
+                paths::KEY_TABLE
+            );
         }
         let archive = set.archive();
         if self.system.read_dir_meta(&archive)?.is_none() {
@@ -796,9 +803,7 @@ fn status(keys: &KeysTarget, format: ReportFormat) -> Result<u8> {
         if !saved {
             unsaved.push(set.name.as_str());
         }
-        let mut entries: Vec<&Entry> = state.selectors.iter().collect();
-        entries.sort_by(|a, b| (a.state, &b.selector).cmp(&(b.state, &a.selector)));
-        for entry in entries {
+        for entry in state.listed() {
             let (next, due) = match entry.state {
                 State::Active if state.staged().is_none() => (
                     Some(Next::Start),
@@ -879,7 +884,7 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
     if !unsaved.is_empty() {
         let _ = writeln!(
             out,
-            "\n{}: no rotation yet (no rotation state); `mailsetup rotate start` begins one.",
+            "\n{}: no rotation yet; `mailsetup rotate start` begins one.",
             unsaved.join(", ")
         );
     }

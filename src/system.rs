@@ -572,6 +572,16 @@ mod tests {
     }
 
     #[test]
+    fn unix_sockets_connect_only_when_someone_listens() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = System::new(root.path()).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(root.path().join("s.sock")).unwrap();
+        sys.connect_unix("/s.sock").unwrap();
+        let e = sys.connect_unix("/none.sock").unwrap_err();
+        assert!(format!("{e:#}").contains("none.sock"), "{e:#}");
+    }
+
+    #[test]
     fn atomic_write_sets_mode_and_replaces() {
         let root = tempfile::tempdir().unwrap();
         let sys = System::new(root.path()).unwrap();

@@ -127,7 +127,14 @@ fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
     // With the public keys the host exported: the real p=.
     let exported = dir.path().join("public");
     run(
-        &["public-keys", "--root", h, "--out", path_str(&exported)],
+        &[
+            "public-keys",
+            &example("guide.yaml"),
+            "--root",
+            h,
+            "--out",
+            path_str(&exported),
+        ],
         0,
     );
     let with_keys = dir.path().join("keys.tar.gz");
@@ -153,12 +160,14 @@ fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
             "{name} holds key material"
         );
     }
-    for entry in tree(&exported).keys() {
+    for (entry, content) in tree(&exported) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
-            entry.extension().is_some_and(|e| e == "txt"),
+            name.ends_with(".txt") || name == "signing-server.example.com",
             "exported {}",
             entry.display()
         );
+        assert!(!String::from_utf8_lossy(&content).contains("PRIVATE"));
     }
 
     // Asked for explicitly: shipped with a warning, and the bundle file is 0600.
@@ -283,4 +292,59 @@ fn tampered_truncated_or_escaping_bundles_are_refused_and_nothing_is_written() {
     climbing.push(("files/../../x".into(), b"x".to_vec()));
     rebuild(&climbing, &bad);
     refuse("plain relative name");
+}
+
+#[test]
+fn a_staged_key_is_exported_but_the_bundle_keeps_signing_with_the_active_one() {
+    let host = root();
+    let h = path_str(host.path());
+    let spec = example("guide.yaml");
+    run(&["apply", &spec, "--root", h], 0);
+    // A day later a new key is staged on the host: published first, signing later.
+    let next_day = (crate::support::EPOCH.parse::<i64>().unwrap() + 86_400).to_string();
+    let staged = std::process::Command::new(env!("CARGO_BIN_EXE_mailsetup"))
+        .args(["rotate", "start", &spec, "--root", h])
+        .env("SOURCE_DATE_EPOCH", &next_day)
+        .output()
+        .unwrap();
+    assert!(
+        staged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&staged.stderr)
+    );
+    assert!(
+        host.path()
+            .join("etc/opendkim/keys/shared/20261125.private")
+            .exists()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let exported = dir.path().join("public");
+    run(
+        &[
+            "public-keys",
+            &spec,
+            "--root",
+            h,
+            "--out",
+            path_str(&exported),
+        ],
+        0,
+    );
+    assert!(
+        exported.join("shared/20261125.txt").exists(),
+        "the staged key is exported"
+    );
+    let b = dir.path().join("b.tar.gz");
+    bundle_of(&spec, &b, &["--public-keys", path_str(&exported)]);
+    let keytable = members(&b)
+        .into_iter()
+        .find(|(n, _)| n == "files/etc/opendkim/KeyTable")
+        .unwrap()
+        .1;
+    let keytable = String::from_utf8(keytable).unwrap();
+    assert!(
+        keytable.contains(&format!(":{DATE}:")) && !keytable.contains("20261125"),
+        "{keytable}"
+    );
 }

@@ -174,7 +174,7 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     assert!(!out.stdout.contains("PRIVATE KEY"));
     assert_eq!(
         private_keys(&keys),
-        [format!("{new}.private"), format!("{old}.private")]
+        [format!("{old}.private"), format!("{new}.private")]
     );
     let mode = std::fs::metadata(keys.join(format!("{new}.private")))
         .unwrap()
@@ -232,7 +232,7 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     let at = |domain: &str| format!("{new}._domainkey.{domain}");
     refused(
         Vec::new(),
-        &format!("{new}._domainkey.example.com is not published"),
+        &format!("{new}._domainkey.example.com: not published"),
     );
     refused(
         vec![
@@ -243,7 +243,7 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     );
     refused(
         vec![Rec::txt(&at("example.com"), &new_value)],
-        &format!("{new}._domainkey.example.org is not published"),
+        &format!("{new}._domainkey.example.org: not published"),
     );
     refused(
         vec![
