@@ -4,35 +4,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::dns_server::{DnsServer, Rec, published};
-use crate::support::{Output, path_str, root};
-
-/// Runs `mailsetup ARGS` at noon UTC on `day` (YYYY-MM-DD) and asserts its exit status.
-fn run_on(day: &str, args: &[&str], expect: i32) -> Output {
-    let epoch = format!("{day}T12:00:00Z")
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_second();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailsetup"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", epoch.to_string())
-        .output()
-        .expect("run mailsetup");
-    let out = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_eq!(
-        out.code, expect,
-        "mailsetup {args:?} on {day} exited {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.code, out.stdout, out.stderr
-    );
-    out
-}
+use crate::support::{path_str, root, run_on};
 
 /// A shared key for two domains; 1024-bit keys keep the test fast.
 const SPEC: &str = "host:

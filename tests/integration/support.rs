@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Noon UTC on 2026-11-24: date-based selectors become 20261124.
-pub const EPOCH: &str = "1795521600";
 pub const DATE: &str = "20261124";
 /// The relay password the tests put on the host for the smart-host example.
 pub const RELAY_PASSWORD: &str = "test-relay-password";
@@ -17,12 +15,21 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// Runs `mailsetup ARGS` and asserts its exit status.
+/// Runs `mailsetup ARGS` on the tests' day and asserts its exit status.
 pub fn run(args: &[&str], expect: i32) -> Output {
+    run_on("2026-11-24", args, expect)
+}
+
+/// Runs `mailsetup ARGS` at noon UTC on `day` (YYYY-MM-DD) and asserts its exit status.
+pub fn run_on(day: &str, args: &[&str], expect: i32) -> Output {
+    let epoch = format!("{day}T12:00:00Z")
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second();
     let out = Command::new(env!("CARGO_BIN_EXE_mailsetup"))
         .args(args)
         .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run mailsetup");
@@ -33,7 +40,7 @@ pub fn run(args: &[&str], expect: i32) -> Output {
     };
     assert_eq!(
         out.code, expect,
-        "mailsetup {args:?} exited {}\n--- stdout\n{}\n--- stderr\n{}",
+        "mailsetup {args:?} on {day} exited {}\n--- stdout\n{}\n--- stderr\n{}",
         out.code, out.stdout, out.stderr
     );
     out
