@@ -292,23 +292,23 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
 
 fn apply(target: &Target) -> Result<u8> {
     let ctx = Job::new(target)?;
-    let facts = ctx.facts()?;
     // Render once before touching anything: template or spec errors write nothing.
-    ctx.desired(&facts)?;
+    ctx.desired(&ctx.facts()?)?;
     preflight(&ctx.system, &ctx.spec)?;
     backup::ensure_state_dir(&ctx.system)?;
-    let _lock = ctx.system.lock(backup::LOCK)?;
-    let plan = ctx.plan(&facts)?;
-    execute(&ctx.system, &plan)
+    let lock = ctx.system.lock(backup::LOCK)?;
+    apply_locked(target, &lock)
 }
 
-/// Applies while the caller holds the apply lock: `rotate` saves its state and
-/// switches signing under one lock, so no apply runs in between.
+/// Applies while the caller holds the apply lock (`apply` itself, and `rotate`,
+/// which saves its state and switches signing under one lock). The host is read
+/// again under the lock.
 pub(crate) fn apply_locked(
     target: &Target,
     _held: &nix::fcntl::Flock<std::fs::File>,
 ) -> Result<u8> {
     let ctx = Job::new(target)?;
+    preflight(&ctx.system, &ctx.spec)?;
     let plan = ctx.plan(&ctx.facts()?)?;
     execute(&ctx.system, &plan)
 }
