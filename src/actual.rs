@@ -1,6 +1,6 @@
 //! The actual state: what the host has now of everything the desired state names.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 
@@ -10,6 +10,10 @@ use crate::system::{Accounts, FileState, Meta, System};
 #[derive(Clone, Debug)]
 pub struct Actual {
     pub files: HashMap<String, Option<FileState>>,
+    /// What mailsetup last wrote (path → sha256), from its state directory.
+    pub applied: BTreeMap<String, String>,
+    /// Files mailsetup wrote before that the spec no longer asks for, as they are now.
+    pub dropped: BTreeMap<String, FileState>,
     pub dirs: HashMap<String, Option<Meta>>,
     /// Private key paths that exist.
     pub keys: HashMap<String, bool>,
@@ -29,6 +33,16 @@ pub fn read(system: &System, desired: &Desired) -> Result<Actual> {
         .iter()
         .map(|f| Ok((f.path.clone(), system.read_file(&f.path)?)))
         .collect::<Result<_>>()?;
+    let applied = crate::backup::read_applied(system)?;
+    let mut dropped = BTreeMap::new();
+    for path in applied.keys() {
+        if desired.files.iter().any(|f| &f.path == path) {
+            continue;
+        }
+        if let Some(state) = system.read_file(path)? {
+            dropped.insert(path.clone(), state);
+        }
+    }
     let dirs = desired
         .dirs
         .iter()
@@ -45,6 +59,8 @@ pub fn read(system: &System, desired: &Desired) -> Result<Actual> {
         .collect();
     Ok(Actual {
         files,
+        applied,
+        dropped,
         dirs,
         keys,
         accounts: system.accounts()?,

@@ -3,6 +3,8 @@
 //! rebuild maps, reload what changed. A failure while changing files puts the
 //! backup back.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 
 use crate::backup;
@@ -137,6 +139,7 @@ pub fn apply(system: &System, plan: &Plan) -> Result<Report> {
         .iter()
         .filter_map(|s| match s {
             Step::CreateFile(f) | Step::UpdateFile(f) => Some(f.path.as_str()),
+            Step::RemoveFile { path, .. } => Some(path.as_str()),
             _ => None,
         })
         .collect();
@@ -160,6 +163,7 @@ pub fn apply(system: &System, plan: &Plan) -> Result<Report> {
             return Err(e.context(format!("apply stopped; {how}")));
         }
     }
+    backup::write_applied(system, &applied_after(plan))?;
     run_follow_ups(system, &follow_ups, &mut report)?;
     report
         .done
@@ -203,6 +207,11 @@ fn change(system: &System, step: &Step, report: &mut Report) -> Result<()> {
             system.write_file(&f.path, f.new.as_bytes(), f.mode, f.ids)?;
             report.done.push(format!("wrote {}", f.path));
         }
+        Step::RemoveFile { path, .. } => {
+            system.remove_file(path)?;
+            system.remove_file(&format!("{path}.db"))?;
+            report.done.push(format!("removed {path}"));
+        }
         Step::AddToGroup { user, group } => {
             system.run("usermod", &["-a", "-G", group, user])?;
             report.done.push(format!("added {user} to group {group}"));
@@ -211,6 +220,28 @@ fn change(system: &System, step: &Step, report: &mut Report) -> Result<()> {
         Step::FollowUp(_) => {}
     }
     Ok(())
+}
+
+/// What mailsetup has written once `plan` is applied: what it saw of the files
+/// it left alone, the new content of those it wrote, without those it removed.
+fn applied_after(plan: &Plan) -> BTreeMap<String, String> {
+    let mut applied: BTreeMap<String, String> = plan
+        .observed
+        .iter()
+        .filter_map(|o| Some((o.path.clone(), o.sha256.clone()?)))
+        .collect();
+    for step in &plan.steps {
+        match step {
+            Step::CreateFile(f) | Step::UpdateFile(f) => {
+                applied.insert(f.path.clone(), f.new_sha256.clone());
+            }
+            Step::RemoveFile { path, .. } => {
+                applied.remove(path);
+            }
+            _ => {}
+        }
+    }
+    applied
 }
 
 /// Rebuilds maps and reloads services after files changed (by apply or rollback).

@@ -4,6 +4,8 @@
 //! The first time mailsetup takes over a file, a copy also goes to
 //! /var/lib/mailsetup/originals/, which is never overwritten.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,9 @@ use crate::system::{Ids, System};
 
 pub const STATE_DIR: &str = "/var/lib/mailsetup";
 pub const LOCK: &str = "/var/lib/mailsetup/lock";
+/// The sha256 of every file as mailsetup last wrote it: a file that differs was
+/// edited by hand, and one no longer in the spec is removed.
+const APPLIED: &str = "/var/lib/mailsetup/applied.json";
 const BACKUPS: &str = "/var/lib/mailsetup/backups";
 const ORIGINALS: &str = "/var/lib/mailsetup/originals";
 const MANIFEST: &str = "manifest.json";
@@ -117,7 +122,10 @@ pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
         .with_context(|| format!("{manifest_path} is missing"))?;
     let manifest: Manifest =
         serde_json::from_slice(&text.content).with_context(|| format!("read {manifest_path}"))?;
+    let mut applied = read_applied(system)?;
     for entry in &manifest.entries {
+        // What mailsetup wrote is now what the backup held.
+        applied.remove(&entry.path);
         match entry.before {
             None => system.remove_file(&entry.path)?,
             Some(before) => {
@@ -129,9 +137,11 @@ pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
                     gid: before.gid,
                 });
                 system.write_file(&entry.path, &copy.content, before.mode, ids)?;
+                applied.insert(entry.path.clone(), crate::plan::sha256_hex(&copy.content));
             }
         }
     }
+    write_applied(system, &applied)?;
     Ok(manifest)
 }
 
@@ -159,4 +169,19 @@ pub fn mark_rolled_back(system: &System, dir: &str) -> Result<()> {
         bail!("{} already exists", to.display());
     }
     std::fs::rename(&from, &to).with_context(|| format!("rename {}", from.display()))
+}
+
+/// What mailsetup last wrote: path → sha256.
+pub fn read_applied(system: &System) -> Result<BTreeMap<String, String>> {
+    match system.read_file(APPLIED)? {
+        None => Ok(BTreeMap::new()),
+        Some(file) => serde_json::from_slice(&file.content)
+            .with_context(|| format!("read {APPLIED} (remove it if it was damaged)")),
+    }
+}
+
+pub fn write_applied(system: &System, applied: &BTreeMap<String, String>) -> Result<()> {
+    ensure_state_dir(system)?;
+    let json = serde_json::to_string_pretty(applied)? + "\n";
+    system.write_file(APPLIED, json.as_bytes(), 0o600, None)
 }

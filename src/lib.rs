@@ -777,8 +777,22 @@ fn rollback(root: &Path) -> Result<u8> {
         };
         text += &format!("  {how} {}\n", entry.path);
     }
+    // The apply's own follow-ups, and the maps of restored tables it had removed.
+    let mut follow_ups = manifest.follow_ups.clone();
+    for entry in manifest.entries.iter().filter(|e| e.before.is_some()) {
+        let map = match entry.path.as_str() {
+            desired::paths::ALIASES => plan::FollowUp::Newaliases,
+            desired::paths::SASL_PASSWD => plan::FollowUp::Postmap {
+                path: entry.path.clone(),
+            },
+            _ => continue,
+        };
+        if !follow_ups.contains(&map) {
+            follow_ups.insert(0, map);
+        }
+    }
     let mut report = apply::Report::default();
-    apply::run_follow_ups(&system, &manifest.follow_ups, &mut report)?;
+    apply::run_follow_ups(&system, &follow_ups, &mut report)?;
     for line in report.done {
         text += &format!("  {line}\n");
     }

@@ -62,6 +62,12 @@ pub enum Step {
     },
     CreateFile(FileWrite),
     UpdateFile(FileWrite),
+    /// A file mailsetup wrote before that the spec no longer asks for (with the
+    /// .db a map tool built from it). It is backed up like any replaced file.
+    RemoveFile {
+        path: String,
+        old_sha256: String,
+    },
     /// Append a user to a group, keeping its other groups (`usermod -aG`).
     AddToGroup {
         user: String,
@@ -233,6 +239,14 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
                 if file.path == paths::MAIN_CF && needs_restart(&state.content, &file.content) {
                     effects.insert(Effect::Restart(Service::Postfix));
                 }
+                let written = actual.applied.get(&file.path);
+                if written.is_some_and(|sha| *sha != sha256_hex(&state.content)) {
+                    notes.insert(format!(
+                        "{} was edited by hand since mailsetup wrote it: apply replaces the edit \
+                         (the backup keeps it); put the change in the spec or a --templates override",
+                        file.path
+                    ));
+                }
                 steps.push(Step::UpdateFile(write(Some(state.content))));
                 effects.extend(file.effects.iter().copied());
             }
@@ -240,6 +254,13 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
                 steps.extend(fix_meta(&file.path, state.meta, file.mode, file.owner, ids));
             }
         }
+    }
+
+    for (path, state) in &actual.dropped {
+        steps.push(Step::RemoveFile {
+            path: path.clone(),
+            old_sha256: sha256_hex(&state.content),
+        });
     }
 
     for member in &desired.group_members {
@@ -317,6 +338,10 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
             path: path.clone(),
             sha256: state.as_ref().map(|s| sha256_hex(&s.content)),
         })
+        .chain(actual.dropped.iter().map(|(path, state)| Observed {
+            path: path.clone(),
+            sha256: Some(sha256_hex(&state.content)),
+        }))
         .collect();
     observed.sort_by(|a, b| a.path.cmp(&b.path));
     let mut keys_present: Vec<String> = actual

@@ -100,6 +100,13 @@ pub fn plan_text(plan: &Plan) -> String {
                 );
                 diff(&mut out, f);
             }
+            Step::RemoveFile { path, .. } => {
+                updated += 1;
+                let _ = writeln!(
+                    out,
+                    "{DEL}- remove {path}{DEL:#} (mailsetup wrote it; the spec no longer asks for it; backed up)"
+                );
+            }
             Step::AddToGroup { user, group } => {
                 updated += 1;
                 let _ = writeln!(

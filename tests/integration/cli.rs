@@ -560,3 +560,64 @@ fn the_daemons_own_checks_stop_a_bad_configuration_before_it_is_live() {
     assert!(!root.path().join("etc/postfix/main.cf").exists());
     assert!(!root.path().join("etc/opendkim").exists());
 }
+
+#[test]
+fn hand_edits_are_pointed_out_before_they_are_replaced() {
+    let root = root();
+    let r = path_str(root.path());
+    run(&["apply", &example("minimal.yaml"), "--root", r], 0);
+    let aliases = root.path().join("etc/aliases");
+    let edited = std::fs::read_to_string(&aliases).unwrap() + "backup: root\n";
+    std::fs::write(&aliases, &edited).unwrap();
+    let out = run(&["plan", &example("minimal.yaml"), "--root", r], 0);
+    assert!(
+        out.stdout.contains("/etc/aliases was edited by hand")
+            && out.stdout.contains("-backup: root"),
+        "{}",
+        out.stdout
+    );
+    run(&["apply", &example("minimal.yaml"), "--root", r], 0);
+    // The edit is in the backup that apply made.
+    let backups = tree(&root.path().join("var/lib/mailsetup/backups"));
+    assert!(backups.values().any(|c| *c == edited.as_bytes()));
+    let out = run(&["plan", &example("minimal.yaml"), "--root", r], 0);
+    assert!(!out.stdout.contains("edited by hand"), "{}", out.stdout);
+}
+
+#[test]
+fn files_the_spec_no_longer_asks_for_are_removed_and_rollback_brings_them_back() {
+    let root = root();
+    let r = path_str(root.path());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let with_auth = std::fs::read_to_string(example("smarthost.yaml")).unwrap();
+    std::fs::write(&spec, &with_auth).unwrap();
+    let s = path_str(&spec);
+    run(&["apply", s, "--root", r], 0);
+    let sasl = root.path().join("etc/postfix/sasl_passwd");
+    assert!(sasl.exists());
+
+    // The provider now accepts this host without a password.
+    let start = with_auth.find("    auth:").unwrap();
+    let end = with_auth.find("\ndomains:").unwrap();
+    let without = format!("{}{}", &with_auth[..start], &with_auth[end + 1..]);
+    std::fs::write(&spec, &without).unwrap();
+    let plan = run(&["plan", s, "--root", r, "--detailed-exitcode"], 2);
+    assert!(
+        plan.stdout.contains("- remove /etc/postfix/sasl_passwd"),
+        "{}",
+        plan.stdout
+    );
+    run(&["apply", s, "--root", r], 0);
+    assert!(!sasl.exists() && !root.path().join("etc/postfix/sasl_passwd.db").exists());
+    run(&["plan", s, "--root", r, "--detailed-exitcode"], 0);
+
+    run(&["rollback", "--root", r], 0);
+    assert!(
+        std::fs::read_to_string(&sasl)
+            .unwrap()
+            .contains(RELAY_PASSWORD)
+    );
+    // Its lookup table is rebuilt too, so Postfix can log in again.
+    assert!(root.path().join("etc/postfix/sasl_passwd.db").exists());
+}
