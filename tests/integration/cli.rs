@@ -454,7 +454,19 @@ fn plan_json_lists_typed_steps() {
 fn help_explains_every_command() {
     let out = run(&["--help"], 0);
     for cmd in [
-        "init", "validate", "plan", "apply", "dns", "rollback", "schema",
+        "init",
+        "validate",
+        "plan",
+        "apply",
+        "dns",
+        "rollback",
+        "bundle",
+        "public-keys",
+        "rotate",
+        "check",
+        "schema",
+        "completions",
+        "man",
     ] {
         assert!(out.stdout.contains(cmd), "{cmd} missing from --help");
     }
