@@ -36,8 +36,8 @@ fn with_public_keys(
 }
 
 /// Public keys exported with `public-keys`: DIR/SET/SELECTOR.txt.
-fn read_public_keys(dir: &Path) -> Result<BTreeMap<String, BTreeMap<String, keys::DkimPublicKey>>> {
-    let mut out: BTreeMap<String, BTreeMap<String, keys::DkimPublicKey>> = BTreeMap::new();
+fn read_public_keys(dir: &Path) -> Result<Exported> {
+    let mut out: Exported = BTreeMap::new();
     let sets = std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))?;
     for set in sets {
         let set = set?;
@@ -147,6 +147,39 @@ fn exported_signing(dir: &Path, spec: &Spec) -> Result<BTreeMap<String, String>>
     Ok(out)
 }
 
+type Exported = BTreeMap<String, BTreeMap<String, keys::DkimPublicKey>>;
+
+/// Each key with its public half from an export, if the export has it.
+fn paired_with_export(
+    keys: &[desired::Key],
+    exported: &Exported,
+) -> Vec<(desired::Key, Option<keys::DkimPublicKey>)> {
+    keys.iter()
+        .map(|k| {
+            let public = exported
+                .get(&k.set)
+                .and_then(|s| s.get(&k.selector))
+                .cloned();
+            (k.clone(), public)
+        })
+        .collect()
+}
+
+/// The records of one host (a `for_host` spec) from the public keys its host
+/// exported: what `dns --public-keys` prints in CI.
+pub(crate) fn records_from_export(
+    spec: &Spec,
+    dir: &Path,
+) -> Result<(Vec<dns::Record>, Vec<String>)> {
+    let exported = read_public_keys(dir)?;
+    let known = exported
+        .iter()
+        .map(|(set, sels)| (set.clone(), sels.keys().cloned().collect()))
+        .collect();
+    let keys = desired::keys(spec, &known, &exported_signing(dir, spec)?, today()?)?;
+    Ok(dns::records(spec, &paired_with_export(&keys, &exported)))
+}
+
 pub fn bundle(args: BundleArgs) -> Result<u8> {
     let spec_text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("read {}", args.spec.display()))?;
@@ -208,20 +241,7 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
     let desired = desired::desired(&spec, &spec_name, &templates, &facts)?;
     let with_public = match (&system, &args.public_keys) {
         (Some(system), _) => with_public_keys(system, desired.keys.clone())?,
-        (None, Some(dir)) => {
-            let exported = read_public_keys(dir)?;
-            desired
-                .keys
-                .iter()
-                .map(|k| {
-                    let public = exported
-                        .get(&k.set)
-                        .and_then(|s| s.get(&k.selector))
-                        .cloned();
-                    (k.clone(), public)
-                })
-                .collect()
-        }
+        (None, Some(dir)) => paired_with_export(&desired.keys, &read_public_keys(dir)?),
         (None, None) => desired.keys.iter().map(|k| (k.clone(), None)).collect(),
     };
     let (records, missing) = dns::records(&spec, &with_public);

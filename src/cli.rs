@@ -113,6 +113,10 @@ pub enum Command {
         /// The system the DKIM keys are read from.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
+        /// Read the keys from what the hosts exported with `mailsetup public-keys`
+        /// instead (CI: every host of a fleet at once).
+        #[arg(long, value_name = "DIR")]
+        public_keys: Option<PathBuf>,
         /// With a fleet spec: only this host's DKIM record (default: every host's).
         #[arg(long, value_name = "NAME")]
         host: Option<String>,

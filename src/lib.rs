@@ -136,9 +136,16 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Dns {
             spec,
             root,
+            public_keys,
             host,
             format,
-        } => dns(&spec, &root, host.as_deref(), format),
+        } => dns(
+            &spec,
+            &root,
+            public_keys.as_deref(),
+            host.as_deref(),
+            format,
+        ),
         Command::Rollback { root } => rollback(&root),
         Command::Schema => out(schema_json() + "\n"),
         Command::Completions { shell } => {
@@ -395,10 +402,16 @@ fn apply_saved(file: &Path, root: &Path) -> Result<u8> {
     execute(&system, &plan)
 }
 
-fn dns(spec_path: &Path, root: &Path, host: Option<&str>, format: DnsFormat) -> Result<u8> {
+fn dns(
+    spec_path: &Path,
+    root: &Path,
+    exported: Option<&Path>,
+    host: Option<&str>,
+    format: DnsFormat,
+) -> Result<u8> {
     let spec = load_spec(spec_path)?;
     let system = System::new(root)?;
-    // One host, or every host of a fleet (their keys must be under --root to be known).
+    // One host, or every host of a fleet (keys under --root, or exported by each host).
     let hosts: Vec<Option<&str>> = match host {
         Some(h) => vec![Some(h)],
         None if spec.hosts.is_empty() => vec![None],
@@ -407,8 +420,10 @@ fn dns(spec_path: &Path, root: &Path, host: Option<&str>, format: DnsFormat) -> 
     let (mut records, mut missing) = (Vec::new(), Vec::new());
     for host in hosts {
         let spec = spec.for_host(host)?;
-        let dkim = rotate::published(&spec, &system, today()?)?;
-        let (more, gaps) = dns::records_for(&spec, &dkim);
+        let (more, gaps) = match exported {
+            Some(dir) => ci::records_from_export(&spec, dir)?,
+            None => dns::records_for(&spec, &rotate::published(&spec, &system, today()?)?),
+        };
         for record in more {
             if !records.contains(&record) {
                 records.push(record);

@@ -114,3 +114,75 @@ fn a_host_bundle_carries_that_host_only() {
         0,
     );
 }
+
+#[test]
+fn ci_prints_every_hosts_records_from_what_each_host_exported() {
+    let spec = example("fleet.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let exported = dir.path().join("public-keys");
+    let mut expected = Vec::new();
+    for host in ["mta01", "mta02"] {
+        // Each host is its own machine with its own tree.
+        let machine = root();
+        let m = path_str(machine.path());
+        run(&["apply", &spec, "--host", host, "--root", m], 0);
+        run(
+            &[
+                "public-keys",
+                &spec,
+                "--host",
+                host,
+                "--root",
+                m,
+                "--out",
+                path_str(&exported),
+            ],
+            0,
+        );
+        let selector = if host == "mta01" {
+            format!("mta01-{DATE}")
+        } else {
+            "mta02".to_string()
+        };
+        let pem = std::fs::read_to_string(
+            machine
+                .path()
+                .join(format!("etc/opendkim/keys/shared/{selector}.private")),
+        )
+        .unwrap();
+        expected.push((
+            selector,
+            mailsetup::keys::DkimPublicKey::from_private_pem(&pem)
+                .unwrap()
+                .dns_value(),
+        ));
+    }
+    let out = run(
+        &[
+            "dns",
+            &spec,
+            "--public-keys",
+            path_str(&exported),
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for (selector, value) in expected {
+        for domain in ["example.com", "example.org"] {
+            let name = format!("{selector}._domainkey.{domain}");
+            let record = json
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name.as_str());
+            assert_eq!(
+                record.map(|r| r["value"].as_str().unwrap()),
+                Some(value.as_str()),
+                "{name}"
+            );
+        }
+    }
+}
