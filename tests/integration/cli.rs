@@ -633,3 +633,55 @@ fn files_the_spec_no_longer_asks_for_are_removed_and_rollback_brings_them_back()
     // Its lookup table is rebuilt too, so Postfix can log in again.
     assert!(root.path().join("etc/postfix/sasl_passwd.db").exists());
 }
+
+#[test]
+fn an_unprivileged_apply_into_a_root_notes_the_owners_it_cannot_set() {
+    use std::os::unix::process::CommandExt;
+    let root = tempfile::tempdir().unwrap();
+    // The binary and spec where nobody can read them, wherever the checkout is.
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tools.path().join("mailsetup");
+    std::fs::copy(env!("CARGO_BIN_EXE_mailsetup"), &bin).unwrap();
+    let spec = tools.path().join("minimal.yaml");
+    std::fs::copy(example("minimal.yaml"), &spec).unwrap();
+    std::fs::set_permissions(&spec, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_root = nix::unistd::geteuid().is_root();
+    if as_root {
+        // Drop to nobody for the run, as an operator staging a tree would be.
+        std::os::unix::fs::chown(root.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let apply = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(args).env("NO_COLOR", "1");
+        if as_root {
+            cmd.uid(65534).gid(65534);
+        }
+        cmd.output().unwrap()
+    };
+    let r = path_str(root.path());
+    let s = path_str(&spec);
+    let out = apply(&["apply", s, "--root", r]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("not running as root: owners are not set"),
+        "{stdout}"
+    );
+    let key_dir = root.path().join("etc/opendkim/keys/shared");
+    assert_eq!(
+        std::fs::metadata(&key_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let out = apply(&["plan", s, "--root", r, "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
