@@ -9,7 +9,7 @@ use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{Desired, Dir, Effect, File, GroupMember, Key, Owner, paths};
+use crate::desired::{Desired, Dir, File, GroupMember, Key, Owner, is_managed_file, paths};
 use crate::plan::{octal, sha256_hex};
 use crate::spec::names::check_selector;
 
@@ -26,7 +26,6 @@ pub struct ManifestFile {
     pub mode: u32,
     pub owner: Owner,
     pub sha256: String,
-    pub effects: Vec<Effect>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +118,6 @@ pub fn build(contents: &Contents) -> anyhow::Result<Vec<u8>> {
             mode: file.mode,
             owner: file.owner,
             sha256: sha256_hex(file.content.as_bytes()),
-            effects: file.effects.clone(),
         });
         members.insert(file_member(&file.path), file.content.clone().into_bytes());
     }
@@ -312,7 +310,6 @@ impl Bundle {
                 owner: f.owner,
                 mode: f.mode,
                 secret: false,
-                effects: f.effects.clone(),
             })
             .collect();
         files.extend(secrets);
@@ -333,24 +330,6 @@ impl Bundle {
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
-}
-
-/// The files mailsetup renders.
-fn is_managed_file(path: &str) -> bool {
-    [
-        paths::MAIN_CF,
-        paths::MASTER_CF,
-        paths::SASL_PASSWD,
-        paths::OPENDKIM_CONF,
-        paths::KEY_TABLE,
-        paths::SIGNING_TABLE,
-        paths::TRUSTED_HOSTS,
-        paths::DEFAULT_OPENDKIM,
-        paths::MAILNAME,
-        paths::ALIASES,
-        paths::APTICRON_CONF,
-    ]
-    .contains(&path)
 }
 
 fn is_managed_dir(path: &str) -> bool {
@@ -397,6 +376,34 @@ fn is_key_set(set: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whatever the desired state names, a bundle may carry.
+    #[test]
+    fn every_desired_path_is_accepted() {
+        let (spec, _) = crate::spec::parse(
+            "host:\n  hostname: mail.example.com\n  relay:\n    host: relay.example.net\n    auth:\n      username: u\n      password_file: /p\ndomains:\n  example.com:\ndkim:\n  key: per-domain\naliases:\n  root: a@example.net\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let facts = crate::desired::HostFacts {
+            key_selectors: Default::default(),
+            signing_selectors: Default::default(),
+            relay_password: Some("pw".into()),
+            today: "2026-11-24".parse().unwrap(),
+        };
+        let templates = crate::templates::Templates::load(None).unwrap();
+        let desired = crate::desired::desired(&spec, "t.yaml", &templates, &facts).unwrap();
+        assert!(desired.files.iter().any(|f| f.secret));
+        for file in &desired.files {
+            assert!(is_managed_file(&file.path), "{}", file.path);
+        }
+        for dir in &desired.dirs {
+            assert!(is_managed_dir(&dir.path), "{}", dir.path);
+        }
+        for key in &desired.keys {
+            assert!(is_key_file(&key.private_path) && is_key_file(&key.txt_path));
+        }
+    }
 
     #[test]
     fn only_managed_paths_pass() {

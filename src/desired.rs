@@ -65,6 +65,42 @@ pub enum Effect {
     Postmap,
 }
 
+/// Every file mailsetup renders, and what must follow a change to it. OpenDKIM
+/// re-reads its tables and keys on reload (SIGUSR1), but its socket, user and
+/// pid file only at start.
+const MANAGED_FILES: &[(&str, &[Effect])] = &[
+    (paths::MAIN_CF, &[Effect::Reload(Service::Postfix)]),
+    (paths::MASTER_CF, &[Effect::Reload(Service::Postfix)]),
+    (
+        paths::SASL_PASSWD,
+        &[Effect::Postmap, Effect::Reload(Service::Postfix)],
+    ),
+    (paths::OPENDKIM_CONF, &[Effect::Restart(Service::Opendkim)]),
+    (paths::KEY_TABLE, &[Effect::Reload(Service::Opendkim)]),
+    (paths::SIGNING_TABLE, &[Effect::Reload(Service::Opendkim)]),
+    (paths::TRUSTED_HOSTS, &[Effect::Reload(Service::Opendkim)]),
+    (
+        paths::DEFAULT_OPENDKIM,
+        &[Effect::Restart(Service::Opendkim)],
+    ),
+    (paths::MAILNAME, &[Effect::Reload(Service::Postfix)]),
+    (paths::ALIASES, &[Effect::Newaliases]),
+    (paths::APTICRON_CONF, &[]),
+];
+
+/// Whether mailsetup renders a file at `path`.
+pub fn is_managed_file(path: &str) -> bool {
+    MANAGED_FILES.iter().any(|(p, _)| *p == path)
+}
+
+/// What must follow a change to the managed file at `path`.
+pub fn effects_of(path: &str) -> &'static [Effect] {
+    MANAGED_FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(&[], |(_, effects)| effects)
+}
+
 /// Owner and group by name; resolved to ids against the target system's accounts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Owner {
@@ -109,7 +145,6 @@ pub struct File {
     pub mode: u32,
     /// Never shown in a diff or plan (credentials).
     pub secret: bool,
-    pub effects: Vec<Effect>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -350,90 +385,36 @@ pub fn desired(
     let context = tera::Context::from_serialize(&vars)?;
     let render = |name: &str| templates.render(name, &context);
 
-    let file = |path: &str, template: &str, owner, mode, effects: &[Effect]| -> Result<File> {
+    let file = |path: &str, template: &str, owner, mode| -> Result<File> {
         Ok(File {
             path: path.to_string(),
             content: render(template)?,
             owner,
             mode,
             secret: false,
-            effects: effects.to_vec(),
         })
     };
-    use Effect::*;
-    use Service::*;
     let mut files = vec![
-        file(
-            paths::MAIN_CF,
-            "main.cf.tera",
-            ROOT,
-            0o644,
-            &[Reload(Postfix)],
-        )?,
-        file(
-            paths::MASTER_CF,
-            "master.cf.tera",
-            ROOT,
-            0o644,
-            &[Reload(Postfix)],
-        )?,
-        // OpenDKIM re-reads its tables and keys on reload (SIGUSR1), but its
-        // socket, user and pid file only at start.
-        file(
-            paths::OPENDKIM_CONF,
-            "opendkim.conf.tera",
-            ROOT,
-            0o644,
-            &[Restart(Opendkim)],
-        )?,
-        file(
-            paths::KEY_TABLE,
-            "KeyTable.tera",
-            OPENDKIM,
-            0o644,
-            &[Reload(Opendkim)],
-        )?,
-        file(
-            paths::SIGNING_TABLE,
-            "SigningTable.tera",
-            OPENDKIM,
-            0o644,
-            &[Reload(Opendkim)],
-        )?,
-        file(
-            paths::TRUSTED_HOSTS,
-            "TrustedHosts.tera",
-            OPENDKIM,
-            0o644,
-            &[Reload(Opendkim)],
-        )?,
+        file(paths::MAIN_CF, "main.cf.tera", ROOT, 0o644)?,
+        file(paths::MASTER_CF, "master.cf.tera", ROOT, 0o644)?,
+        file(paths::OPENDKIM_CONF, "opendkim.conf.tera", ROOT, 0o644)?,
+        file(paths::KEY_TABLE, "KeyTable.tera", OPENDKIM, 0o644)?,
+        file(paths::SIGNING_TABLE, "SigningTable.tera", OPENDKIM, 0o644)?,
+        file(paths::TRUSTED_HOSTS, "TrustedHosts.tera", OPENDKIM, 0o644)?,
         file(
             paths::DEFAULT_OPENDKIM,
             "default-opendkim.tera",
             ROOT,
             0o644,
-            &[Restart(Opendkim)],
         )?,
-        file(
-            paths::MAILNAME,
-            "mailname.tera",
-            ROOT,
-            0o644,
-            &[Reload(Postfix)],
-        )?,
-        file(paths::ALIASES, "aliases.tera", ROOT, 0o644, &[Newaliases])?,
-        file(paths::APTICRON_CONF, "apticron.conf.tera", ROOT, 0o644, &[])?,
+        file(paths::MAILNAME, "mailname.tera", ROOT, 0o644)?,
+        file(paths::ALIASES, "aliases.tera", ROOT, 0o644)?,
+        file(paths::APTICRON_CONF, "apticron.conf.tera", ROOT, 0o644)?,
     ];
     if vars.sasl.is_some() {
         files.push(File {
             secret: true,
-            ..file(
-                paths::SASL_PASSWD,
-                "sasl_passwd.tera",
-                ROOT,
-                0o600,
-                &[Postmap, Reload(Postfix)],
-            )?
+            ..file(paths::SASL_PASSWD, "sasl_passwd.tera", ROOT, 0o600)?
         });
     }
 

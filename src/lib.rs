@@ -472,18 +472,21 @@ fn rollback(root: &Path) -> Result<u8> {
         };
         text += &format!("  {how} {}\n", entry.path);
     }
-    // The apply's own follow-ups, and the maps of restored tables it had removed.
+    // The apply's own follow-ups, and the maps of every restored file (a table the
+    // apply had removed has no follow-up of its own there).
     let mut follow_ups = manifest.follow_ups.clone();
     for entry in manifest.entries.iter().filter(|e| e.before.is_some()) {
-        let map = match entry.path.as_str() {
-            desired::paths::ALIASES => plan::FollowUp::Newaliases,
-            desired::paths::SASL_PASSWD => plan::FollowUp::Postmap {
-                path: entry.path.clone(),
-            },
-            _ => continue,
-        };
-        if !follow_ups.contains(&map) {
-            follow_ups.insert(0, map);
+        for effect in desired::effects_of(&entry.path) {
+            let map = match effect {
+                desired::Effect::Newaliases => plan::FollowUp::Newaliases,
+                desired::Effect::Postmap => plan::FollowUp::Postmap {
+                    path: entry.path.clone(),
+                },
+                desired::Effect::Reload(_) | desired::Effect::Restart(_) => continue,
+            };
+            if !follow_ups.contains(&map) {
+                follow_ups.insert(0, map);
+            }
         }
     }
     let mut report = apply::Report::default();

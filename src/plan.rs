@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::actual::Actual;
-use crate::desired::{Desired, Effect, Owner, Service, paths};
+use crate::desired::{Desired, Effect, Owner, Service, effects_of, paths};
 use crate::system::{Ids, Meta, ServiceAction};
 
 /// A file's content, mode and owner to be written.
@@ -233,7 +233,7 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
         match have {
             None => {
                 steps.push(Step::CreateFile(write(None)));
-                effects.extend(file.effects.iter().copied());
+                effects.extend(effects_of(&file.path).iter().copied());
             }
             Some(state) if state.content != file.content.as_bytes() => {
                 if file.path == paths::MAIN_CF && needs_restart(&state.content, &file.content) {
@@ -248,7 +248,7 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
                     ));
                 }
                 steps.push(Step::UpdateFile(write(Some(state.content))));
-                effects.extend(file.effects.iter().copied());
+                effects.extend(effects_of(&file.path).iter().copied());
             }
             Some(state) => {
                 steps.extend(fix_meta(&file.path, state.meta, file.mode, file.owner, ids));

@@ -277,7 +277,7 @@ fn tampered_truncated_or_escaping_bundles_are_refused_and_nothing_is_written() {
     let mut m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
     m["files"].as_array_mut().unwrap().push(serde_json::json!({
         "path": "/etc/passwd", "mode": "0644", "owner": {"user": "root", "group": "root"},
-        "sha256": sha, "effects": []
+        "sha256": sha
     }));
     m["members"]
         .as_array_mut()
