@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::backup;
 use crate::desired::{Service, paths};
 use crate::keys::DkimKey;
-use crate::plan::{FollowUp, Plan, Step, sha256_hex};
+use crate::plan::{FollowUp, Plan, Seen, Step, applied_digest};
 use crate::system::{ServiceAction, System};
 
 /// What apply did, line by line, for the operator.
@@ -34,9 +34,11 @@ const CHECKED: &[&str] = &[
 /// in a staging copy, before any live file changes. Files the plan does not
 /// change are taken as they are.
 pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
-    let stage_target = format!("{}/stage", backup::STATE_DIR);
-    let stage = system.path(&stage_target);
-    let _ = std::fs::remove_dir_all(&stage);
+    // A stage left by a killed apply (we hold the lock: no other apply runs).
+    system.remove_debris(backup::STATE_DIR, "stage")?;
+    // Removed when dropped, so a failure (a full disk, a refused check) leaves nothing.
+    let stage_dir = system.temp_dir(backup::STATE_DIR, "stage-")?;
+    let stage = stage_dir.path();
     let stage_str = stage.to_string_lossy().into_owned();
     for path in CHECKED {
         let planned = plan.steps.iter().find_map(|s| match s {
@@ -99,36 +101,7 @@ pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
             "opendkim is not installed: the new opendkim.conf was not checked by OpenDKIM".into(),
         );
     }
-    let _ = std::fs::remove_dir_all(&stage);
     Ok(notes)
-}
-
-/// Refuses a saved plan when the host moved on since it was made.
-pub fn check_fresh(system: &System, plan: &Plan) -> Result<()> {
-    for seen in &plan.observed {
-        let now = system
-            .read_file(&seen.path)?
-            .map(|f| sha256_hex(&f.content));
-        if now != seen.sha256 {
-            bail!(
-                "the saved plan is stale: {} changed since the plan was made; run plan again",
-                seen.path
-            );
-        }
-    }
-    for key in &plan.keys_present {
-        if system.path(key).symlink_metadata().is_err() {
-            bail!("the saved plan is stale: the key {key} is gone; run plan again");
-        }
-    }
-    for step in &plan.steps {
-        if let Step::GenerateKey { private_path, .. } = step
-            && system.path(private_path).symlink_metadata().is_ok()
-        {
-            bail!("the saved plan is stale: the key {private_path} exists now; run plan again");
-        }
-    }
-    Ok(())
 }
 
 /// Executes every step of `plan`.
@@ -151,8 +124,9 @@ pub fn apply(system: &System, plan: &Plan) -> Result<Report> {
             _ => None,
         })
         .collect();
-    let backup_dir =
-        backup::save(system, &replaced, &follow_ups).context("back up the files to be replaced")?;
+    let backup_dir = backup::save(system, &replaced, &follow_ups).context(
+        "back up the files to be replaced; nothing was changed, the live files are untouched",
+    )?;
 
     for step in &plan.steps {
         if let Err(e) = change(system, step, &mut report) {
@@ -163,7 +137,8 @@ pub fn apply(system: &System, plan: &Plan) -> Result<Report> {
             return Err(e.context(format!("apply stopped; {how}")));
         }
     }
-    backup::write_applied(system, &applied_after(plan))?;
+    let applied = applied_after(backup::read_applied(system)?, plan)?;
+    backup::write_applied(system, &applied)?;
     run_follow_ups(system, &follow_ups, &mut report)?;
     report
         .done
@@ -222,18 +197,27 @@ fn change(system: &System, step: &Step, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// What mailsetup has written once `plan` is applied: what it saw of the files
+/// What mailsetup has written once `plan` is applied: what it knew of the files
 /// it left alone, the new content of those it wrote, without those it removed.
-fn applied_after(plan: &Plan) -> BTreeMap<String, String> {
-    let mut applied: BTreeMap<String, String> = plan
-        .observed
-        .iter()
-        .filter_map(|o| Some((o.path.clone(), o.sha256.clone()?)))
-        .collect();
+fn applied_after(
+    before: BTreeMap<String, String>,
+    plan: &Plan,
+) -> Result<BTreeMap<String, String>> {
+    let mut applied = BTreeMap::new();
+    for o in &plan.observed {
+        let digest = match &o.seen {
+            Seen::Absent => None,
+            Seen::File { sha256 } => Some(sha256.clone()),
+            Seen::Credentials => before.get(&o.path).cloned(),
+        };
+        if let Some(digest) = digest {
+            applied.insert(o.path.clone(), digest);
+        }
+    }
     for step in &plan.steps {
         match step {
             Step::CreateFile(f) | Step::UpdateFile(f) => {
-                applied.insert(f.path.clone(), f.new_sha256.clone());
+                applied.insert(f.path.clone(), applied_digest(f.new.as_bytes(), f.secret)?);
             }
             Step::RemoveFile { path, .. } => {
                 applied.remove(path);
@@ -241,7 +225,7 @@ fn applied_after(plan: &Plan) -> BTreeMap<String, String> {
             _ => {}
         }
     }
-    applied
+    Ok(applied)
 }
 
 /// Rebuilds maps and reloads services after files changed (by apply or rollback).

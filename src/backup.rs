@@ -72,6 +72,20 @@ pub fn save(system: &System, paths: &[&str], follow_ups: &[FollowUp]) -> Result<
         .to_string();
     let dir = format!("{BACKUPS}/{stamp}");
     system.create_dir(&dir, 0o700, None)?;
+    // A half-made backup (a full disk) is removed: it could not be rolled back to.
+    save_into(system, &dir, &stamp, paths, follow_ups).inspect_err(|_| {
+        let _ = system.remove_tree(&dir);
+    })?;
+    Ok(dir)
+}
+
+fn save_into(
+    system: &System,
+    dir: &str,
+    stamp: &str,
+    paths: &[&str],
+    follow_ups: &[FollowUp],
+) -> Result<()> {
     let mut entries = Vec::new();
     for path in paths {
         let state = system.read_file(path)?;
@@ -95,7 +109,7 @@ pub fn save(system: &System, paths: &[&str], follow_ups: &[FollowUp]) -> Result<
         });
     }
     let manifest = Manifest {
-        created: stamp,
+        created: stamp.to_string(),
         entries,
         follow_ups: follow_ups.to_vec(),
     };
@@ -104,8 +118,7 @@ pub fn save(system: &System, paths: &[&str], follow_ups: &[FollowUp]) -> Result<
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
         0o600,
         None,
-    )?;
-    Ok(dir)
+    )
 }
 
 fn make_parents(system: &System, target: &str) -> Result<()> {
@@ -137,7 +150,11 @@ pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
                     gid: before.gid,
                 });
                 system.write_file(&entry.path, &copy.content, before.mode, ids)?;
-                applied.insert(entry.path.clone(), crate::plan::sha256_hex(&copy.content));
+                let secret = crate::desired::managed_file(&entry.path).is_some_and(|f| f.secret);
+                applied.insert(
+                    entry.path.clone(),
+                    crate::plan::applied_digest(&copy.content, secret)?,
+                );
             }
         }
     }
@@ -171,7 +188,7 @@ pub fn mark_rolled_back(system: &System, dir: &str) -> Result<()> {
     std::fs::rename(&from, &to).with_context(|| format!("rename {}", from.display()))
 }
 
-/// What mailsetup last wrote: path → sha256.
+/// What mailsetup last wrote: path → digest (`plan::applied_digest`).
 pub fn read_applied(system: &System) -> Result<BTreeMap<String, String>> {
     match system.read_file(APPLIED)? {
         None => Ok(BTreeMap::new()),

@@ -1,31 +1,43 @@
 //! Bundles: a byte-reproducible `.tar.gz` that CI builds from the spec and a
-//! host applies. It holds every rendered file under `files/<target path>`, the
-//! DNS records, the spec itself (secrets such as the relay password are
-//! rendered on the host from it) and a manifest with each file's path, mode,
-//! owner and sha256. Reading a bundle verifies all of it before anything uses it.
+//! host applies. It holds the spec and template overrides it was rendered from,
+//! every rendered file under `files/<target path>` (for review, and checked on
+//! the host), the DNS records, and a manifest with each file's sha256 and the
+//! selector each key set signs with. Reading a bundle verifies its structure;
+//! the host then renders the spec again through the managed-file table (paths,
+//! modes, owners and follow-ups come from there, never from the bundle) and
+//! refuses a bundle whose files differ. Credentials are rendered on the host.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{Desired, Dir, File, GroupMember, Key, Owner, is_managed_file, paths};
-use crate::plan::{octal, sha256_hex};
+use crate::boundary::{is_key_file, is_key_set};
+use crate::desired::{Desired, managed_file};
+use crate::plan::sha256_hex;
+use crate::source::Source;
 use crate::spec::names::check_selector;
 
 /// Written into the manifest, so an incompatible bundle is refused by name.
-pub const FORMAT: &str = "mailsetup-bundle/1";
+pub const FORMAT: &str = "mailsetup-bundle/2";
 const MANIFEST: &str = "manifest.json";
-/// No member of a real bundle comes near this; a larger one is refused unread.
+/// No member of a real bundle comes near this (100,000 domains: ~10 MiB); a
+/// larger one is refused unread.
 const MAX_MEMBER: u64 = 64 << 20;
+/// Nor does a whole bundle: reading stops here, so a gzip bomb cannot fill memory.
+const MAX_TOTAL: u64 = 256 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFile {
     pub path: String,
-    #[serde(with = "octal")]
-    pub mode: u32,
-    pub owner: Owner,
     pub sha256: String,
+}
+
+/// The selector a key set signs with (the host derives the key's paths).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChoice {
+    pub set: String,
+    pub selector: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +53,9 @@ pub struct Manifest {
     pub host: Option<String>,
     /// The spec's file name, as the rendered files' headers name it.
     pub spec_name: String,
+    /// The rendered files but credential ones, which the host renders itself.
     pub files: Vec<ManifestFile>,
-    pub dirs: Vec<Dir>,
-    pub keys: Vec<Key>,
-    /// Files rendered on the host from the bundled spec (they hold credentials).
-    pub secrets: Vec<String>,
+    pub keys: Vec<KeyChoice>,
     /// DKIM records the bundle could not include, and why.
     pub dns_missing: Vec<String>,
     /// Every other member of the archive with its checksum.
@@ -59,6 +69,8 @@ pub enum BundleError {
     Unreadable(String),
     #[error("bundle member {0:?} is not a plain file with a plain relative name")]
     BadMember(String),
+    #[error("the bundle inflates beyond {limit} MiB (member {0:?}): not a mailsetup bundle", limit = MAX_TOTAL >> 20)]
+    TooLarge(String),
     #[error("bundle member {0} appears twice")]
     Duplicate(String),
     #[error("the bundle has no manifest.json")]
@@ -77,16 +89,16 @@ pub enum BundleError {
     Checksum(String),
     #[error("the bundle names {0}, which is not a file mailsetup manages")]
     OutsideTree(String),
+    #[error("the bundle carries {0}, a file holding credentials: those are rendered on the host")]
+    Credentials(String),
+    #[error("the bundle's key set {0:?} is not a key set name")]
+    BadKey(String),
 }
 
 /// What goes into a bundle.
 pub struct Contents<'a> {
-    pub host: Option<String>,
+    pub source: &'a Source,
     pub desired: &'a Desired,
-    pub spec_name: &'a str,
-    pub spec_text: &'a str,
-    /// Template overrides used to render (name, text), so the host renders secrets alike.
-    pub templates: Vec<(String, String)>,
     pub dns_zone: String,
     pub dns_json: String,
     pub dns_missing: Vec<String>,
@@ -107,21 +119,15 @@ fn key_member(path: &str) -> String {
 pub fn build(contents: &Contents) -> anyhow::Result<Vec<u8>> {
     let mut members: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut files = Vec::new();
-    let mut secrets = Vec::new();
-    for file in &contents.desired.files {
-        if file.secret {
-            secrets.push(file.path.clone());
-            continue;
-        }
+    for file in contents.desired.files.iter().filter(|f| !f.secret) {
         files.push(ManifestFile {
             path: file.path.clone(),
-            mode: file.mode,
-            owner: file.owner,
             sha256: sha256_hex(file.content.as_bytes()),
         });
         members.insert(file_member(&file.path), file.content.clone().into_bytes());
     }
-    members.insert("spec.yaml".into(), contents.spec_text.as_bytes().to_vec());
+    let source = contents.source;
+    members.insert("spec.yaml".into(), source.spec_text.as_bytes().to_vec());
     members.insert(
         "dns/records.zone".into(),
         contents.dns_zone.as_bytes().to_vec(),
@@ -130,7 +136,7 @@ pub fn build(contents: &Contents) -> anyhow::Result<Vec<u8>> {
         "dns/records.json".into(),
         contents.dns_json.as_bytes().to_vec(),
     );
-    for (name, text) in &contents.templates {
+    for (name, text) in &source.templates {
         members.insert(format!("templates/{name}"), text.as_bytes().to_vec());
     }
     for (path, pem) in &contents.private_keys {
@@ -138,12 +144,18 @@ pub fn build(contents: &Contents) -> anyhow::Result<Vec<u8>> {
     }
     let manifest = Manifest {
         format: FORMAT.to_string(),
-        host: contents.host.clone(),
-        spec_name: contents.spec_name.to_string(),
+        host: source.host.clone(),
+        spec_name: source.spec_name.clone(),
         files,
-        dirs: contents.desired.dirs.clone(),
-        keys: contents.desired.keys.clone(),
-        secrets,
+        keys: contents
+            .desired
+            .keys
+            .iter()
+            .map(|k| KeyChoice {
+                set: k.set.clone(),
+                selector: k.selector.clone(),
+            })
+            .collect(),
         dns_missing: contents.dns_missing.clone(),
         members: members
             .iter()
@@ -198,15 +210,19 @@ impl Bundle {
         let unreadable = |e: std::io::Error| BundleError::Unreadable(e.to_string());
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
         let mut members = BTreeMap::new();
+        let mut total = 0;
         for entry in archive.entries().map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            total += entry.size();
+            if entry.size() > MAX_MEMBER || total > MAX_TOTAL {
+                return Err(BundleError::TooLarge(name));
+            }
             let plain = entry.header().entry_type() == tar::EntryType::Regular
                 && !name.is_empty()
                 && name
                     .split('/')
-                    .all(|p| !p.is_empty() && p != "." && p != "..")
-                && entry.size() <= MAX_MEMBER;
+                    .all(|p| !p.is_empty() && p != "." && p != "..");
             if !plain {
                 return Err(BundleError::BadMember(name));
             }
@@ -240,8 +256,10 @@ impl Bundle {
             return Err(BundleError::Unlisted(extra.clone()));
         }
         for file in &manifest.files {
-            if !is_managed_file(&file.path) {
-                return Err(BundleError::OutsideTree(file.path.clone()));
+            match managed_file(&file.path) {
+                None => return Err(BundleError::OutsideTree(file.path.clone())),
+                Some(f) if f.secret => return Err(BundleError::Credentials(file.path.clone())),
+                Some(_) => {}
             }
             let data = members
                 .get(&file_member(&file.path))
@@ -250,19 +268,19 @@ impl Bundle {
                 return Err(BundleError::Checksum(file.path.clone()));
             }
         }
-        for path in &manifest.secrets {
-            if !is_managed_file(path) {
-                return Err(BundleError::OutsideTree(path.clone()));
-            }
-        }
-        for dir in &manifest.dirs {
-            if !is_managed_dir(&dir.path) {
-                return Err(BundleError::OutsideTree(dir.path.clone()));
+        for name in members.keys() {
+            if let Some(path) = name.strip_prefix("files")
+                && !manifest.files.iter().any(|f| f.path == path)
+            {
+                return Err(BundleError::Unlisted(name.clone()));
             }
         }
         for key in &manifest.keys {
-            if !is_key_file(&key.private_path) || !is_key_file(&key.txt_path) {
-                return Err(BundleError::OutsideTree(key.private_path.clone()));
+            if !is_key_set(&key.set) {
+                return Err(BundleError::BadKey(key.set.clone()));
+            }
+            if check_selector(&key.selector).is_err() {
+                return Err(BundleError::BadKey(format!("{}/{}", key.set, key.selector)));
             }
         }
         for name in members.keys() {
@@ -275,19 +293,26 @@ impl Bundle {
         Ok(Bundle { manifest, members })
     }
 
-    pub fn spec_text(&self) -> String {
-        String::from_utf8_lossy(self.member("spec.yaml")).into_owned()
+    /// What the bundle was rendered from: the host renders it again.
+    pub fn source(&self) -> Source {
+        Source {
+            spec_name: self.manifest.spec_name.clone(),
+            spec_text: String::from_utf8_lossy(self.member("spec.yaml")).into_owned(),
+            host: self.manifest.host.clone(),
+            templates: self
+                .members
+                .iter()
+                .filter_map(|(name, data)| {
+                    let name = name.strip_prefix("templates/")?;
+                    Some((name.to_string(), String::from_utf8_lossy(data).into_owned()))
+                })
+                .collect(),
+        }
     }
 
-    /// The template overrides the bundle was rendered with.
-    pub fn templates(&self) -> Vec<(String, String)> {
-        self.members
-            .iter()
-            .filter_map(|(name, data)| {
-                let name = name.strip_prefix("templates/")?;
-                Some((name.to_string(), String::from_utf8_lossy(data).into_owned()))
-            })
-            .collect()
+    /// The rendered file the bundle carries for `path`, if any.
+    pub fn file(&self, path: &str) -> Option<&[u8]> {
+        self.members.get(&file_member(path)).map(Vec::as_slice)
     }
 
     /// Private keys shipped in the bundle (target path, PEM).
@@ -297,125 +322,10 @@ impl Bundle {
             .filter_map(|(name, data)| Some((name.strip_prefix("keys")?, data.as_slice())))
     }
 
-    /// The desired state the bundle describes; `secrets` are the credential
-    /// files rendered on the host.
-    pub fn desired(&self, secrets: Vec<File>) -> Desired {
-        let mut files: Vec<File> = self
-            .manifest
-            .files
-            .iter()
-            .map(|f| File {
-                path: f.path.clone(),
-                content: String::from_utf8_lossy(self.member(&file_member(&f.path))).into_owned(),
-                owner: f.owner,
-                mode: f.mode,
-                secret: false,
-            })
-            .collect();
-        files.extend(secrets);
-        Desired {
-            dirs: self.manifest.dirs.clone(),
-            keys: self.manifest.keys.clone(),
-            files,
-            group_members: vec![GroupMember {
-                user: "postfix",
-                group: "opendkim",
-            }],
-        }
-    }
-
     fn member(&self, name: &str) -> &[u8] {
         self.members
             .get(name)
             .map(Vec::as_slice)
             .unwrap_or_default()
-    }
-}
-
-fn is_managed_dir(path: &str) -> bool {
-    let spool = format!("{}/opendkim", paths::POSTFIX_SPOOL);
-    [
-        "/etc/postfix",
-        "/etc/default",
-        paths::APTICRON_DIR,
-        paths::OPENDKIM_DIR,
-        paths::KEYS_DIR,
-    ]
-    .contains(&path)
-        || path == spool
-        || path
-            .strip_prefix(paths::KEYS_DIR)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(is_key_set)
-}
-
-/// `/etc/opendkim/keys/<set>/<selector>.private|.txt`.
-fn is_key_file(path: &str) -> bool {
-    let Some(rest) = path
-        .strip_prefix(paths::KEYS_DIR)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
-        return false;
-    };
-    let Some((set, file)) = rest.split_once('/') else {
-        return false;
-    };
-    let selector = file
-        .strip_suffix(".private")
-        .or_else(|| file.strip_suffix(".txt"));
-    is_key_set(set) && selector.is_some_and(|s| check_selector(s).is_ok())
-}
-
-fn is_key_set(set: &str) -> bool {
-    set == crate::desired::SHARED_KEY
-        || set
-            .parse::<crate::spec::DomainName>()
-            .is_ok_and(|d| d.as_str() == set)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Whatever the desired state names, a bundle may carry.
-    #[test]
-    fn every_desired_path_is_accepted() {
-        let (spec, _) = crate::spec::parse(
-            "host:\n  hostname: mail.example.com\n  relay:\n    host: relay.example.net\n    auth:\n      username: u\n      password_file: /p\ndomains:\n  example.com:\ndkim:\n  key: per-domain\naliases:\n  root: a@example.net\n",
-            std::path::Path::new("t.yaml"),
-        )
-        .unwrap();
-        let facts = crate::desired::HostFacts {
-            key_selectors: Default::default(),
-            signing_selectors: Default::default(),
-            relay_password: Some("pw".into()),
-            today: "2026-11-24".parse().unwrap(),
-        };
-        let templates = crate::templates::Templates::load(None).unwrap();
-        let desired = crate::desired::desired(&spec, "t.yaml", &templates, &facts).unwrap();
-        assert!(desired.files.iter().any(|f| f.secret));
-        for file in &desired.files {
-            assert!(is_managed_file(&file.path), "{}", file.path);
-        }
-        for dir in &desired.dirs {
-            assert!(is_managed_dir(&dir.path), "{}", dir.path);
-        }
-        for key in &desired.keys {
-            assert!(is_key_file(&key.private_path) && is_key_file(&key.txt_path));
-        }
-    }
-
-    #[test]
-    fn only_managed_paths_pass() {
-        assert!(is_managed_file("/etc/postfix/main.cf"));
-        assert!(!is_managed_file("/etc/shadow"));
-        assert!(!is_managed_file("/etc/postfix/../shadow"));
-        assert!(is_key_file("/etc/opendkim/keys/shared/20261124.private"));
-        assert!(is_key_file("/etc/opendkim/keys/example.com/mail.txt"));
-        assert!(!is_key_file("/etc/opendkim/keys/../../shadow.private"));
-        assert!(!is_key_file("/etc/opendkim/keys/shared/../x.private"));
-        assert!(is_managed_dir("/etc/opendkim/keys/example.com"));
-        assert!(!is_managed_dir("/etc/opendkim/keys/.."));
-        assert!(!is_managed_dir("/root"));
     }
 }

@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cli::BundleArgs;
 use crate::desired::{self, HostFacts};
+use crate::source::Source;
 use crate::spec::{self, Spec};
 use crate::system::System;
 use crate::{
-    Job, actual, backup, bundle as archive, dns, execute, keys, load_spec, out, plan, preflight,
-    rotate, templates, today, warn_missing,
+    Job, backup, bundle as archive, dns, execute, keys, load_spec, out, preflight, rotate,
+    signature, today, warn_missing,
 };
 
 /// Pairs each key with its public half, read from the private key on `system`.
@@ -181,15 +182,9 @@ pub(crate) fn records_from_export(
 }
 
 pub fn bundle(args: BundleArgs) -> Result<u8> {
-    let spec_text = std::fs::read_to_string(&args.spec)
-        .with_context(|| format!("read {}", args.spec.display()))?;
+    let source = Source::read_parts(&args.spec, args.host.as_deref(), args.templates.as_deref())?;
     let spec = load_spec(&args.spec)?.for_host(args.host.as_deref())?;
-    let overrides = match &args.templates {
-        Some(dir) => templates::read_dir(dir)?,
-        None => Vec::new(),
-    };
-    let templates = templates::Templates::with_overrides(overrides.clone())?;
-    // Keys: from the host tree, from exported public keys, or none (CI before the first apply).
+    let templates = source.templates()?;
     let (known, system) = match (&args.root, &args.public_keys) {
         (Some(root), _) => {
             let system = System::new(root)?;
@@ -232,13 +227,7 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
         relay_password: Some(String::new()),
         today: today()?,
     };
-    let spec_name = args
-        .spec
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let desired = desired::desired(&spec, &spec_name, &templates, &facts)?;
+    let desired = desired::desired(&spec, &source.spec_name, &templates, &facts)?;
     let with_public = match (&system, &args.public_keys) {
         (Some(system), _) => with_public_keys(system, desired.keys.clone())?,
         (None, Some(dir)) => paired_with_export(&desired.keys, &read_public_keys(dir)?),
@@ -265,11 +254,8 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
         );
     }
     let bytes = archive::build(&archive::Contents {
-        host: args.host.clone(),
+        source: &source,
         desired: &desired,
-        spec_name: &spec_name,
-        spec_text: &spec_text,
-        templates: overrides,
         dns_zone: dns::zone(&records, &missing),
         dns_json: serde_json::to_string_pretty(&records)? + "\n",
         dns_missing: missing,
@@ -284,15 +270,22 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
             0o644
         },
     )?;
-    out(format!(
-        "wrote {} ({} bytes)\n",
-        args.out.display(),
-        bytes.len()
-    ))
+    let mut text = format!("wrote {} ({} bytes)\n", args.out.display(), bytes.len());
+    if let Some(key) = &args.sign {
+        let sig_path = signature::signature_path(&args.out);
+        let armored = signature::sign(&bytes, key)?;
+        write_atomically(&sig_path, armored.as_bytes(), 0o644)?;
+        text += &format!(
+            "wrote {} (SSH signature, namespace {})\n",
+            sig_path.display(),
+            signature::NAMESPACE
+        );
+    }
+    out(text)
 }
 
-/// Writes a file outside any managed tree (a bundle), all or nothing.
-fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+/// Writes a file outside any managed tree (a bundle, a saved plan), all or nothing.
+pub(crate) fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -309,54 +302,151 @@ fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
-pub fn apply_bundle(file: &Path, root: &Path) -> Result<u8> {
+/// Applies a bundle: its signature is checked before anything else is read,
+/// then the host renders the spec it carries (paths, modes, owners from the
+/// managed-file table; credentials from this host) and refuses the bundle unless
+/// its files are exactly that rendering.
+pub fn apply_bundle(file: &Path, root: &Path, allowed_signers: Option<&Path>) -> Result<u8> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    verify_signature(file, &bytes, root, allowed_signers)
+        .with_context(|| format!("refuse {}; nothing was written", file.display()))?;
     let bundle =
         archive::Bundle::read(&bytes).with_context(|| format!("refuse {}", file.display()))?;
-    let (spec, warnings) =
-        spec::parse(&bundle.spec_text(), Path::new("spec.yaml (in the bundle)"))?;
-    let spec = spec.for_host(bundle.manifest.host.as_deref())?;
-    for w in warnings {
-        warn_missing(&[w.to_string()]);
-    }
-    let templates = templates::Templates::with_overrides(bundle.templates())?;
-    let system = System::new(root)?;
-    preflight(&system, &spec)?;
-    let job = Job {
-        spec,
-        spec_name: bundle.manifest.spec_name.clone(),
-        templates,
-        system,
-    };
-    let facts = job.facts()?;
-    // Only the credential files are rendered here; everything else is the bundle's.
-    let secrets: Vec<desired::File> = job
-        .desired(&facts)?
-        .files
+    let label = PathBuf::from(format!("{} (the spec in it)", file.display()));
+    let (job, warnings) = Job::from_source(bundle.source(), &label, root)?;
+    crate::warn_spec(&label, &warnings);
+    preflight(&job.system, &job.spec)?;
+
+    // The key each set signs with is the bundle's choice (CI knew what each host
+    // exported); its paths are derived here.
+    let sets: Vec<String> = desired::key_sets(&job.spec)
         .into_iter()
-        .filter(|f| bundle.manifest.secrets.contains(&f.path))
+        .map(|(s, _)| s)
         .collect();
-    let desired = bundle.desired(secrets);
-    backup::ensure_state_dir(&job.system)?;
-    let _lock = job.system.lock(backup::LOCK)?;
-    for (path, pem) in bundle.private_keys() {
-        if job.system.path(path).symlink_metadata().is_err() {
-            let ids = job
-                .system
-                .can_chown()
-                .then(|| {
-                    job.system
-                        .accounts()
-                        .ok()?
-                        .ids(desired::OPENDKIM.user, desired::OPENDKIM.group)
-                })
-                .flatten();
-            let dir = Path::new(path).parent().expect("key path has a directory");
-            std::fs::create_dir_all(job.system.path(&dir.to_string_lossy()))?;
-            job.system.create_private_file(path, pem, ids)?;
+    let chosen: BTreeMap<String, String> = bundle
+        .manifest
+        .keys
+        .iter()
+        .map(|k| (k.set.clone(), k.selector.clone()))
+        .collect();
+    if chosen.keys().ne(sets.iter()) || chosen.len() != bundle.manifest.keys.len() {
+        bail!(
+            "refuse {}: its keys name the sets {:?}, its spec has {:?}; nothing was written",
+            file.display(),
+            chosen.keys().collect::<Vec<_>>(),
+            sets
+        );
+    }
+    let facts = HostFacts {
+        signing_selectors: chosen,
+        ..job.facts(today()?)?
+    };
+    let desired = job.desired(&facts)?;
+    let differs = |path: &str| {
+        anyhow::anyhow!(
+            "refuse {}: its {path} is not what its spec renders here (the bundle was altered, \
+             or built by another mailsetup version); nothing was written",
+            file.display()
+        )
+    };
+    for f in desired.files.iter().filter(|f| !f.secret) {
+        if bundle.file(&f.path) != Some(f.content.as_bytes()) {
+            return Err(differs(&f.path));
         }
     }
-    let actual = actual::read(&job.system, &desired)?;
-    let plan = plan::plan(&job.system.root().display().to_string(), &desired, &actual);
+    if let Some(extra) = bundle
+        .manifest
+        .files
+        .iter()
+        .find(|m| !desired.files.iter().any(|f| f.path == m.path))
+    {
+        return Err(differs(&extra.path));
+    }
+    let keys: Vec<(&desired::Key, &[u8])> = bundle
+        .private_keys()
+        .map(|(path, pem)| {
+            desired
+                .keys
+                .iter()
+                .find(|k| k.private_path == path)
+                .map(|k| (k, pem))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "refuse {}: it carries the key {path}, which its spec does not use; \
+                         nothing was written",
+                        file.display()
+                    )
+                })
+        })
+        .collect::<Result<_>>()?;
+
+    backup::ensure_state_dir(&job.system)?;
+    let _lock = job.system.lock(backup::LOCK)?;
+    for (key, pem) in keys {
+        install_private_key(&job.system, key, pem)?;
+    }
+    let plan = job.plan_to(&desired)?;
     execute(&job.system, &plan)
+}
+
+/// A private key shipped in a bundle, put in place unless one is there: 0600
+/// opendkim from its first byte, in its key set's directory.
+fn install_private_key(system: &System, key: &desired::Key, pem: &[u8]) -> Result<()> {
+    if system.read_file(&key.private_path)?.is_some() {
+        return Ok(());
+    }
+    let ids = system
+        .can_chown()
+        .then(|| {
+            system
+                .accounts()
+                .ok()?
+                .ids(desired::OPENDKIM.user, desired::OPENDKIM.group)
+        })
+        .flatten();
+    for dir in [desired::paths::KEYS_DIR.to_string(), key.dir()] {
+        if system.read_dir_meta(&dir)?.is_none() {
+            system.create_dir(&dir, desired::KEY_DIR_MODE, ids)?;
+        }
+    }
+    system.create_private_file(&key.private_path, pem, ids)
+}
+
+/// Checks BUNDLE.sig against the allowed signers (the flag's file, else the
+/// host's). Without either, an unsigned bundle is applied with a warning.
+fn verify_signature(
+    file: &Path,
+    bytes: &[u8],
+    root: &Path,
+    allowed_signers: Option<&Path>,
+) -> Result<()> {
+    let host_file = System::new(root)?.path(signature::HOST_ALLOWED_SIGNERS);
+    let signers_file = match allowed_signers {
+        Some(f) => f.to_path_buf(),
+        None if host_file.exists() => host_file,
+        None => {
+            warn_missing(&[format!(
+                "{} is applied without a signature check: whoever could change it chose what \
+                 the managed files say. Sign bundles in CI (bundle --sign) and list the key in \
+                 {} on the host",
+                file.display(),
+                signature::HOST_ALLOWED_SIGNERS
+            )]);
+            return Ok(());
+        }
+    };
+    let signers = signature::AllowedSigners::read(&signers_file)?;
+    let sig_path = signature::signature_path(file);
+    let sig = match std::fs::read_to_string(&sig_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "it is not signed ({} is missing), and {} requires a signature",
+            sig_path.display(),
+            signers_file.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("read {}", sig_path.display())),
+    };
+    let signer = signers.verify(bytes, &sig, jiff::Timestamp::now())?;
+    eprintln!("{}: signed by {signer}", file.display());
+    Ok(())
 }

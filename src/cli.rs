@@ -47,8 +47,9 @@ pub enum Command {
         /// Exit 2 when there are changes (0 when none, 1 on error), for CI drift checks.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Also save the plan to FILE (mode 0600: it holds the new files, credentials
-        /// included), for `mailsetup apply --plan FILE`.
+        /// Also save the plan to FILE, for `mailsetup apply --plan FILE`. It holds the
+        /// spec and the steps, no credentials (the relay password is read at apply
+        /// time), so it can be kept as a CI artifact.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -74,18 +75,33 @@ pub enum Command {
         /// With a fleet spec: the host (a name under `hosts`) this is.
         #[arg(long, value_name = "NAME", conflicts_with_all = ["plan", "bundle"])]
         host: Option<String>,
-        /// Apply exactly the plan saved by `plan --out FILE`; refused when a managed
-        /// file changed since the plan was made.
+        /// Apply exactly the plan saved by `plan --out FILE`: the steps are derived
+        /// again here from the spec saved in it and must be the saved ones (refused
+        /// when a managed file changed since, or the file was edited). The relay
+        /// password is read here, at apply time.
         #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
         plan: Option<PathBuf>,
-        /// Apply a bundle made by `mailsetup bundle`: every checksum is verified
-        /// before anything is touched; keys missing here are generated here.
+        /// Apply a bundle made by `mailsetup bundle`. Its signature (FILE.sig) is
+        /// checked first when allowed signers are configured; then the spec in it is
+        /// rendered here and its files must be exactly that. Keys missing here are
+        /// generated here.
         #[arg(long, value_name = "FILE", conflicts_with = "templates")]
         bundle: Option<PathBuf>,
+        /// With --bundle: the OpenSSH allowed_signers file listing the keys that may
+        /// sign bundles (namespace mailsetup-bundle). Default: ROOT/etc/mailsetup/
+        /// allowed_signers when it exists. With either, unsigned bundles are refused.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "bundle",
+            env = "MAILSETUP_ALLOWED_SIGNERS"
+        )]
+        allowed_signers: Option<PathBuf>,
     },
-    /// Build a byte-reproducible bundle for CI: the rendered files, a manifest
-    /// (path, mode, owner, sha256) and the DNS records. Hosts apply it with
-    /// `mailsetup apply --bundle FILE`. Private keys stay out unless asked for.
+    /// Build a byte-reproducible bundle for CI: the spec, the rendered files, a
+    /// manifest (sha256 of each) and the DNS records; with --sign, an SSH signature
+    /// beside it. Hosts apply it with `mailsetup apply --bundle FILE`. Private keys
+    /// stay out unless asked for; credentials are never in it.
     ///
     /// Date-based selectors come from the public keys given, or from
     /// SOURCE_DATE_EPOCH, so the same inputs give the same bytes at any time.
@@ -282,6 +298,10 @@ pub struct BundleArgs {
     /// Ship the private keys found under --root. The bundle is then a secret.
     #[arg(long, requires = "root")]
     pub include_private_keys: bool,
+    /// Sign the bundle with this OpenSSH private key (unencrypted; ed25519 or RSA):
+    /// writes OUT.sig, the same as `ssh-keygen -Y sign -f KEY -n mailsetup-bundle OUT`.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 /// The spec and the system it applies to.

@@ -65,41 +65,141 @@ pub enum Effect {
     Postmap,
 }
 
-/// Every file mailsetup renders, and what must follow a change to it. OpenDKIM
-/// re-reads its tables and keys on reload (SIGUSR1), but its socket, user and
-/// pid file only at start.
-const MANAGED_FILES: &[(&str, &[Effect])] = &[
-    (paths::MAIN_CF, &[Effect::Reload(Service::Postfix)]),
-    (paths::MASTER_CF, &[Effect::Reload(Service::Postfix)]),
-    (
-        paths::SASL_PASSWD,
-        &[Effect::Postmap, Effect::Reload(Service::Postfix)],
+/// One file mailsetup manages: where it lives, the template that renders it,
+/// its owner and mode, and what must follow a change to it. This table is the
+/// trust boundary: whatever channel produced a plan (spec, saved plan, bundle),
+/// apply writes only these paths, with these owners and modes.
+#[derive(Debug)]
+pub struct ManagedFile {
+    pub path: &'static str,
+    pub template: &'static str,
+    pub owner: Owner,
+    pub mode: u32,
+    /// Holds credentials: never shown, hashed or carried in a plan or bundle.
+    pub secret: bool,
+    pub effects: &'static [Effect],
+}
+
+const fn managed(
+    path: &'static str,
+    template: &'static str,
+    owner: Owner,
+    effects: &'static [Effect],
+) -> ManagedFile {
+    ManagedFile {
+        path,
+        template,
+        owner,
+        mode: 0o644,
+        secret: false,
+        effects,
+    }
+}
+
+/// Every file mailsetup renders. OpenDKIM re-reads its tables and keys on
+/// reload (SIGUSR1), but its socket, user and pid file only at start.
+pub const MANAGED_FILES: &[ManagedFile] = &[
+    managed(
+        paths::MAIN_CF,
+        "main.cf.tera",
+        ROOT,
+        &[Effect::Reload(Service::Postfix)],
     ),
-    (paths::OPENDKIM_CONF, &[Effect::Restart(Service::Opendkim)]),
-    (paths::KEY_TABLE, &[Effect::Reload(Service::Opendkim)]),
-    (paths::SIGNING_TABLE, &[Effect::Reload(Service::Opendkim)]),
-    (paths::TRUSTED_HOSTS, &[Effect::Reload(Service::Opendkim)]),
-    (
-        paths::DEFAULT_OPENDKIM,
+    managed(
+        paths::MASTER_CF,
+        "master.cf.tera",
+        ROOT,
+        &[Effect::Reload(Service::Postfix)],
+    ),
+    managed(
+        paths::OPENDKIM_CONF,
+        "opendkim.conf.tera",
+        ROOT,
         &[Effect::Restart(Service::Opendkim)],
     ),
-    (paths::MAILNAME, &[Effect::Reload(Service::Postfix)]),
-    (paths::ALIASES, &[Effect::Newaliases]),
-    (paths::APTICRON_CONF, &[]),
+    managed(
+        paths::KEY_TABLE,
+        "KeyTable.tera",
+        OPENDKIM,
+        &[Effect::Reload(Service::Opendkim)],
+    ),
+    managed(
+        paths::SIGNING_TABLE,
+        "SigningTable.tera",
+        OPENDKIM,
+        &[Effect::Reload(Service::Opendkim)],
+    ),
+    managed(
+        paths::TRUSTED_HOSTS,
+        "TrustedHosts.tera",
+        OPENDKIM,
+        &[Effect::Reload(Service::Opendkim)],
+    ),
+    managed(
+        paths::DEFAULT_OPENDKIM,
+        "default-opendkim.tera",
+        ROOT,
+        &[Effect::Restart(Service::Opendkim)],
+    ),
+    managed(
+        paths::MAILNAME,
+        "mailname.tera",
+        ROOT,
+        &[Effect::Reload(Service::Postfix)],
+    ),
+    managed(paths::ALIASES, "aliases.tera", ROOT, &[Effect::Newaliases]),
+    managed(paths::APTICRON_CONF, "apticron.conf.tera", ROOT, &[]),
+    ManagedFile {
+        mode: 0o600,
+        secret: true,
+        ..managed(
+            paths::SASL_PASSWD,
+            "sasl_passwd.tera",
+            ROOT,
+            &[Effect::Postmap, Effect::Reload(Service::Postfix)],
+        )
+    },
 ];
+
+/// The managed file at `path`, if mailsetup manages one there.
+pub fn managed_file(path: &str) -> Option<&'static ManagedFile> {
+    MANAGED_FILES.iter().find(|f| f.path == path)
+}
 
 /// Whether mailsetup renders a file at `path`.
 pub fn is_managed_file(path: &str) -> bool {
-    MANAGED_FILES.iter().any(|(p, _)| *p == path)
+    managed_file(path).is_some()
 }
 
 /// What must follow a change to the managed file at `path`.
 pub fn effects_of(path: &str) -> &'static [Effect] {
-    MANAGED_FILES
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map_or(&[], |(_, effects)| effects)
+    managed_file(path).map_or(&[], |f| f.effects)
 }
+
+/// The fixed directories mailsetup manages; key set directories come on top
+/// (`key_dir`, mode `KEY_DIR_MODE`).
+pub fn managed_dirs() -> Vec<Dir> {
+    let dir = |path: &str, owner, mode| Dir {
+        path: path.to_string(),
+        owner,
+        mode,
+    };
+    vec![
+        dir("/etc/postfix", ROOT, 0o755),
+        dir("/etc/default", ROOT, 0o755),
+        dir(paths::APTICRON_DIR, ROOT, 0o755),
+        dir(paths::OPENDKIM_DIR, OPENDKIM, 0o755),
+        dir(paths::KEYS_DIR, OPENDKIM, KEY_DIR_MODE),
+        dir(
+            &format!("{}/{}", paths::POSTFIX_SPOOL, socket_dir()),
+            OPENDKIM,
+            0o750,
+        ),
+    ]
+}
+
+/// Key set directories: private keys, readable by opendkim only.
+pub const KEY_DIR_MODE: u32 = 0o700;
 
 /// Owner and group by name; resolved to ids against the target system's accounts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -361,11 +461,21 @@ struct AptVars {
     no_updates_subject: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct SaslVars {
     nexthop: String,
     username: String,
+    /// Rendered into the credential file only: no other template can print it.
+    #[serde(skip)]
     password: String,
+}
+
+/// What the credential file's template sees: the password too.
+#[derive(Serialize)]
+struct SecretVars<'a> {
+    nexthop: &'a str,
+    username: &'a str,
+    password: &'a str,
 }
 
 /// Computes the desired state of the host.
@@ -383,77 +493,38 @@ pub fn desired(
     )?;
     let vars = vars(spec, spec_name, facts, &keys)?;
     let context = tera::Context::from_serialize(&vars)?;
-    let render = |name: &str| templates.render(name, &context);
-
-    let file = |path: &str, template: &str, owner, mode| -> Result<File> {
-        Ok(File {
-            path: path.to_string(),
-            content: render(template)?,
-            owner,
-            mode,
-            secret: false,
-        })
-    };
-    let mut files = vec![
-        file(paths::MAIN_CF, "main.cf.tera", ROOT, 0o644)?,
-        file(paths::MASTER_CF, "master.cf.tera", ROOT, 0o644)?,
-        file(paths::OPENDKIM_CONF, "opendkim.conf.tera", ROOT, 0o644)?,
-        file(paths::KEY_TABLE, "KeyTable.tera", OPENDKIM, 0o644)?,
-        file(paths::SIGNING_TABLE, "SigningTable.tera", OPENDKIM, 0o644)?,
-        file(paths::TRUSTED_HOSTS, "TrustedHosts.tera", OPENDKIM, 0o644)?,
-        file(
-            paths::DEFAULT_OPENDKIM,
-            "default-opendkim.tera",
-            ROOT,
-            0o644,
-        )?,
-        file(paths::MAILNAME, "mailname.tera", ROOT, 0o644)?,
-        file(paths::ALIASES, "aliases.tera", ROOT, 0o644)?,
-        file(paths::APTICRON_CONF, "apticron.conf.tera", ROOT, 0o644)?,
-    ];
-    if vars.sasl.is_some() {
-        files.push(File {
-            secret: true,
-            ..file(paths::SASL_PASSWD, "sasl_passwd.tera", ROOT, 0o600)?
-        });
+    let mut secret_context = context.clone();
+    if let Some(sasl) = &vars.sasl {
+        let secret = SecretVars {
+            nexthop: &sasl.nexthop,
+            username: &sasl.username,
+            password: &sasl.password,
+        };
+        secret_context.insert("sasl", &secret);
     }
 
-    let mut dirs = vec![
-        Dir {
-            path: "/etc/postfix".into(),
-            owner: ROOT,
-            mode: 0o755,
-        },
-        Dir {
-            path: "/etc/default".into(),
-            owner: ROOT,
-            mode: 0o755,
-        },
-        Dir {
-            path: paths::APTICRON_DIR.into(),
-            owner: ROOT,
-            mode: 0o755,
-        },
-        Dir {
-            path: paths::OPENDKIM_DIR.into(),
-            owner: OPENDKIM,
-            mode: 0o755,
-        },
-        Dir {
-            path: paths::KEYS_DIR.into(),
-            owner: OPENDKIM,
-            mode: 0o700,
-        },
-        Dir {
-            path: format!("{}/{}", paths::POSTFIX_SPOOL, socket_dir()),
-            owner: OPENDKIM,
-            mode: 0o750,
-        },
-    ];
+    let files = MANAGED_FILES
+        .iter()
+        .filter(|f| !f.secret || vars.sasl.is_some())
+        .map(|f| {
+            Ok(File {
+                path: f.path.to_string(),
+                content: templates.render(
+                    f.template,
+                    if f.secret { &secret_context } else { &context },
+                )?,
+                owner: f.owner,
+                mode: f.mode,
+                secret: f.secret,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut dirs = managed_dirs();
     dirs.extend(keys.iter().map(|k| Dir {
         path: k.dir(),
         owner: OPENDKIM,
-        mode: 0o700,
+        mode: KEY_DIR_MODE,
     }));
 
     Ok(Desired {

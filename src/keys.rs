@@ -344,6 +344,12 @@ fn check_rsa_oid(oid: ObjectIdentifier) -> Result<(), KeyError> {
     )))
 }
 
+/// `N` bytes from the operating system's random generator (salts).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
+    <[u8; N]>::try_generate()
+        .map_err(|e| KeyError::Generate(format!("the operating system's random generator: {e}")))
+}
+
 /// The operating system's random generator, reached through the `getrandom` support that the
 /// `rsa` crate's default features enable (`Generate` for byte arrays draws from it), so no
 /// extra dependency is needed.

@@ -7,6 +7,7 @@
 pub mod actual;
 pub mod apply;
 pub mod backup;
+pub mod boundary;
 pub mod bundle;
 pub mod check;
 pub mod ci;
@@ -17,13 +18,16 @@ pub mod keys;
 pub mod plan;
 pub mod resolve;
 pub mod rotate;
+pub mod saved;
 pub mod show;
+pub mod signature;
+pub mod source;
 pub mod spec;
 pub mod system;
 pub mod templates;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -87,10 +91,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             detailed_exitcode,
             out: save,
         } => {
-            let ctx = Job::new(&target)?;
-            let plan = ctx.plan(&ctx.facts()?)?;
+            let job = Job::new(&target)?;
+            let date = today()?;
+            let plan = job.plan(&job.facts(date)?)?;
             if let Some(file) = save {
-                save_plan(&plan, &file)?;
+                saved::save(&plan, &job.source, date, &file)?;
             }
             match format {
                 PlanFormat::Text => colored(show::plan_text(&plan))?,
@@ -109,6 +114,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             host,
             plan: None,
             bundle: None,
+            ..
         } => apply(&Target {
             spec,
             root,
@@ -123,8 +129,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Apply {
             bundle: Some(file),
             root,
+            allowed_signers,
             ..
-        } => ci::apply_bundle(&file, &root),
+        } => ci::apply_bundle(&file, &root, allowed_signers.as_deref()),
         Command::Apply { .. } => bail!("apply needs a spec, --plan or --bundle"),
         Command::Bundle(args) => ci::bundle(args),
         Command::PublicKeys {
@@ -197,12 +204,16 @@ pub(crate) fn colored(text: String) -> Result<u8> {
 
 pub(crate) fn load_spec(path: &Path) -> Result<Spec> {
     let (spec, warnings) = spec::load(path)?;
+    warn_spec(path, &warnings);
+    Ok(spec)
+}
+
+pub(crate) fn warn_spec(path: &Path, warnings: &[spec::Warning]) {
     let mut stderr = anstream::stderr();
     let yellow = anstyle::AnsiColor::Yellow.on_default().bold();
     for w in warnings {
         let _ = writeln!(stderr, "{yellow}warning:{yellow:#} {}: {w}", path.display());
     }
-    Ok(spec)
 }
 
 fn init(path: &Path, force: bool) -> Result<u8> {
@@ -229,30 +240,44 @@ fn init(path: &Path, force: bool) -> Result<u8> {
 /// The loaded spec, templates and target system shared by plan and apply.
 pub(crate) struct Job {
     pub(crate) spec: Spec,
-    pub(crate) spec_name: String,
+    /// What the spec and templates were read from; saved plans carry it.
+    pub(crate) source: source::Source,
     pub(crate) templates: templates::Templates,
     pub(crate) system: System,
 }
 
 impl Job {
-    fn new(target: &Target) -> Result<Job> {
-        let spec = load_spec(&target.spec)?.for_host(target.host.as_deref())?;
-        let templates = templates::Templates::load(target.templates.as_deref())?;
-        let system = System::new(&target.root)?;
-        Ok(Job {
-            spec,
-            spec_name: target
-                .spec
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            templates,
-            system,
-        })
+    /// The job a command line names; prints the spec's warnings.
+    pub(crate) fn new(target: &Target) -> Result<Job> {
+        let (job, warnings) =
+            Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?;
+        warn_spec(&target.spec, &warnings);
+        Ok(job)
     }
 
-    pub(crate) fn facts(&self) -> Result<HostFacts> {
+    /// Like `new`, for callers that printed the spec's warnings already.
+    pub(crate) fn quiet(target: &Target) -> Result<Job> {
+        Ok(Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?.0)
+    }
+
+    /// The job a source names (read from files, a saved plan or a bundle), with
+    /// the spec's warnings; `label` names the spec in errors.
+    pub(crate) fn from_source(
+        source: source::Source,
+        label: &Path,
+        root: &Path,
+    ) -> Result<(Job, Vec<spec::Warning>)> {
+        let (spec, warnings) = source.spec(label)?;
+        let job = Job {
+            spec,
+            templates: source.templates()?,
+            source,
+            system: System::new(root)?,
+        };
+        Ok((job, warnings))
+    }
+
+    pub(crate) fn facts(&self, today: jiff::civil::Date) -> Result<HostFacts> {
         let relay_password = match self.spec.host.relay.as_ref().and_then(|r| r.auth.as_ref()) {
             Some(auth) => Some(self.system.read_secret_line(auth.password_file.as_str())?),
             None => None,
@@ -261,23 +286,27 @@ impl Job {
             key_selectors: self.system.key_selectors()?,
             signing_selectors: rotate::signing_selectors(&self.spec, &self.system)?,
             relay_password,
-            today: today()?,
+            today,
         })
     }
 
     pub(crate) fn desired(&self, facts: &HostFacts) -> Result<Desired> {
-        desired::desired(&self.spec, &self.spec_name, &self.templates, facts)
+        desired::desired(&self.spec, &self.source.spec_name, &self.templates, facts)
+    }
+
+    /// The plan from what the host has now to `desired`.
+    pub(crate) fn plan_to(&self, desired: &Desired) -> Result<plan::Plan> {
+        let actual = actual::read(&self.system, desired)?;
+        Ok(plan::plan(
+            &self.system.root().display().to_string(),
+            desired,
+            &actual,
+        ))
     }
 
     /// The plan from what the host has now to what the spec asks.
     fn plan(&self, facts: &HostFacts) -> Result<plan::Plan> {
-        let desired = self.desired(facts)?;
-        let actual = actual::read(&self.system, &desired)?;
-        Ok(plan::plan(
-            &self.system.root().display().to_string(),
-            &desired,
-            &actual,
-        ))
+        self.plan_to(&self.desired(facts)?)
     }
 }
 
@@ -298,26 +327,22 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
 }
 
 fn apply(target: &Target) -> Result<u8> {
-    let ctx = Job::new(target)?;
+    let job = Job::new(target)?;
     // Render once before touching anything: template or spec errors write nothing.
-    ctx.desired(&ctx.facts()?)?;
-    preflight(&ctx.system, &ctx.spec)?;
-    backup::ensure_state_dir(&ctx.system)?;
-    let lock = ctx.system.lock(backup::LOCK)?;
-    apply_locked(target, &lock)
+    job.desired(&job.facts(today()?)?)?;
+    preflight(&job.system, &job.spec)?;
+    backup::ensure_state_dir(&job.system)?;
+    let lock = job.system.lock(backup::LOCK)?;
+    apply_locked(&job, &lock)
 }
 
 /// Applies while the caller holds the apply lock (`apply` itself, and `rotate`,
 /// which saves its state and switches signing under one lock). The host is read
 /// again under the lock.
-pub(crate) fn apply_locked(
-    target: &Target,
-    _held: &nix::fcntl::Flock<std::fs::File>,
-) -> Result<u8> {
-    let ctx = Job::new(target)?;
-    preflight(&ctx.system, &ctx.spec)?;
-    let plan = ctx.plan(&ctx.facts()?)?;
-    execute(&ctx.system, &plan)
+pub(crate) fn apply_locked(job: &Job, _held: &nix::fcntl::Flock<std::fs::File>) -> Result<u8> {
+    preflight(&job.system, &job.spec)?;
+    let plan = job.plan(&job.facts(today()?)?)?;
+    execute(&job.system, &plan)
 }
 
 /// The live system needs the daemons' packages before anything is written.
@@ -345,11 +370,15 @@ pub(crate) fn preflight(system: &System, spec: &Spec) -> Result<()> {
 
 /// Shows, checks and applies a plan, and prints what was done.
 pub(crate) fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
+    // The one gate every plan passes, whatever channel produced it.
+    boundary::check(plan)?;
     colored(show::plan_text(plan))?;
     if plan.is_empty() {
         return Ok(0);
     }
-    let mut notes = apply::check_staged(system, plan)?;
+    let mut notes = apply::check_staged(system, plan).context(
+        "check the new configuration; nothing was changed, the live files are untouched",
+    )?;
     let report = apply::apply(system, plan)?;
     notes.extend(report.notes);
     let mut text = String::from("\nApplied:\n");
@@ -362,44 +391,38 @@ pub(crate) fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
     out(text)
 }
 
-/// Saves a plan for `apply --plan`; 0600, since it holds credentials.
-fn save_plan(plan: &plan::Plan, file: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let text = serde_json::to_string_pretty(plan)?;
-    let _ = std::fs::remove_file(file);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("save the plan to {}", file.display()))
-}
-
+/// Applies a saved plan: the steps are derived again here from the spec it
+/// carries and must equal the saved ones; only the derived steps run, so a saved
+/// plan cannot name a path, mode or owner the spec could not produce.
 fn apply_saved(file: &Path, root: &Path) -> Result<u8> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let plan: plan::Plan = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a mailsetup plan", file.display()))?;
-    if plan.format != plan::FORMAT {
-        bail!(
-            "{}: plan format {:?}; this mailsetup reads {:?}",
-            file.display(),
-            plan.format,
-            plan::FORMAT
-        );
-    }
-    let system = System::new(root)?;
-    if plan.root != system.root().display().to_string() {
+    let saved = saved::load(file)?;
+    let label = PathBuf::from(format!("{} (the spec saved in it)", file.display()));
+    let (job, warnings) = Job::from_source(saved.source.clone(), &label, root)?;
+    warn_spec(&label, &warnings);
+    if saved.plan.root != job.system.root().display().to_string() {
         bail!(
             "the plan was made for {}, not {}",
-            plan.root,
-            system.root().display()
+            saved.plan.root,
+            job.system.root().display()
         );
     }
-    backup::ensure_state_dir(&system)?;
-    let _lock = system.lock(backup::LOCK)?;
-    apply::check_fresh(&system, &plan)?;
-    execute(&system, &plan)
+    preflight(&job.system, &job.spec)?;
+    let matching = || -> Result<plan::Plan> {
+        let fresh = job.plan(&job.facts(saved.date)?)?;
+        if let Some(difference) = saved::difference(&saved.plan, &fresh) {
+            bail!(
+                "{}: refused, nothing was written: {difference}. The host changed since the \
+                 plan was made, or the plan file was edited; run `mailsetup plan --out` again",
+                file.display()
+            );
+        }
+        Ok(fresh)
+    };
+    // Compared before the state directory is made, and again under the lock.
+    matching()?;
+    backup::ensure_state_dir(&job.system)?;
+    let _lock = job.system.lock(backup::LOCK)?;
+    execute(&job.system, &matching()?)
 }
 
 fn dns(

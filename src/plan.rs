@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::actual::Actual;
 use crate::desired::{Desired, Effect, Owner, Service, effects_of, paths};
-use crate::system::{Ids, Meta, ServiceAction};
+use crate::system::{FileState, Ids, Meta, ServiceAction};
 
 /// A file's content, mode and owner to be written.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -24,10 +24,13 @@ pub struct FileWrite {
     /// The content now on disk, if any (for the diff; not kept in saved plans).
     #[serde(skip)]
     pub old: Option<Vec<u8>>,
+    /// Empty for credential files outside the host (`Plan::redacted`).
     #[serde(rename = "content")]
     pub new: String,
+    /// Digests of the old and new content; `None` for credential files, whose
+    /// digest would let anyone test password guesses offline.
     pub old_sha256: Option<String>,
-    pub new_sha256: String,
+    pub new_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,7 +69,6 @@ pub enum Step {
     /// .db a map tool built from it). It is backed up like any replaced file.
     RemoveFile {
         path: String,
-        old_sha256: String,
     },
     /// Append a user to a group, keeping its other groups (`usermod -aG`).
     AddToGroup {
@@ -75,6 +77,28 @@ pub enum Step {
     },
     #[serde(untagged)]
     FollowUp(FollowUp),
+}
+
+impl Step {
+    /// The step in a few words, for messages.
+    pub fn label(&self) -> String {
+        match self {
+            Step::CreateDir { path, .. } => format!("create directory {path}"),
+            Step::FixMeta { path, .. } => format!("fix mode/owner of {path}"),
+            Step::GenerateKey { set, selector, .. } => {
+                format!("generate DKIM key {set}/{selector}")
+            }
+            Step::CreateFile(f) => format!("create {}", f.path),
+            Step::UpdateFile(f) => format!("update {}", f.path),
+            Step::RemoveFile { path } => format!("remove {path}"),
+            Step::AddToGroup { user, group } => format!("add {user} to group {group}"),
+            Step::FollowUp(FollowUp::Newaliases) => "run newaliases".into(),
+            Step::FollowUp(FollowUp::Postmap { path }) => format!("run postmap {path}"),
+            Step::FollowUp(FollowUp::Service { service, action }) => {
+                format!("{action:?} {service:?}").to_lowercase()
+            }
+        }
+    }
 }
 
 /// What makes changed files take effect. Kept with each backup, so a rollback
@@ -97,12 +121,23 @@ pub enum FollowUp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observed {
     pub path: String,
-    /// sha256 of the file, or `None` when it did not exist.
-    pub sha256: Option<String>,
+    pub seen: Seen,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Seen {
+    Absent,
+    File {
+        sha256: String,
+    },
+    /// A credential file exists; its digest is not recorded (it would let anyone
+    /// test password guesses offline) and apply renders it anew anyway.
+    Credentials,
 }
 
 /// Written into saved plans, so an incompatible one is refused by name.
-pub const FORMAT: &str = "mailsetup-plan/1";
+pub const FORMAT: &str = "mailsetup-plan/2";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
@@ -130,6 +165,7 @@ impl Plan {
                 && f.secret
             {
                 f.new = String::new();
+                f.old = None;
             }
         }
         plan
@@ -149,10 +185,39 @@ pub(crate) mod octal {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const SALTED: &str = "salted-sha256:";
+
+/// How the state directory remembers a file mailsetup wrote: its sha256, or for
+/// a credential file a salted one, so the record cannot confirm a guessed password
+/// by hashing it (the rest of the file is known from the spec).
+pub fn applied_digest(content: &[u8], secret: bool) -> anyhow::Result<String> {
+    if !secret {
+        return Ok(sha256_hex(content));
+    }
+    let salt = crate::keys::random_bytes::<16>()?;
+    Ok(salted(&hex(&salt), content))
+}
+
+fn salted(salt: &str, content: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(salt.as_bytes());
+    hash.update(content);
+    format!("{SALTED}{salt}:{}", hex(&hash.finalize()))
+}
+
+/// Whether `content` is what a digest from `applied_digest` was made of.
+pub fn digest_matches(digest: &str, content: &[u8]) -> bool {
+    match digest.strip_prefix(SALTED).and_then(|r| r.split_once(':')) {
+        Some((salt, _)) => salted(salt, content) == digest,
+        None => sha256_hex(content) == digest,
+    }
 }
 
 /// Computes the steps that turn `actual` into `desired`.
@@ -225,10 +290,10 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
             owner: file.owner,
             ids,
             secret: file.secret,
-            old_sha256: old.as_deref().map(sha256_hex),
+            old_sha256: old.as_deref().filter(|_| !file.secret).map(sha256_hex),
             old,
             new: file.content.clone(),
-            new_sha256: sha256_hex(file.content.as_bytes()),
+            new_sha256: (!file.secret).then(|| sha256_hex(file.content.as_bytes())),
         };
         match have {
             None => {
@@ -240,7 +305,7 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
                     effects.insert(Effect::Restart(Service::Postfix));
                 }
                 let written = actual.applied.get(&file.path);
-                if written.is_some_and(|sha| *sha != sha256_hex(&state.content)) {
+                if written.is_some_and(|digest| !digest_matches(digest, &state.content)) {
                     notes.insert(format!(
                         "{} was edited by hand since mailsetup wrote it: apply replaces the edit \
                          (the backup keeps it); put the change in the spec or a --templates override",
@@ -256,11 +321,8 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
         }
     }
 
-    for (path, state) in &actual.dropped {
-        steps.push(Step::RemoveFile {
-            path: path.clone(),
-            old_sha256: sha256_hex(&state.content),
-        });
+    for path in actual.dropped.keys() {
+        steps.push(Step::RemoveFile { path: path.clone() });
     }
 
     for member in &desired.group_members {
@@ -331,17 +393,28 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
         }
     }
 
+    let seen = |path: &str, state: Option<&FileState>| Observed {
+        path: path.to_string(),
+        seen: match state {
+            None => Seen::Absent,
+            Some(_) if crate::desired::managed_file(path).is_some_and(|f| f.secret) => {
+                Seen::Credentials
+            }
+            Some(s) => Seen::File {
+                sha256: sha256_hex(&s.content),
+            },
+        },
+    };
     let mut observed: Vec<Observed> = actual
         .files
         .iter()
-        .map(|(path, state)| Observed {
-            path: path.clone(),
-            sha256: state.as_ref().map(|s| sha256_hex(&s.content)),
-        })
-        .chain(actual.dropped.iter().map(|(path, state)| Observed {
-            path: path.clone(),
-            sha256: Some(sha256_hex(&state.content)),
-        }))
+        .map(|(path, state)| seen(path, state.as_ref()))
+        .chain(
+            actual
+                .dropped
+                .iter()
+                .map(|(path, state)| seen(path, Some(state))),
+        )
         .collect();
     observed.sort_by(|a, b| a.path.cmp(&b.path));
     let mut keys_present: Vec<String> = actual

@@ -626,7 +626,9 @@ fn switch_signing(
         }
     }
     crate::out(text + "\nSwitching signing (mailsetup apply):\n")?;
-    crate::apply_locked(target, lock).map_err(|e| {
+    // The spec's warnings were printed when rotate loaded it.
+    let job = crate::Job::quiet(target)?;
+    crate::apply_locked(&job, lock).map_err(|e| {
         e.context(format!(
             "signing was not switched; {}",
             restore(switches.len())

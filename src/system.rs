@@ -95,6 +95,8 @@ pub enum ServiceAction {
 /// Access to one target system: `/` or a tree under `--root`.
 pub struct System {
     root: PathBuf,
+    /// Directories already found to be real directories (no symlink on the way).
+    checked: std::cell::RefCell<std::collections::HashSet<PathBuf>>,
 }
 
 impl System {
@@ -104,7 +106,10 @@ impl System {
         if !root.is_dir() {
             bail!("the root {} is not a directory", root.display());
         }
-        Ok(System { root })
+        Ok(System {
+            root,
+            checked: Default::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -127,10 +132,49 @@ impl System {
         self.root.join(target.trim_start_matches('/'))
     }
 
+    /// The host path of a target path that is read or written: a plain absolute
+    /// path (no `.`, `..` or empty parts) under the root, none of whose existing
+    /// directories is a symlink, so nothing is read or written outside the tree.
+    fn resolve(&self, target: &str) -> Result<PathBuf> {
+        let plain = target.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/')
+                .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\0'))
+        });
+        if !plain {
+            bail!("{target:?} is not a plain absolute path; mailsetup will not use it");
+        }
+        let path = self.path(target);
+        let mut dir = path.parent().expect("target has a parent").to_path_buf();
+        let mut chain = Vec::new();
+        while dir != self.root && !self.checked.borrow().contains(&dir) {
+            chain.push(dir.clone());
+            if !dir.pop() {
+                break;
+            }
+        }
+        for dir in chain.into_iter().rev() {
+            match self.lstat(&dir)? {
+                Some(m) if m.file_type().is_symlink() => bail!(
+                    "{} is a symlink; mailsetup will not write through it (it could lead \
+                     outside {})",
+                    dir.display(),
+                    self.root.display()
+                ),
+                Some(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
+                // What does not exist yet is checked again once it does.
+                None => return Ok(path),
+                Some(_) => {
+                    self.checked.borrow_mut().insert(dir);
+                }
+            }
+        }
+        Ok(path)
+    }
+
     /// A managed file; a symlink or anything but a regular file is refused, since
     /// writing through it would change a file mailsetup does not manage.
     pub fn read_file(&self, target: &str) -> Result<Option<FileState>> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         let Some(meta) = self.lstat(&path)? else {
             return Ok(None);
         };
@@ -149,7 +193,7 @@ impl System {
 
     /// A managed directory; a symlink in its place is refused.
     pub fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         let Some(meta) = self.lstat(&path)? else {
             return Ok(None);
         };
@@ -239,7 +283,7 @@ impl System {
         mode: u32,
         ids: Option<Ids>,
     ) -> Result<()> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         let dir = path.parent().expect("target has a parent");
         let mut tmp = tempfile::Builder::new()
             .prefix(".mailsetup-")
@@ -268,7 +312,7 @@ impl System {
         content: &[u8],
         ids: Option<Ids>,
     ) -> Result<()> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         let dir = path.parent().expect("target has a parent");
         let tmp = dir.join(format!(
             ".mailsetup-new-{}-{}",
@@ -306,7 +350,7 @@ impl System {
     }
 
     pub fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)
                 .with_context(|| format!("create the directory {}", parent.display()))?;
@@ -320,7 +364,7 @@ impl System {
 
     /// Sets mode and (when given) owner, without following a symlink.
     pub fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         if let Some(ids) = ids {
             std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
                 .with_context(|| format!("set the owner of {}", path.display()))?;
@@ -335,8 +379,46 @@ impl System {
             .with_context(|| format!("set the mode of {}", path.display()))
     }
 
+    /// Removes a directory and everything in it (a half-made backup).
+    pub fn remove_tree(&self, target: &str) -> Result<()> {
+        let path = self.resolve(target)?;
+        match fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes what a killed run left in `dir`: entries named `prefix` or
+    /// `prefix-…`. Only call it holding the apply lock.
+    pub fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()> {
+        let path = self.resolve(&format!("{dir}/{prefix}"))?;
+        let parent = path.parent().expect("has a parent");
+        let Ok(entries) = fs::read_dir(parent) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == prefix || name.starts_with(&format!("{prefix}-")) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// A private temporary directory in `dir`, removed when dropped.
+    pub fn temp_dir(&self, dir: &str, prefix: &str) -> Result<tempfile::TempDir> {
+        let parent = self.resolve(&format!("{dir}/x"))?;
+        let parent = parent.parent().expect("has a parent");
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .with_context(|| format!("create a temporary directory in {}", parent.display()))
+    }
+
     pub fn remove_file(&self, target: &str) -> Result<()> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).with_context(|| format!("remove {}", path.display()))
@@ -348,7 +430,7 @@ impl System {
     /// Moves a file (a retired DKIM key into its archive) without ever replacing
     /// one already at `to`; both directories are synced.
     pub fn rename_noreplace(&self, from: &str, to: &str) -> Result<()> {
-        let (src, dst) = (self.path(from), self.path(to));
+        let (src, dst) = (self.resolve(from)?, self.resolve(to)?);
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
             &src,

@@ -17,10 +17,11 @@ use super::{RelayTls, Spec};
 /// the location) from an unreadable file.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read {}: {source}", file.display())]
+    // The io error is part of this message, not a `source`: printed once.
+    #[error("cannot read {}: {error}", file.display())]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}:{line}:{column}: {path}{message}", file.display())]
     Invalid {
@@ -48,15 +49,21 @@ impl fmt::Display for Warning {
 
 /// Reads and parses a spec file.
 pub fn load(file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|source| SpecError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
-    parse(&text, file)
+    parse(&read_text(file)?, file)
 }
 
-/// Parses spec text; `file` is only used in messages.
+/// The text of a spec file.
+pub fn read_text(file: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(file).map_err(|error| SpecError::Read {
+        file: file.to_path_buf(),
+        error,
+    })
+}
+
+/// Parses spec text; `file` is only used in messages. A leading byte order mark
+/// (as some Windows editors save files) is skipped.
 pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

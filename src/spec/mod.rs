@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use load::{SpecError, Warning, load, parse};
+pub use load::{SpecError, Warning, load, parse, read_text};
 pub use names::{
     AbsPath, AliasName, DomainName, FleetName, HostOrAddress, MailAddress, MailTarget, Network,
     PlainText, SelectorPattern, UserName,

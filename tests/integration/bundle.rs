@@ -67,7 +67,7 @@ fn bundles_are_byte_reproducible() {
 }
 
 #[test]
-fn the_manifest_lists_path_mode_owner_and_checksum_of_every_file() {
+fn the_manifest_lists_path_and_checksum_of_every_file_and_the_signing_keys() {
     let dir = tempfile::tempdir().unwrap();
     let b = dir.path().join("b.tar.gz");
     bundle_of(&example("guide.yaml"), &b, &[]);
@@ -78,8 +78,9 @@ fn the_manifest_lists_path_mode_owner_and_checksum_of_every_file() {
         .iter()
         .find(|f| f["path"] == "/etc/opendkim/KeyTable")
         .unwrap();
-    assert_eq!(keytable["mode"], "0644");
-    assert_eq!(keytable["owner"]["user"], "opendkim");
+    // Modes and owners come from the host's table, never from a bundle.
+    assert!(keytable.get("mode").is_none() && keytable.get("owner").is_none());
+    assert_eq!(manifest["keys"][0]["set"], "shared");
     let content = &all
         .iter()
         .find(|(n, _)| n == "files/etc/opendkim/KeyTable")

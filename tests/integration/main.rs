@@ -9,3 +9,4 @@ mod fleet;
 mod golden;
 mod rotate;
 mod support;
+mod trust;

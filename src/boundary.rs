@@ -1,0 +1,289 @@
+//! The trust boundary: what apply may execute, judged against the managed-file
+//! table. Saved plans and bundles are rendered again on the host, so they cannot
+//! name another path or mode; this check is the one gate every plan passes
+//! before apply touches anything, whatever produced it.
+
+use std::collections::BTreeSet;
+
+use crate::desired::{
+    self, Effect, KEY_DIR_MODE, OPENDKIM, Owner, SHARED_KEY, key_dir, managed_dirs, managed_file,
+    paths,
+};
+use crate::plan::{FollowUp, Plan, Step};
+use crate::spec::DomainName;
+use crate::spec::names::check_selector;
+
+/// A step the managed-file table does not allow. Nothing has been written.
+#[derive(Debug, thiserror::Error)]
+#[error("refused step {index} ({label}): {why}; nothing was written")]
+pub struct Refused {
+    pub index: usize,
+    pub label: String,
+    pub why: String,
+}
+
+/// A key set's name: `shared`, or a domain written as the spec writes domains.
+pub fn is_key_set(set: &str) -> bool {
+    set == SHARED_KEY || set.parse::<DomainName>().is_ok_and(|d| d.as_str() == set)
+}
+
+/// `/etc/opendkim/keys/<set>/<selector>.private|.txt`.
+pub fn is_key_file(path: &str) -> bool {
+    let Some(rest) = path
+        .strip_prefix(paths::KEYS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let Some((set, file)) = rest.split_once('/') else {
+        return false;
+    };
+    let selector = file
+        .strip_suffix(".private")
+        .or_else(|| file.strip_suffix(".txt"));
+    is_key_set(set) && selector.is_some_and(|s| check_selector(s).is_ok())
+}
+
+/// Owner and mode of a directory mailsetup manages, if it manages one at `path`.
+pub fn managed_dir(path: &str) -> Option<(Owner, u32)> {
+    if let Some(dir) = managed_dirs().into_iter().find(|d| d.path == path) {
+        return Some((dir.owner, dir.mode));
+    }
+    let set = path
+        .strip_prefix(paths::KEYS_DIR)?
+        .strip_prefix('/')
+        .filter(|set| is_key_set(set))?;
+    (key_dir(set) == path).then_some((OPENDKIM, KEY_DIR_MODE))
+}
+
+/// Checks every step of `plan` against the table: paths, owners, modes and
+/// the follow-ups the changed files call for.
+pub fn check(plan: &Plan) -> Result<(), Refused> {
+    let mut effects = BTreeSet::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let refuse = |why: String| Refused {
+            index: i + 1,
+            label: step.label(),
+            why,
+        };
+        let is = |path: &str, owner: Owner, mode: u32| -> Result<(), Refused> {
+            let allowed = managed_dir(path)
+                .or_else(|| managed_file(path).map(|f| (f.owner, f.mode)))
+                .ok_or_else(|| refuse(format!("{path} is not managed by mailsetup")))?;
+            if allowed != (owner, mode) {
+                return Err(refuse(format!(
+                    "{path} is {}:{} {:04o}, not {}:{} {mode:04o}",
+                    allowed.0.user, allowed.0.group, allowed.1, owner.user, owner.group
+                )));
+            }
+            Ok(())
+        };
+        match step {
+            Step::CreateDir {
+                path, mode, owner, ..
+            } => {
+                managed_dir(path).ok_or_else(|| {
+                    refuse(format!("{path} is not a directory mailsetup manages"))
+                })?;
+                is(path, *owner, *mode)?;
+            }
+            Step::FixMeta {
+                path, mode, owner, ..
+            } => is(path, *owner, *mode)?,
+            Step::GenerateKey {
+                set,
+                selector,
+                bits,
+                private_path,
+                txt_path,
+                ..
+            } => {
+                let dir = key_dir(set);
+                if !is_key_set(set)
+                    || check_selector(selector).is_err()
+                    || *private_path != format!("{dir}/{selector}.private")
+                    || *txt_path != format!("{dir}/{selector}.txt")
+                {
+                    return Err(refuse(format!(
+                        "a key goes to {dir}/SELECTOR.private and .txt, named by its set and selector"
+                    )));
+                }
+                crate::keys::check_bits(*bits).map_err(|e| refuse(e.to_string()))?;
+                effects.insert(Effect::Reload(desired::Service::Opendkim));
+            }
+            Step::CreateFile(f) | Step::UpdateFile(f) => {
+                is(&f.path, f.owner, f.mode)?;
+                let table = managed_file(&f.path)
+                    .ok_or_else(|| refuse(format!("{} is not a file", f.path)))?;
+                if table.secret != f.secret {
+                    return Err(refuse(format!("{} holds credentials or not", f.path)));
+                }
+                effects.extend(table.effects.iter().copied());
+            }
+            Step::RemoveFile { path } => {
+                let table = managed_file(path)
+                    .ok_or_else(|| refuse(format!("{path} is not managed by mailsetup")))?;
+                effects.extend(table.effects.iter().copied());
+            }
+            Step::AddToGroup { user, group } => {
+                if (user.as_str(), group.as_str()) != ("postfix", "opendkim") {
+                    return Err(refuse("only postfix joins group opendkim".into()));
+                }
+                effects.insert(Effect::Reload(desired::Service::Postfix));
+            }
+            Step::FollowUp(follow_up) => {
+                let derived = match follow_up {
+                    FollowUp::Newaliases => effects.contains(&Effect::Newaliases),
+                    FollowUp::Postmap { path } => {
+                        path == paths::SASL_PASSWD && effects.contains(&Effect::Postmap)
+                    }
+                    FollowUp::Service { service, .. } => {
+                        effects.contains(&Effect::Reload(*service))
+                            || effects.contains(&Effect::Restart(*service))
+                    }
+                };
+                if !derived {
+                    return Err(refuse("no change before it calls for it".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::is_managed_file;
+
+    fn desired() -> desired::Desired {
+        let (spec, _) = crate::spec::parse(
+            "host:\n  hostname: mail.example.com\n  relay:\n    host: relay.example.net\n    auth:\n      username: u\n      password_file: /p\ndomains:\n  example.com:\ndkim:\n  key: per-domain\naliases:\n  root: a@example.net\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let facts = desired::HostFacts {
+            key_selectors: Default::default(),
+            signing_selectors: Default::default(),
+            relay_password: Some("pw".into()),
+            today: "2026-11-24".parse().unwrap(),
+        };
+        let templates = crate::templates::Templates::load(None).unwrap();
+        desired::desired(&spec, "t.yaml", &templates, &facts).unwrap()
+    }
+
+    /// Whatever the desired state names, the boundary allows, with its owner and mode.
+    #[test]
+    fn every_desired_path_is_allowed() {
+        let desired = desired();
+        assert!(desired.files.iter().any(|f| f.secret));
+        for file in &desired.files {
+            let table = managed_file(&file.path).unwrap();
+            assert_eq!((table.owner, table.mode), (file.owner, file.mode));
+        }
+        for dir in &desired.dirs {
+            assert_eq!(
+                managed_dir(&dir.path),
+                Some((dir.owner, dir.mode)),
+                "{}",
+                dir.path
+            );
+        }
+        for key in &desired.keys {
+            assert!(is_key_file(&key.private_path) && is_key_file(&key.txt_path));
+        }
+    }
+
+    #[test]
+    fn only_managed_paths_pass() {
+        assert!(is_managed_file("/etc/postfix/main.cf"));
+        assert!(!is_managed_file("/etc/shadow"));
+        assert!(!is_managed_file("/etc/postfix/../shadow"));
+        assert!(is_key_file("/etc/opendkim/keys/shared/20261124.private"));
+        assert!(is_key_file("/etc/opendkim/keys/example.com/mail.txt"));
+        assert!(!is_key_file("/etc/opendkim/keys/../../shadow.private"));
+        assert!(!is_key_file("/etc/opendkim/keys/shared/../x.private"));
+        assert!(managed_dir("/etc/opendkim/keys/example.com").is_some());
+        assert!(managed_dir("/etc/opendkim/keys/..").is_none());
+        assert!(managed_dir("/root").is_none());
+    }
+
+    fn plan_of(steps: Vec<Step>) -> Plan {
+        Plan {
+            format: crate::plan::FORMAT.into(),
+            root: "/".into(),
+            steps,
+            observed: vec![],
+            keys_present: vec![],
+            notes: vec![],
+        }
+    }
+
+    fn write(path: &str, mode: u32, owner: Owner) -> crate::plan::FileWrite {
+        crate::plan::FileWrite {
+            path: path.into(),
+            mode,
+            owner,
+            ids: None,
+            secret: false,
+            old: None,
+            new: String::new(),
+            old_sha256: None,
+            new_sha256: None,
+        }
+    }
+
+    #[test]
+    fn hostile_steps_are_refused_by_number() {
+        use crate::desired::ROOT;
+        let ok = Step::UpdateFile(write(paths::ALIASES, 0o644, ROOT));
+        assert!(
+            check(&plan_of(vec![
+                ok.clone(),
+                Step::FollowUp(FollowUp::Newaliases)
+            ]))
+            .is_ok()
+        );
+        let hostile = [
+            Step::UpdateFile(write("/etc/cron.d/evil", 0o644, ROOT)),
+            Step::UpdateFile(write("/../ESCAPED", 0o644, ROOT)),
+            Step::UpdateFile(write(paths::MAIN_CF, 0o777, ROOT)),
+            Step::UpdateFile(write(paths::MAIN_CF, 0o644, OPENDKIM)),
+            Step::UpdateFile(write(paths::SASL_PASSWD, 0o600, ROOT)),
+            Step::CreateDir {
+                path: "/etc/cron.d".into(),
+                mode: 0o755,
+                owner: ROOT,
+                ids: None,
+            },
+            Step::GenerateKey {
+                set: "shared".into(),
+                selector: "s".into(),
+                bits: 2048,
+                domain: "example.com".into(),
+                private_path: "/etc/cron.d/s.private".into(),
+                txt_path: "/etc/opendkim/keys/shared/s.txt".into(),
+                ids: None,
+            },
+            Step::RemoveFile {
+                path: "/etc/passwd".into(),
+            },
+            Step::AddToGroup {
+                user: "www-data".into(),
+                group: "root".into(),
+            },
+            Step::FollowUp(FollowUp::Postmap {
+                path: "/etc/shadow".into(),
+            }),
+        ];
+        for step in hostile {
+            let err = check(&plan_of(vec![step.clone()])).unwrap_err();
+            assert_eq!(err.index, 1, "{step:?}");
+            let err = check(&plan_of(vec![ok.clone(), step.clone()])).unwrap_err();
+            assert_eq!(err.index, 2, "{step:?}");
+        }
+        // A follow-up no change calls for.
+        let err = check(&plan_of(vec![Step::FollowUp(FollowUp::Newaliases)])).unwrap_err();
+        assert_eq!(err.index, 1);
+    }
+}
