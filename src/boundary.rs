@@ -286,4 +286,164 @@ mod tests {
         let err = check(&plan_of(vec![Step::FollowUp(FollowUp::Newaliases)])).unwrap_err();
         assert_eq!(err.index, 1);
     }
+
+    use proptest::prelude::*;
+
+    /// A spec using every field whose value reaches a rendered file, with one
+    /// value replaced by `{}` (filled in as a YAML double-quoted string).
+    const FIELDS: &[(&str, &str)] = &[
+        ("hostname", "host:\n  hostname: {}\n"),
+        (
+            "mailname",
+            "host:\n  hostname: mail.example.com\n  mailname: {}\n",
+        ),
+        (
+            "maillog_file",
+            "host:\n  hostname: mail.example.com\n  maillog_file: {}\n",
+        ),
+        (
+            "networks",
+            "host:\n  hostname: mail.example.com\n  networks: [{}]\n",
+        ),
+        (
+            "relay.host",
+            "host:\n  hostname: mail.example.com\n  relay:\n    host: {}\n",
+        ),
+        (
+            "relay.auth.username",
+            "host:\n  hostname: mail.example.com\n  relay:\n    host: r.example.net\n    auth:\n      username: {}\n      password_file: /p\n",
+        ),
+        (
+            "domain",
+            "host:\n  hostname: mail.example.com\ndomains:\n  {}:\n",
+        ),
+        ("dkim.selector", "dkim:\n  selector: {}\n"),
+        ("dkim.trusted_hosts", "dkim:\n  trusted_hosts: [{}]\n"),
+        ("dkim.oversign_headers", "dkim:\n  oversign_headers: [{}]\n"),
+        (
+            "alias name",
+            "aliases:\n  root: ops@example.net\n  {}: root\n",
+        ),
+        ("alias target", "aliases:\n  root: [{}]\n"),
+        ("apticron.email", "apticron:\n  email: {}\n"),
+        (
+            "apticron.subject",
+            "apticron:\n  email: root\n  subject: {}\n",
+        ),
+    ];
+
+    /// The spec with `field` set to `value`; everything else fixed.
+    fn spec_text(field: &str, value: &str) -> String {
+        let quoted = serde_json::to_string(value).unwrap();
+        let mut parts = vec![
+            ("host", "host:\n  hostname: mail.example.com\n".to_string()),
+            ("domains", "domains:\n  example.com:\n".to_string()),
+            ("dkim", "dkim:\n  selector: mail\n".to_string()),
+            ("aliases", "aliases:\n  root: ops@example.net\n".to_string()),
+            ("apticron", "apticron:\n  email: root\n".to_string()),
+        ];
+        let template = FIELDS.iter().find(|(f, _)| *f == field).unwrap().1;
+        let filled = template.replace("{}", &quoted);
+        for (key, text) in &mut parts {
+            if filled.starts_with(&format!("{key}:")) {
+                *text = filled.clone();
+            }
+            // The domain field sits under `domains` after a host section.
+            if *key == "host" && field == "domain" {
+                *text = filled.clone();
+            }
+            if *key == "domains" && field == "domain" {
+                text.clear();
+            }
+        }
+        parts.into_iter().map(|(_, t)| t).collect()
+    }
+
+    fn render(text: &str) -> Option<desired::Desired> {
+        let (spec, _) = crate::spec::parse(text, std::path::Path::new("p.yaml")).ok()?;
+        let facts = desired::HostFacts {
+            key_selectors: Default::default(),
+            signing_selectors: Default::default(),
+            relay_password: Some("pw".into()),
+            today: "2026-11-24".parse().unwrap(),
+        };
+        let templates = crate::templates::Templates::load(None).unwrap();
+        desired::desired(&spec, "p.yaml", &templates, &facts).ok()
+    }
+
+    /// Baseline values, one valid per field, whose render every accepted value
+    /// must match line for line.
+    fn baseline(field: &str) -> &'static str {
+        match field {
+            "hostname" | "mailname" => "mail.example.com",
+            "maillog_file" => "/var/log/postfix.log",
+            "networks" => "127.0.0.0/8",
+            "relay.host" => "relay.example.net",
+            "relay.auth.username" => "user",
+            "domain" => "example.com",
+            "dkim.selector" => "mail",
+            "dkim.trusted_hosts" => "127.0.0.1",
+            "dkim.oversign_headers" => "From",
+            "alias name" => "abuse",
+            "alias target" => "ops@example.net",
+            "apticron.email" => "root",
+            "apticron.subject" => "System updates.",
+            _ => unreachable!(),
+        }
+    }
+
+    fn line_counts(d: &desired::Desired) -> Vec<(String, usize)> {
+        d.files
+            .iter()
+            .map(|f| (f.path.clone(), f.content.lines().count()))
+            .collect()
+    }
+
+    #[test]
+    fn every_field_renders_at_its_baseline() {
+        for (field, _) in FIELDS {
+            assert!(
+                render(&spec_text(field, baseline(field))).is_some(),
+                "{field}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the parser accepts renders no control character, no extra
+        /// line (a value cannot add a setting) and no path outside the table;
+        /// and the accepted spec reads back as itself.
+        #[test]
+        fn accepted_specs_stay_inside_their_lines_and_the_tree(
+            field in proptest::sample::select(FIELDS.iter().map(|(f, _)| *f).collect::<Vec<_>>()),
+            value in proptest::string::string_regex(
+                "[a-zA-Z0-9.@:/_+=,#;|{}\\[\\]\"'$` \t\r\n\\\\\u{0}\u{7f}\u{2028}ä-]{0,24}"
+            ).unwrap(),
+        ) {
+            let text = spec_text(field, &value);
+            let Some(desired) = render(&text) else { return Ok(()) };
+            let base = render(&spec_text(field, baseline(field))).unwrap();
+            prop_assert_eq!(line_counts(&desired), line_counts(&base), "{} = {:?}", field, value);
+            for file in &desired.files {
+                prop_assert!(
+                    file.content.chars().all(|c| c == '\n' || c == '\t' || !c.is_control()),
+                    "{} = {:?}: control character in {}", field, value, file.path
+                );
+                prop_assert!(managed_file(&file.path).is_some());
+            }
+            for dir in &desired.dirs {
+                prop_assert!(managed_dir(&dir.path).is_some(), "{}", dir.path);
+            }
+            for key in &desired.keys {
+                prop_assert!(is_key_file(&key.private_path) && is_key_file(&key.txt_path));
+            }
+            // parse → serialize → parse is stable.
+            let (spec, _) = crate::spec::parse(&text, std::path::Path::new("p.yaml")).unwrap();
+            let again = serde_yaml_ng::to_string(&spec).unwrap();
+            let (reread, _) = crate::spec::parse(&again, std::path::Path::new("p.yaml")).unwrap();
+            prop_assert_eq!(serde_yaml_ng::to_string(&reread).unwrap(), again);
+        }
+    }
 }

@@ -195,8 +195,9 @@ fn hex(bytes: &[u8]) -> String {
 const SALTED: &str = "salted-sha256:";
 
 /// How the state directory remembers a file mailsetup wrote: its sha256, or for
-/// a credential file a salted one, so the record cannot confirm a guessed password
-/// by hashing it (the rest of the file is known from the spec).
+/// a credential file a salted one. That record stays on the host (0600, in a
+/// 0700 directory) and, salted, matches no digest anyone could have computed
+/// elsewhere; plans, saved plans and bundles never carry a credential digest.
 pub fn applied_digest(content: &[u8], secret: bool) -> anyhow::Result<String> {
     if !secret {
         return Ok(sha256_hex(content));

@@ -239,10 +239,32 @@ impl System {
         Ok(out)
     }
 
-    /// The first line of a secret file (the relay password), which must not be
-    /// readable by others.
+    /// The first line of a secret file (the relay password). It must be a plain
+    /// file readable by its owner only, and that owner root when mailsetup runs
+    /// as root: otherwise a spec could have any file's first line (from
+    /// /etc/shadow, say) sent to a relay, or the password was never private.
     pub fn read_secret_line(&self, target: &str) -> Result<String> {
-        let path = self.path(target);
+        let path = self.resolve(target)?;
+        let meta = self
+            .lstat(&path)?
+            .with_context(|| format!("the password file {} does not exist", path.display()))?;
+        if !meta.is_file() {
+            bail!("the password file {} is not a plain file", path.display());
+        }
+        if meta.mode() & 0o077 != 0 {
+            bail!(
+                "the password file {} is readable by others (mode {:04o}): chmod 600 it",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        if self.can_chown() && meta.uid() != 0 {
+            bail!(
+                "the password file {} belongs to uid {}, not root: chown root it",
+                path.display(),
+                meta.uid()
+            );
+        }
         let text = fs::read_to_string(&path)
             .with_context(|| format!("read the password file {}", path.display()))?;
         let line = text.lines().next().unwrap_or("").to_string();

@@ -191,9 +191,20 @@ impl JsonSchema for Network {
     }
 }
 
+/// No control character, nor an invisible one that reads as a line break or
+/// reorders text (Unicode line/paragraph separators, bidi and zero-width marks).
 fn ascii_printable(s: &str) -> Result<(), String> {
+    let invisible = |c: char| {
+        matches!(c, '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
     if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(format!("contains a control character ({:?})", c));
+        return Err(format!("contains a control character ({c:?})"));
+    }
+    if let Some(c) = s.chars().find(|&c| invisible(c)) {
+        return Err(format!(
+            "contains an invisible character ({c:?}) that reads as a line break or reorders text"
+        ));
     }
     Ok(())
 }
@@ -319,6 +330,9 @@ fn check_mail_target(s: &str) -> Result<String, String> {
 
 fn check_plain_text(s: &str) -> Result<String, String> {
     ascii_printable(s)?;
+    if s.trim().is_empty() {
+        return Err("is empty; leave the field out for the default".into());
+    }
     if let Some(c) = s.chars().find(|c| matches!(c, '"' | '$' | '`' | '\\')) {
         return Err(format!("contains {c:?}, which is not allowed in this text"));
     }
@@ -444,5 +458,64 @@ mod tests {
         assert!(check_abs_path("relative").is_err());
         assert!(check_user_name("user@example.com").is_ok());
         assert!(check_user_name("a b").is_err());
+    }
+
+    use proptest::prelude::*;
+
+    /// Strings made of what breaks config files: separators, quotes, control
+    /// characters, path parts, non-ASCII, next to ordinary name characters.
+    fn hostile() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(
+            "[a-zA-Z0-9.@:/_+=,#;|{}\\[\\]\"'$` \t\r\n\\\\\u{0}\u{7f}\u{85}\u{2028}ä-]{0,24}",
+        )
+        .unwrap()
+    }
+
+    /// Accepted values keep to `allowed` and read back as themselves.
+    fn holds<T>(value: &str, allowed: impl Fn(char) -> bool)
+    where
+        T: std::str::FromStr + fmt::Display + PartialEq + fmt::Debug,
+    {
+        if let Ok(v) = value.parse::<T>() {
+            let text = v.to_string();
+            assert!(
+                text.chars().all(|c| !c.is_control() && allowed(c)),
+                "{value:?} accepted as {text:?}"
+            );
+            assert_eq!(
+                text.parse::<T>().ok(),
+                Some(v),
+                "{value:?} does not read back"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn checked_strings_hold_no_separator(s in hostile()) {
+            let name = |c: char| c.is_ascii_alphanumeric() || c == '-';
+            holds::<DomainName>(&s, |c| name(c) || c == '.');
+            holds::<SelectorPattern>(&s, |c| name(c) || c == '{' || c == '}');
+            holds::<FleetName>(&s, name);
+            holds::<AliasName>(&s, |c| name(c) || "._+".contains(c));
+            holds::<MailTarget>(&s, |c| name(c) || "._+@".contains(c));
+            holds::<MailAddress>(&s, |c| name(c) || "._+@".contains(c));
+            holds::<HostOrAddress>(&s, |c| name(c) || ".:".contains(c));
+            holds::<UserName>(&s, |c| !c.is_whitespace() && c != ':');
+            holds::<PlainText>(&s, |c| !"\"$`\\\u{2028}".contains(c));
+            holds::<AbsPath>(&s, |c| !c.is_whitespace() && c != ',');
+            if let Ok(p) = s.parse::<AbsPath>() {
+                prop_assert!(p.as_str().starts_with('/'));
+                prop_assert!(!p.as_str().split('/').any(|part| part == ".." || part == "."));
+            }
+            if let Ok(n) = Network::try_from(s.clone()) {
+                prop_assert!(n.postfix().chars().all(|c| c.is_ascii_hexdigit() || "[].:/".contains(c)));
+            }
+            if let Ok(sel) = check_selector(&s) {
+                prop_assert!(sel.chars().all(name));
+            }
+        }
     }
 }

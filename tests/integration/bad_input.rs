@@ -238,6 +238,56 @@ fn a_missing_file_and_broken_yaml_are_clear() {
     std::fs::write(&spec, "host: [\n").unwrap();
     let out = run(&["validate", path_str(&spec)], 1);
     assert!(out.stderr.contains("broken.yaml:"), "{}", out.stderr);
+
+    // The cause is said once, not once per layer of context.
+    let out = run(&["validate", "/nonexistent/mailsetup.yaml"], 1);
+    assert_eq!(
+        out.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    let latin1 = dir.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"host:\n  hostname: m\xe4il.example.com\n").unwrap();
+    let out = run(&["validate", path_str(&latin1)], 1);
+    assert_eq!(
+        out.stderr.matches("did not contain valid UTF-8").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_spec_saved_with_a_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bom.yaml");
+    std::fs::write(&spec, format!("\u{feff}{BASE}")).unwrap();
+    run(&["validate", path_str(&spec)], 0);
+}
+
+#[test]
+fn apply_prints_each_spec_warning_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("warn.yaml");
+    // More than 2048 bits: a warning.
+    std::fs::write(
+        &spec,
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  bits: 3072\n  selector: mail\naliases:\n  root: ops@example.net\n",
+    )
+    .unwrap();
+    let root = root();
+    let out = run(
+        &["apply", path_str(&spec), "--root", path_str(root.path())],
+        0,
+    );
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(warnings[0].contains("dkim.bits"), "{}", out.stderr);
 }
 
 #[test]

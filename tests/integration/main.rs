@@ -3,6 +3,7 @@ mod bad_input;
 mod bundle;
 mod check;
 mod cli;
+mod disk_full;
 mod dns_server;
 mod e2e;
 mod fleet;

@@ -66,12 +66,18 @@ pub fn examples() -> Vec<String> {
 pub fn root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc/mailsetup")).unwrap();
-    std::fs::write(
-        root.path().join("etc/mailsetup/relay-password"),
-        format!("{RELAY_PASSWORD}\n"),
-    )
-    .unwrap();
+    write_password(
+        &root.path().join("etc/mailsetup/relay-password"),
+        RELAY_PASSWORD,
+    );
     root
+}
+
+/// A relay password file as the operator makes it: one line, mode 0600.
+pub fn write_password(file: &Path, password: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(file, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 pub fn path_str(p: &Path) -> &str {

@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{RELAY_PASSWORD, example, missing_in_ci, path_str, root, run};
+use crate::support::{RELAY_PASSWORD, example, missing_in_ci, path_str, root, run, write_password};
 
 /// Everything under `dir` (files with content, directories, symlinks) with its
 /// mode: a refused input must leave this unchanged.
@@ -65,11 +65,7 @@ fn saved_plan() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let host = dir.path().join("root");
     std::fs::create_dir_all(host.join("etc/mailsetup")).unwrap();
-    std::fs::write(
-        host.join("etc/mailsetup/relay-password"),
-        format!("{RELAY_PASSWORD}\n"),
-    )
-    .unwrap();
+    write_password(&host.join("etc/mailsetup/relay-password"), RELAY_PASSWORD);
     let plan = dir.path().join("plan.json");
     run(
         &[
@@ -122,7 +118,8 @@ fn step_of<'a>(value: &'a mut serde_json::Value, path: &str) -> &'a mut serde_js
 
 #[test]
 fn hand_edited_saved_plans_are_refused_and_write_nothing() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "/etc/cron.d/evil",
             Box::new(|v| {
@@ -755,4 +752,42 @@ fn unsigned_wrong_key_wrong_namespace_and_tampered_bundles_are_refused() {
     std::fs::remove_file(&sig).unwrap();
     let out = run(&["apply", "--bundle", path_str(&bundle), "--root", h], 1);
     assert!(out.stderr.contains("not signed"), "{}", out.stderr);
+}
+
+#[test]
+fn the_relay_password_comes_only_from_a_private_file() {
+    let host = root();
+    let h = path_str(host.path());
+    let dir = tempfile::tempdir().unwrap();
+    // A spec naming another file than a password file: its first line would go
+    // to the relay. /etc/shadow is root:shadow 0640 on Debian.
+    let shadow = host.path().join("etc/shadow");
+    std::fs::write(&shadow, "root:$y$j9T$secret:19000:0:99999:7:::\n").unwrap();
+    std::fs::set_permissions(&shadow, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let text = std::fs::read_to_string(example("smarthost.yaml")).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("/etc/mailsetup/relay-password", "/etc/shadow"),
+    )
+    .unwrap();
+    let before = snapshot(host.path());
+    for cmd in ["plan", "apply"] {
+        let out = run(&[cmd, path_str(&spec), "--root", h], 1);
+        assert!(
+            out.stderr.contains("readable by others") && !out.stderr.contains("secret"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_unchanged(
+        &before,
+        &snapshot(host.path()),
+        "a refused apply wrote files",
+    );
+    // The operator's own file, left world-readable: refused with the fix.
+    let password = host.path().join("etc/mailsetup/relay-password");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&["apply", &example("smarthost.yaml"), "--root", h], 1);
+    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
 }
