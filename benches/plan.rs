@@ -39,7 +39,7 @@ fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
     };
     let desired = desired::desired(&spec, "bench.yaml", templates, &facts).unwrap();
     let actual = actual::read(&system, &desired).unwrap();
-    let plan = plan::plan("/", &desired, &actual);
+    let plan = plan::plan("/", desired, actual);
     show::plan_text(&plan).len() + plan.steps.len()
 }
 

@@ -385,7 +385,7 @@ pub fn apply_bundle(file: &Path, root: &Path, allowed_signers: Option<&Path>) ->
     for (key, pem) in keys {
         install_private_key(&job.system, key, pem)?;
     }
-    let plan = job.plan_to(&desired)?;
+    let plan = job.plan_to(desired)?;
     execute(&job.system, &plan)
 }
 

@@ -294,7 +294,7 @@ pub struct Desired {
 }
 
 /// Facts from the host that the desired state depends on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostFacts {
     /// Selectors of the private keys present, per key set.
     pub key_selectors: BTreeMap<String, Vec<String>>,
@@ -492,33 +492,34 @@ pub fn desired(
         facts.today,
     )?;
     let vars = vars(spec, spec_name, facts, &keys)?;
-    let context = tera::Context::from_serialize(&vars)?;
-    let mut secret_context = context.clone();
+    let mut context = tera::Context::from_serialize(&vars)?;
+    let render = |f: &ManagedFile, context: &tera::Context| -> Result<File> {
+        Ok(File {
+            path: f.path.to_string(),
+            content: templates.render(f.template, context)?,
+            owner: f.owner,
+            mode: f.mode,
+            secret: f.secret,
+        })
+    };
+    let mut files = MANAGED_FILES
+        .iter()
+        .filter(|f| !f.secret)
+        .map(|f| render(f, &context))
+        .collect::<Result<Vec<_>>>()?;
+    // Only now does the context get the password: no other template sees it.
+    // (One context, not a copy: at 100,000 domains it is most of the memory.)
     if let Some(sasl) = &vars.sasl {
         let secret = SecretVars {
             nexthop: &sasl.nexthop,
             username: &sasl.username,
             password: &sasl.password,
         };
-        secret_context.insert("sasl", &secret);
+        context.insert("sasl", &secret);
+        for f in MANAGED_FILES.iter().filter(|f| f.secret) {
+            files.push(render(f, &context)?);
+        }
     }
-
-    let files = MANAGED_FILES
-        .iter()
-        .filter(|f| !f.secret || vars.sasl.is_some())
-        .map(|f| {
-            Ok(File {
-                path: f.path.to_string(),
-                content: templates.render(
-                    f.template,
-                    if f.secret { &secret_context } else { &context },
-                )?,
-                owner: f.owner,
-                mode: f.mode,
-                secret: f.secret,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
 
     let mut dirs = managed_dirs();
     dirs.extend(keys.iter().map(|k| Dir {
@@ -587,13 +588,12 @@ fn vars<'a>(
 
     // One KeyTable entry per domain, so d= is always the domain itself; with
     // subdomain signing, mail from x.example.com is signed for example.com.
+    let by_set: std::collections::HashMap<&str, &'a Key> =
+        keys.iter().map(|k| (k.set.as_str(), k)).collect();
     let key_of = |domain: &DomainName| -> &'a Key {
         match spec.dkim.key {
             KeyMode::Shared => &keys[0],
-            KeyMode::PerDomain => keys
-                .iter()
-                .find(|k| k.set == domain.as_str())
-                .expect("a key per domain"),
+            KeyMode::PerDomain => by_set[domain.as_str()],
         }
     };
     let mut key_entries = Vec::with_capacity(spec.domains.len());
@@ -606,13 +606,16 @@ fn vars<'a>(
             selector: &key.selector,
             path: &key.private_path,
         });
+        // OpenDKIM looks a sender up as user@host, host, then user@.parent and
+        // .parent for each parent domain: "example.com" signs its own mail,
+        // ".example.com" that of every subdomain.
         signing.push(SigningEntry {
-            pattern: format!("*@{domain}"),
+            pattern: domain.to_string(),
             key: domain.as_str(),
         });
         if spec.dkim.subdomains {
             signing.push(SigningEntry {
-                pattern: format!("*@*.{domain}"),
+                pattern: format!(".{domain}"),
                 key: domain.as_str(),
             });
         }

@@ -1,6 +1,7 @@
 //! The DNS records to publish: SPF, DKIM, DMARC and DMARC report authorization,
 //! as a BIND zone snippet or JSON for DNS-provider tooling.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -10,7 +11,7 @@ use crate::keys::DkimPublicKey;
 use crate::rotate::State;
 use crate::spec::{Alignment, DmarcPolicy, Domain, DomainName, Spec, SpfAll};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Spf,
@@ -86,8 +87,20 @@ pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Recor
     records_for(spec, &dkim)
 }
 
+/// The selectors of each key set, so every domain finds its own at once.
+pub fn by_set(dkim: &[DkimSelector]) -> HashMap<&str, Vec<&DkimSelector>> {
+    let mut sets: HashMap<&str, Vec<&DkimSelector>> = HashMap::new();
+    for selector in dkim {
+        sets.entry(selector.set.as_str())
+            .or_default()
+            .push(selector);
+    }
+    sets
+}
+
 /// The records of every domain, with `dkim` every selector to publish.
 pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<String>) {
+    let sets = by_set(dkim);
     let mut out = Vec::new();
     let mut missing = Vec::new();
     // A fleet's SPF names every host; a single host relies on the spec's mechanisms.
@@ -103,7 +116,7 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
             spf(&domain, &fleet),
         ));
         let set = key_set_of(spec, domain.name);
-        for dkim in dkim.iter().filter(|s| s.set == set) {
+        for dkim in sets.get(set).into_iter().flatten() {
             let name = format!("{}._domainkey.{}", dkim.selector, domain.name);
             let value = match &dkim.value {
                 DkimValue::Key(public) => public.dns_value(),

@@ -222,7 +222,7 @@ pub fn digest_matches(digest: &str, content: &[u8]) -> bool {
 }
 
 /// Computes the steps that turn `actual` into `desired`.
-pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
+pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
     let mut steps = Vec::new();
     let mut notes = BTreeSet::new();
     let mut effects = BTreeSet::new();
@@ -253,6 +253,38 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
         })
     };
 
+    let seen = |path: &str, state: Option<&FileState>| Observed {
+        path: path.to_string(),
+        seen: match state {
+            None => Seen::Absent,
+            Some(_) if crate::desired::managed_file(path).is_some_and(|f| f.secret) => {
+                Seen::Credentials
+            }
+            Some(s) => Seen::File {
+                sha256: sha256_hex(&s.content),
+            },
+        },
+    };
+    let mut observed: Vec<Observed> = actual
+        .files
+        .iter()
+        .map(|(path, state)| seen(path, state.as_ref()))
+        .chain(
+            actual
+                .dropped
+                .iter()
+                .map(|(path, state)| seen(path, Some(state))),
+        )
+        .collect();
+    observed.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut keys_present: Vec<String> = actual
+        .keys
+        .iter()
+        .filter(|(_, exists)| **exists)
+        .map(|(path, _)| path.clone())
+        .collect();
+    keys_present.sort();
+
     for dir in &desired.dirs {
         let ids = resolve(dir.owner, &mut notes);
         match actual.dirs.get(&dir.path).copied().flatten() {
@@ -282,24 +314,26 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
         effects.insert(Effect::Reload(Service::Opendkim));
     }
 
-    for file in &desired.files {
+    // Contents move from the desired and actual states into the steps: at
+    // 100,000 domains a copy of each would double the memory.
+    for file in desired.files {
         let ids = resolve(file.owner, &mut notes);
-        let have = actual.files.get(&file.path).cloned().flatten();
-        let write = |old: Option<Vec<u8>>| FileWrite {
-            path: file.path.clone(),
+        let have = actual.files.remove(&file.path).flatten();
+        let write = |file: crate::desired::File, old: Option<Vec<u8>>| FileWrite {
+            old_sha256: old.as_deref().filter(|_| !file.secret).map(sha256_hex),
+            new_sha256: (!file.secret).then(|| sha256_hex(file.content.as_bytes())),
+            path: file.path,
             mode: file.mode,
             owner: file.owner,
             ids,
             secret: file.secret,
-            old_sha256: old.as_deref().filter(|_| !file.secret).map(sha256_hex),
             old,
-            new: file.content.clone(),
-            new_sha256: (!file.secret).then(|| sha256_hex(file.content.as_bytes())),
+            new: file.content,
         };
         match have {
             None => {
-                steps.push(Step::CreateFile(write(None)));
                 effects.extend(effects_of(&file.path).iter().copied());
+                steps.push(Step::CreateFile(write(file, None)));
             }
             Some(state) if state.content != file.content.as_bytes() => {
                 if file.path == paths::MAIN_CF && needs_restart(&state.content, &file.content) {
@@ -313,8 +347,8 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
                         file.path
                     ));
                 }
-                steps.push(Step::UpdateFile(write(Some(state.content))));
                 effects.extend(effects_of(&file.path).iter().copied());
+                steps.push(Step::UpdateFile(write(file, Some(state.content))));
             }
             Some(state) => {
                 steps.extend(fix_meta(&file.path, state.meta, file.mode, file.owner, ids));
@@ -393,38 +427,6 @@ pub fn plan(root: &str, desired: &Desired, actual: &Actual) -> Plan {
             Effect::Reload(_) | Effect::Restart(_) => {}
         }
     }
-
-    let seen = |path: &str, state: Option<&FileState>| Observed {
-        path: path.to_string(),
-        seen: match state {
-            None => Seen::Absent,
-            Some(_) if crate::desired::managed_file(path).is_some_and(|f| f.secret) => {
-                Seen::Credentials
-            }
-            Some(s) => Seen::File {
-                sha256: sha256_hex(&s.content),
-            },
-        },
-    };
-    let mut observed: Vec<Observed> = actual
-        .files
-        .iter()
-        .map(|(path, state)| seen(path, state.as_ref()))
-        .chain(
-            actual
-                .dropped
-                .iter()
-                .map(|(path, state)| seen(path, Some(state))),
-        )
-        .collect();
-    observed.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut keys_present: Vec<String> = actual
-        .keys
-        .iter()
-        .filter(|(_, exists)| **exists)
-        .map(|(path, _)| path.clone())
-        .collect();
-    keys_present.sort();
 
     Plan {
         format: FORMAT.to_string(),

@@ -245,14 +245,18 @@ fn key_sets(spec: &Spec) -> Vec<KeySet<'_>> {
     } else {
         format!("rotation-{}.json", spec.hostname())
     };
+    // The domains of each set, in one pass over the domains.
+    let mut domains: std::collections::HashMap<&str, Vec<&DomainName>> = Default::default();
+    for domain in spec.domains.keys() {
+        domains
+            .entry(key_set_of(spec, domain))
+            .or_default()
+            .push(domain);
+    }
     desired::key_sets(spec)
         .into_iter()
         .map(|(name, _)| KeySet {
-            domains: spec
-                .domains
-                .keys()
-                .filter(|d| key_set_of(spec, d) == name)
-                .collect(),
+            domains: domains.remove(name.as_str()).unwrap_or_default(),
             name,
             state_name: state_name.clone(),
         })

@@ -124,12 +124,12 @@ pub fn run(
 pub fn dns_findings(spec: &Spec, dkim: &[DkimSelector], dns: &dyn Dns) -> Vec<Finding> {
     let mut out = Vec::new();
     let (expected, _) = dns::records_for(spec, dkim);
-    let expected_value = |kind: RecordKind, name: &str| {
-        expected
-            .iter()
-            .find(|r| r.kind == kind && r.name == name)
-            .map(|r| r.value.as_str())
-    };
+    let expected: std::collections::HashMap<(RecordKind, &str), &str> = expected
+        .iter()
+        .map(|r| ((r.kind, r.name.as_str()), r.value.as_str()))
+        .collect();
+    let expected_value = |kind: RecordKind, name: &str| expected.get(&(kind, name)).copied();
+    let sets = dns::by_set(dkim);
     let addresses = host_addresses(spec, dns, &mut out);
     for domain in spec.domains() {
         let name = domain.name.as_str();
@@ -142,7 +142,7 @@ pub fn dns_findings(spec: &Spec, dkim: &[DkimSelector], dns: &dyn Dns) -> Vec<Fi
             out.push(spf_host_finding(dns, name, *ip));
         }
         let set = key_set_of(spec, domain.name);
-        for selector in dkim.iter().filter(|s| s.set == set) {
+        for selector in sets.get(set).into_iter().flatten() {
             out.push(dkim_finding(dns, name, selector));
         }
         let dmarc_name = format!("_dmarc.{name}");
