@@ -154,10 +154,13 @@ pub fn plan_text(plan: &Plan) -> String {
 /// A unified diff of one file, indented; credentials are never shown.
 fn diff(out: &mut String, f: &FileWrite) {
     if f.secret {
-        let _ = writeln!(
-            out,
-            "    {DIM}(content hidden: it holds credentials){DIM:#}"
-        );
+        // Compared on the host, where both versions are; only the verdict shows.
+        let what = if f.old.is_some() || f.old_sha256.is_some() {
+            "credentials changed; content hidden"
+        } else {
+            "content hidden: it holds credentials"
+        };
+        let _ = writeln!(out, "    {DIM}({what}){DIM:#}");
         return;
     }
     let old = f

@@ -225,7 +225,7 @@ fn no_credential_nor_its_digest_in_any_output() {
     let changed = run(&["plan", &spec, "--root", h], 0);
     assert!(
         changed.stdout.contains("update /etc/postfix/sasl_passwd")
-            && changed.stdout.contains("credentials"),
+            && changed.stdout.contains("credentials changed"),
         "{}",
         changed.stdout
     );
