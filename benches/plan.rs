@@ -37,7 +37,7 @@ fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),
     };
-    let desired = desired::desired(&spec, "bench.yaml", templates, &facts).unwrap();
+    let desired = desired::desired(&spec, templates, &facts).unwrap();
     let actual = actual::read(&system, &desired).unwrap();
     let plan = plan::plan("/", desired, actual);
     show::plan_text(&plan).len() + plan.steps.len()
@@ -101,7 +101,7 @@ fn apply_without_commands(text: &str, root: &Path, templates: &Templates) {
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),
     };
-    let desired = desired::desired(&spec, "bench.yaml", templates, &facts).unwrap();
+    let desired = desired::desired(&spec, templates, &facts).unwrap();
     let system = System::new(root).unwrap();
     for dir in &desired.dirs {
         std::fs::create_dir_all(system.path(&dir.path)).unwrap();

@@ -169,7 +169,7 @@ mod tests {
             today: "2026-11-24".parse().unwrap(),
         };
         let templates = crate::templates::Templates::load(None).unwrap();
-        desired::desired(&spec, "t.yaml", &templates, &facts).unwrap()
+        desired::desired(&spec, &templates, &facts).unwrap()
     }
 
     /// Whatever the desired state names, the boundary allows, with its owner and mode.
@@ -368,7 +368,7 @@ mod tests {
             today: "2026-11-24".parse().unwrap(),
         };
         let templates = crate::templates::Templates::load(None).unwrap();
-        desired::desired(&spec, "p.yaml", &templates, &facts).ok()
+        desired::desired(&spec, &templates, &facts).ok()
     }
 
     /// Baseline values, one valid per field, whose render every accepted value

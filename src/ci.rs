@@ -227,7 +227,7 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
         relay_password: Some(String::new()),
         today: today()?,
     };
-    let desired = desired::desired(&spec, &source.spec_name, &templates, &facts)?;
+    let desired = desired::desired(&spec, &templates, &facts)?;
     let with_public = match (&system, &args.public_keys) {
         (Some(system), _) => with_public_keys(system, desired.keys.clone())?,
         (None, Some(dir)) => paired_with_export(&desired.keys, &read_public_keys(dir)?),

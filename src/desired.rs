@@ -479,19 +479,14 @@ struct SecretVars<'a> {
 }
 
 /// Computes the desired state of the host.
-pub fn desired(
-    spec: &Spec,
-    spec_name: &str,
-    templates: &Templates,
-    facts: &HostFacts,
-) -> Result<Desired> {
+pub fn desired(spec: &Spec, templates: &Templates, facts: &HostFacts) -> Result<Desired> {
     let keys = keys(
         spec,
         &facts.key_selectors,
         &facts.signing_selectors,
         facts.today,
     )?;
-    let vars = vars(spec, spec_name, facts, &keys)?;
+    let vars = vars(spec, facts, &keys)?;
     let mut context = tera::Context::from_serialize(&vars)?;
     let render = |f: &ManagedFile, context: &tera::Context| -> Result<File> {
         Ok(File {
@@ -547,12 +542,7 @@ fn socket_dir() -> &'static str {
         .unwrap_or(MILTER_SOCKET_IN_SPOOL)
 }
 
-fn vars<'a>(
-    spec: &'a Spec,
-    spec_name: &str,
-    facts: &HostFacts,
-    keys: &'a [Key],
-) -> Result<Vars<'a>> {
+fn vars<'a>(spec: &'a Spec, facts: &HostFacts, keys: &'a [Key]) -> Result<Vars<'a>> {
     let hostname = spec.hostname().to_string();
     let mailname = spec.mailname().to_string();
     let mut mydestination = vec!["$myhostname".to_string(), "localhost".to_string()];
@@ -622,10 +612,11 @@ fn vars<'a>(
     }
 
     Ok(Vars {
-        header: format!(
-            "Managed by mailsetup from {spec_name}: edit the spec, not this file; \
-             mailsetup apply overwrites local changes."
-        ),
+        // The same whatever the spec file is called or where it lives: renaming
+        // it must not rewrite every file and restart OpenDKIM.
+        header: "Managed by mailsetup: edit the spec, not this file; mailsetup apply \
+                 overwrites local changes."
+            .to_string(),
         host: HostVars {
             hostname,
             mailname,

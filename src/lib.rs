@@ -93,7 +93,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => {
             let job = Job::new(&target)?;
             let date = today()?;
-            let plan = job.plan(&job.facts(date)?)?;
+            let plan = job.plan(&job.plan_facts(date)?)?;
             if let Some(file) = save {
                 saved::save(&plan, &job.source, date, &file)?;
             }
@@ -277,10 +277,38 @@ impl Job {
         Ok((job, warnings))
     }
 
+    /// What the host says the desired state depends on. The relay password
+    /// file must exist, since the credentials file is written from it.
     pub(crate) fn facts(&self, today: jiff::civil::Date) -> Result<HostFacts> {
+        self.host_facts(today, false)
+    }
+
+    /// Like `facts`, for a plan: a relay password file that does not exist yet
+    /// is a warning (apply refuses until it does), so the whole plan still shows.
+    pub(crate) fn plan_facts(&self, today: jiff::civil::Date) -> Result<HostFacts> {
+        self.host_facts(today, true)
+    }
+
+    fn host_facts(&self, today: jiff::civil::Date, planning: bool) -> Result<HostFacts> {
         let relay_password = match self.spec.host.relay.as_ref().and_then(|r| r.auth.as_ref()) {
-            Some(auth) => Some(self.system.read_secret_line(auth.password_file.as_str())?),
             None => None,
+            Some(auth) => match self.system.read_secret_line(auth.password_file.as_str())? {
+                Some(password) => Some(password),
+                None if planning => {
+                    warn_missing(&[format!(
+                        "the relay password file {} does not exist yet: the plan shows \
+                         /etc/postfix/sasl_passwd without it, and apply refuses until it exists \
+                         (one line, root's, mode 0600)",
+                        auth.password_file
+                    )]);
+                    Some(String::new())
+                }
+                None => bail!(
+                    "the relay password file {} does not exist: create it (one line, the \
+                     password; owned by root, mode 0600), then apply again",
+                    self.system.path(auth.password_file.as_str()).display()
+                ),
+            },
         };
         Ok(HostFacts {
             key_selectors: self.system.key_selectors()?,
@@ -291,7 +319,7 @@ impl Job {
     }
 
     pub(crate) fn desired(&self, facts: &HostFacts) -> Result<Desired> {
-        desired::desired(&self.spec, &self.source.spec_name, &self.templates, facts)
+        desired::desired(&self.spec, &self.templates, facts)
     }
 
     /// The plan from what the host has now to `desired`.

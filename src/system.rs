@@ -243,11 +243,12 @@ impl System {
     /// file readable by its owner only, and that owner root when mailsetup runs
     /// as root: otherwise a spec could have any file's first line (from
     /// /etc/shadow, say) sent to a relay, or the password was never private.
-    pub fn read_secret_line(&self, target: &str) -> Result<String> {
+    /// `None` when the file does not exist (yet).
+    pub fn read_secret_line(&self, target: &str) -> Result<Option<String>> {
         let path = self.resolve(target)?;
-        let meta = self
-            .lstat(&path)?
-            .with_context(|| format!("the password file {} does not exist", path.display()))?;
+        let Some(meta) = self.lstat(&path)? else {
+            return Ok(None);
+        };
         if !meta.is_file() {
             bail!("the password file {} is not a plain file", path.display());
         }
@@ -274,7 +275,7 @@ impl System {
                 path.display()
             );
         }
-        Ok(line)
+        Ok(Some(line))
     }
 
     /// The target's accounts; a tree without its own /etc/passwd (a staging

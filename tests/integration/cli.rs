@@ -684,3 +684,46 @@ fn an_unprivileged_apply_into_a_root_notes_the_owners_it_cannot_set() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn renaming_or_moving_the_spec_changes_nothing() {
+    let root = root();
+    let r = path_str(root.path());
+    run(&["apply", &example("guide.yaml"), "--root", r], 0);
+    let dir = tempfile::tempdir().unwrap();
+    let moved = dir.path().join("elsewhere.yml");
+    std::fs::copy(example("guide.yaml"), &moved).unwrap();
+    let out = run(
+        &["plan", path_str(&moved), "--root", r, "--detailed-exitcode"],
+        0,
+    );
+    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
+}
+
+#[test]
+fn a_plan_shows_everything_before_the_relay_password_file_exists() {
+    let root = tempfile::tempdir().unwrap();
+    let r = path_str(root.path());
+    let out = run(&["plan", &example("smarthost.yaml"), "--root", r], 0);
+    assert!(
+        out.stderr.contains("does not exist yet") && out.stderr.contains("apply refuses"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("+ create /etc/postfix/sasl_passwd")
+            && out.stdout.contains("+ create /etc/postfix/main.cf"),
+        "{}",
+        out.stdout
+    );
+    let out = run(&["apply", &example("smarthost.yaml"), "--root", r], 1);
+    assert!(
+        out.stderr.contains("does not exist: create it"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        crate::support::tree(root.path()).is_empty(),
+        "apply wrote files"
+    );
+}
