@@ -22,6 +22,8 @@ pub struct Actual {
     pub can_chown: bool,
     /// The target is the running system (`/`), not a tree under `--root`.
     pub live: bool,
+    /// The desired packages dpkg does not list as installed.
+    pub missing_packages: Vec<&'static str>,
     /// Which of the map tools (postalias, postmap) are installed.
     pub has_postalias: bool,
     pub has_postmap: bool,
@@ -66,6 +68,13 @@ pub fn read(system: &System, desired: &Desired) -> Result<Actual> {
         accounts: system.accounts()?,
         can_chown: system.can_chown(),
         live: system.is_live(),
+        missing_packages: if desired.packages.is_empty() {
+            Vec::new()
+        } else {
+            let status = system.read_file(crate::packages::DPKG_STATUS)?;
+            let status = status.map(|f| String::from_utf8_lossy(&f.content).into_owned());
+            crate::packages::missing(&desired.packages, status.as_deref().unwrap_or(""))
+        },
         has_postalias: system.find_program("postalias").is_some(),
         has_postmap: system.find_program("postmap").is_some(),
     })

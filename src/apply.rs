@@ -237,6 +237,8 @@ fn change(
         }
         // Run once every file is in place.
         Step::FollowUp(_) => {}
+        // Done before the staged checks, which need the packages' tools.
+        Step::InstallPackages { .. } => {}
     }
     Ok(())
 }
@@ -337,7 +339,14 @@ fn service_step(
         Service::Postfix => "postfix",
         Service::Opendkim => "opendkim",
     };
-    if !system.service_running(service) {
+    let running = system.service_running(service);
+    // A fresh install's services are started (and enabled); otherwise only a
+    // running service is touched.
+    let action = match action {
+        ServiceAction::Start if running => ServiceAction::Restart,
+        other => other,
+    };
+    if !running && action != ServiceAction::Start {
         report.notes.push(format!(
             "{name} is not running: not reloaded; start it to use the new configuration"
         ));
@@ -351,6 +360,7 @@ fn service_step(
         match action {
             ServiceAction::Reload => "reloaded",
             ServiceAction::Restart => "restarted",
+            ServiceAction::Start => "enabled and started",
         }
     ));
     Ok(())

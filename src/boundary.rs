@@ -79,6 +79,17 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
             Ok(())
         };
         match step {
+            Step::InstallPackages { packages } => {
+                if i != 0 {
+                    return Err(refuse("packages are installed first or not at all".into()));
+                }
+                if let Some(p) = packages
+                    .iter()
+                    .find(|p| !crate::packages::KNOWN.contains(&p.as_str()))
+                {
+                    return Err(refuse(format!("{p} is not a package mailsetup installs")));
+                }
+            }
             Step::CreateDir {
                 path, mode, owner, ..
             } => {
@@ -137,9 +148,13 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                     FollowUp::Postmap { path } => {
                         path == paths::SASL_PASSWD && effects.contains(&Effect::Postmap)
                     }
-                    FollowUp::Service { service, .. } => {
-                        effects.contains(&Effect::Reload(*service))
-                            || effects.contains(&Effect::Restart(*service))
+                    FollowUp::Service { service, action } => {
+                        let changed = effects.contains(&Effect::Reload(*service))
+                            || effects.contains(&Effect::Restart(*service));
+                        // Starting a service belongs to a fresh install.
+                        changed
+                            && (*action != crate::system::ServiceAction::Start
+                                || matches!(plan.steps.first(), Some(Step::InstallPackages { .. })))
                     }
                 };
                 if !derived {
@@ -282,6 +297,26 @@ mod tests {
             let err = check(&plan_of(vec![ok.clone(), step.clone()])).unwrap_err();
             assert_eq!(err.index, 2, "{step:?}");
         }
+        // Packages: known ones, first.
+        let install = |p: &str| Step::InstallPackages {
+            packages: vec![p.to_string()],
+        };
+        assert!(check(&plan_of(vec![install("postfix"), ok.clone()])).is_ok());
+        assert!(check(&plan_of(vec![install("netcat-traditional")])).is_err());
+        assert_eq!(
+            check(&plan_of(vec![ok.clone(), install("postfix")]))
+                .unwrap_err()
+                .index,
+            2
+        );
+        // Starting a service belongs to a fresh install.
+        let start = Step::FollowUp(FollowUp::Service {
+            service: desired::Service::Postfix,
+            action: crate::system::ServiceAction::Start,
+        });
+        let main_cf = Step::UpdateFile(write(paths::MAIN_CF, 0o644, ROOT));
+        assert!(check(&plan_of(vec![main_cf.clone(), start.clone()])).is_err());
+        assert!(check(&plan_of(vec![install("postfix"), main_cf, start])).is_ok());
         // A follow-up no change calls for.
         let err = check(&plan_of(vec![Step::FollowUp(FollowUp::Newaliases)])).unwrap_err();
         assert_eq!(err.index, 1);

@@ -307,6 +307,7 @@ impl Bundle {
                     Some((name.to_string(), String::from_utf8_lossy(data).into_owned()))
                 })
                 .collect(),
+            skip_packages: false,
         }
     }
 

@@ -306,14 +306,23 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<()
 /// then the host renders the spec it carries (paths, modes, owners from the
 /// managed-file table; credentials from this host) and refuses the bundle unless
 /// its files are exactly that rendering.
-pub fn apply_bundle(file: &Path, root: &Path, allowed_signers: Option<&Path>) -> Result<u8> {
+pub fn apply_bundle(
+    file: &Path,
+    root: &Path,
+    allowed_signers: Option<&Path>,
+    skip_packages: bool,
+) -> Result<u8> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
     verify_signature(file, &bytes, root, allowed_signers)
         .with_context(|| format!("refuse {}; nothing was written", file.display()))?;
     let bundle =
         archive::Bundle::read(&bytes).with_context(|| format!("refuse {}", file.display()))?;
     let label = PathBuf::from(format!("{} (the spec in it)", file.display()));
-    let (job, warnings) = Job::from_source(bundle.source(), &label, root)?;
+    let source = Source {
+        skip_packages,
+        ..bundle.source()
+    };
+    let (job, warnings) = Job::from_source(source, &label, root)?;
     crate::warn_spec(&label, &warnings);
     preflight(&job.system, &job.spec)?;
 

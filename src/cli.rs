@@ -97,6 +97,9 @@ pub enum Command {
             env = "MAILSETUP_ALLOWED_SIGNERS"
         )]
         allowed_signers: Option<PathBuf>,
+        /// Leave the Debian packages alone (as `host.install_packages: false`).
+        #[arg(long)]
+        no_install_packages: bool,
     },
     /// Build a byte-reproducible bundle for CI: the spec, the rendered files, a
     /// manifest (sha256 of each) and the DNS records; with --sign, an SSH signature
@@ -320,6 +323,10 @@ pub struct Target {
     /// main.cf.tera) replace the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Leave the Debian packages alone (as `host.install_packages: false`): for
+    /// hosts whose packages are managed elsewhere.
+    #[arg(long)]
+    pub no_install_packages: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

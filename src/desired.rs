@@ -287,6 +287,8 @@ pub struct GroupMember {
 /// Everything the spec asks of the host.
 #[derive(Clone, Debug, Serialize)]
 pub struct Desired {
+    /// Debian packages to have installed (none with `install_packages: false`).
+    pub packages: Vec<&'static str>,
     pub dirs: Vec<Dir>,
     pub keys: Vec<Key>,
     pub files: Vec<File>,
@@ -524,6 +526,11 @@ pub fn desired(spec: &Spec, templates: &Templates, facts: &HostFacts) -> Result<
     }));
 
     Ok(Desired {
+        packages: if spec.host.install_packages {
+            crate::packages::required(spec)
+        } else {
+            Vec::new()
+        },
         dirs,
         keys,
         files,

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod desired;
 pub mod dns;
 pub mod keys;
+pub mod packages;
 pub mod plan;
 pub mod resolve;
 pub mod rotate;
@@ -114,12 +115,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             host,
             plan: None,
             bundle: None,
+            no_install_packages,
             ..
         } => apply(&Target {
             spec,
             root,
             host,
             templates,
+            no_install_packages,
         }),
         Command::Apply {
             plan: Some(file),
@@ -130,8 +133,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             bundle: Some(file),
             root,
             allowed_signers,
+            no_install_packages,
             ..
-        } => ci::apply_bundle(&file, &root, allowed_signers.as_deref()),
+        } => ci::apply_bundle(
+            &file,
+            &root,
+            allowed_signers.as_deref(),
+            no_install_packages,
+        ),
         Command::Apply { .. } => bail!("apply needs a spec, --plan or --bundle"),
         Command::Bundle(args) => ci::bundle(args),
         Command::PublicKeys {
@@ -267,7 +276,8 @@ impl Job {
         label: &Path,
         root: &Path,
     ) -> Result<(Job, Vec<spec::Warning>)> {
-        let (spec, warnings) = source.spec(label)?;
+        let (mut spec, warnings) = source.spec(label)?;
+        spec.host.install_packages &= !source.skip_packages;
         let job = Job {
             spec,
             templates: source.templates()?,
@@ -392,14 +402,15 @@ fn apply_rendered(
 
 /// The live system needs the daemons' packages before anything is written.
 pub(crate) fn preflight(system: &System, spec: &Spec) -> Result<()> {
-    if !system.is_live() {
+    // Where mailsetup installs the packages, the plan does it first.
+    if !system.is_live() || spec.host.install_packages {
         return Ok(());
     }
     for program in ["postconf", "postalias", "opendkim"] {
         if system.find_program(program).is_none() {
             bail!(
-                "{program} is not installed; install the packages first: \
-                 apt-get install postfix opendkim opendkim-tools"
+                "{program} is not installed, and host.install_packages is false: install \
+                 the packages first: apt-get install postfix opendkim opendkim-tools"
             );
         }
     }
@@ -421,6 +432,12 @@ pub(crate) fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
     if plan.is_empty() {
         return Ok(0);
     }
+    let mut installed = Vec::new();
+    if let Some(plan::Step::InstallPackages { packages }) = plan.steps.first() {
+        let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+        system.install_packages(&packages)?;
+        installed.push(format!("installed {}", packages.join(" ")));
+    }
     // New keys are made on the other cores while the daemons check the staged
     // configuration.
     let (checked, keys) = std::thread::scope(|scope| {
@@ -434,7 +451,7 @@ pub(crate) fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
     let report = apply::apply(system, plan, &keys?)?;
     notes.extend(report.notes);
     let mut text = String::from("\nApplied:\n");
-    for line in report.done {
+    for line in installed.into_iter().chain(report.done) {
         text += &format!("  {line}\n");
     }
     for note in notes {

@@ -36,6 +36,10 @@ pub struct FileWrite {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
+    /// Install missing Debian packages (apt-get, non-interactive), first of all.
+    InstallPackages {
+        packages: Vec<String>,
+    },
     CreateDir {
         path: String,
         #[serde(with = "octal")]
@@ -83,6 +87,7 @@ impl Step {
     /// The step in a few words, for messages.
     pub fn label(&self) -> String {
         match self {
+            Step::InstallPackages { packages } => format!("install {}", packages.join(" ")),
             Step::CreateDir { path, .. } => format!("create directory {path}"),
             Step::FixMeta { path, .. } => format!("fix mode/owner of {path}"),
             Step::GenerateKey { set, selector, .. } => {
@@ -285,6 +290,23 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
         .collect();
     keys_present.sort();
 
+    // Packages first: the daemons' users, tools and checks come with them.
+    let installing = !actual.missing_packages.is_empty() && actual.live;
+    if installing {
+        steps.push(Step::InstallPackages {
+            packages: actual
+                .missing_packages
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        });
+    } else if !actual.missing_packages.is_empty() {
+        notes.insert(format!(
+            "not the live system (--root): missing packages are listed, not installed: {}",
+            actual.missing_packages.join(" ")
+        ));
+    }
+
     for dir in &desired.dirs {
         let ids = resolve(dir.owner, &mut notes);
         match actual.dirs.get(&dir.path).copied().flatten() {
@@ -411,7 +433,11 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
                 );
             }
             Effect::Reload(service) | Effect::Restart(service) if actual.live => {
-                let action = if effects.contains(&Effect::Restart(service)) {
+                let action = if installing {
+                    // Enabled and started on a fresh install, restarted if the
+                    // package started it with its own configuration.
+                    ServiceAction::Start
+                } else if effects.contains(&Effect::Restart(service)) {
                     ServiceAction::Restart
                 } else {
                     ServiceAction::Reload

@@ -34,6 +34,15 @@ pub fn plan_text(plan: &Plan) -> String {
     let (mut created, mut updated, mut actions) = (0, 0, 0);
     for step in &plan.steps {
         match step {
+            Step::InstallPackages { packages } => {
+                actions += 1;
+                let _ = writeln!(
+                    out,
+                    "{RUN}! install {}{RUN:#} (apt-get, non-interactive, no recommends; \
+                     Postfix's question answered \"No configuration\")",
+                    packages.join(" ")
+                );
+            }
             Step::CreateDir {
                 path,
                 mode,

@@ -21,16 +21,23 @@ pub struct Source {
     pub host: Option<String>,
     /// Template overrides (name, text), in name order.
     pub templates: Vec<(String, String)>,
+    /// `--no-install-packages`: leave the Debian packages alone.
+    #[serde(default)]
+    pub skip_packages: bool,
 }
 
 impl Source {
     /// Reads the spec and template files a command line names.
     pub fn read(target: &Target) -> Result<Source> {
-        Self::read_parts(
+        let source = Self::read_parts(
             &target.spec,
             target.host.as_deref(),
             target.templates.as_deref(),
-        )
+        )?;
+        Ok(Source {
+            skip_packages: target.no_install_packages,
+            ..source
+        })
     }
 
     pub fn read_parts(spec: &Path, host: Option<&str>, templates: Option<&Path>) -> Result<Source> {
@@ -47,6 +54,7 @@ impl Source {
                 Some(dir) => templates::read_dir(dir)?,
                 None => Vec::new(),
             },
+            skip_packages: false,
         })
     }
 

@@ -90,6 +90,8 @@ impl Accounts {
 pub enum ServiceAction {
     Reload,
     Restart,
+    /// Enable and start (after a fresh install); restart when already running.
+    Start,
 }
 
 /// Access to one target system: `/` or a tree under `--root`.
@@ -521,12 +523,39 @@ impl System {
 
     /// Runs a command; a non-zero exit is an error carrying its output.
     pub fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
+        self.run_with(program, args, &[], None)
+    }
+
+    /// `run` with extra environment variables and text on standard input.
+    fn run_with(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        input: Option<&str>,
+    ) -> Result<CommandOutput> {
         let exe = self
             .find_program(program)
             .with_context(|| format!("{program} is not installed"))?;
-        let out = Command::new(&exe)
+        let mut child = Command::new(&exe)
             .args(args)
-            .output()
+            .envs(env.iter().copied())
+            .stdin(if input.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("run {}", exe.display()))?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin
+                .write_all(text.as_bytes())
+                .with_context(|| format!("write to {}", exe.display()))?;
+        }
+        let out = child
+            .wait_with_output()
             .with_context(|| format!("run {}", exe.display()))?;
         let result = CommandOutput {
             success: out.status.success(),
@@ -542,6 +571,65 @@ impl System {
             );
         }
         Ok(result)
+    }
+
+    /// Installs Debian packages with apt, answering no question: Postfix's
+    /// debconf question is preseeded to "No configuration" (mailsetup writes
+    /// main.cf), no recommends, existing configuration files kept. Waits up to
+    /// two minutes for another package manager's lock; the package lists are
+    /// refreshed once when a package is not found.
+    pub fn install_packages(&self, packages: &[&str]) -> Result<()> {
+        self.run_with(
+            "debconf-set-selections",
+            &[],
+            &[],
+            Some("postfix postfix/main_mailer_type select No configuration\n"),
+        )?;
+        let env = [("DEBIAN_FRONTEND", "noninteractive")];
+        let mut args = vec![
+            "-q",
+            "-y",
+            "--no-install-recommends",
+            "-o",
+            "DPkg::Lock::Timeout=120",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "install",
+        ];
+        args.extend_from_slice(packages);
+        let install = || self.run_with("apt-get", &args, &env, None);
+        let explain = |e: anyhow::Error| {
+            let text = format!("{e:#}");
+            let why = if text.contains("Could not get lock") {
+                "another package manager holds the dpkg lock (apt says which process above); \
+                 waited 2 minutes"
+            } else if text.contains("Temporary failure resolving")
+                || text.contains("Failed to fetch")
+                || text.contains("Could not connect")
+            {
+                "apt could not reach the package mirror"
+            } else if text.contains("held") {
+                "a package is held (apt-mark showhold)"
+            } else {
+                "apt failed"
+            };
+            e.context(format!(
+                "install {}: {why}; install them by hand, or set host.install_packages: false \
+                 (--no-install-packages) where packages are managed elsewhere",
+                packages.join(" ")
+            ))
+        };
+        match install() {
+            Ok(_) => Ok(()),
+            Err(e) if format!("{e:#}").contains("Unable to locate package") => {
+                self.run_with("apt-get", &["-q", "update"], &env, None)
+                    .map_err(explain)?;
+                install().map(drop).map_err(explain)
+            }
+            Err(e) => Err(explain(e)),
+        }
     }
 
     /// Whether Cyrus SASL's PLAIN/LOGIN plugins (libsasl2-modules) are installed,
@@ -596,13 +684,18 @@ impl System {
     pub fn service(&self, service: Service, action: ServiceAction) -> Result<()> {
         let unit = service_unit(service);
         if self.systemd() {
-            let verb = match action {
-                ServiceAction::Reload => "reload",
-                ServiceAction::Restart => "restart",
+            let args: &[&str] = match action {
+                ServiceAction::Reload => &["reload", unit],
+                ServiceAction::Restart => &["restart", unit],
+                ServiceAction::Start => &["enable", "--now", unit],
             };
-            return self.run("systemctl", &[verb, unit]).map(drop);
+            return self.run("systemctl", args).map(drop);
         }
         match (service, action) {
+            (Service::Postfix, ServiceAction::Start) => self.run("postfix", &["start"]).map(drop),
+            (Service::Opendkim, ServiceAction::Start) => {
+                self.run("/etc/init.d/opendkim", &["start"]).map(drop)
+            }
             (Service::Postfix, ServiceAction::Reload) => self.run("postfix", &["reload"]).map(drop),
             (Service::Postfix, ServiceAction::Restart) => {
                 self.run("postfix", &["stop"])?;

@@ -97,6 +97,11 @@ pub struct Host {
     /// Postfix writes its log to this file (`maillog_file`) instead of syslog.
     #[serde(default)]
     pub maillog_file: Option<AbsPath>,
+    /// Install the Debian packages the spec needs (postfix, opendkim,
+    /// opendkim-tools, apticron; libsasl2-modules with relay auth) when they are
+    /// missing. `false` for hosts whose packages are managed elsewhere.
+    #[serde(default = "yes")]
+    pub install_packages: bool,
 }
 
 impl Default for Host {
@@ -109,6 +114,7 @@ impl Default for Host {
             protocols: Protocols::default(),
             relay: None,
             maillog_file: None,
+            install_packages: true,
         }
     }
 }

@@ -727,3 +727,47 @@ fn a_plan_shows_everything_before_the_relay_password_file_exists() {
         "apply wrote files"
     );
 }
+
+#[test]
+fn missing_packages_are_listed_from_the_dpkg_database_under_the_root() {
+    let root = root();
+    let r = path_str(root.path());
+    // A tree with no dpkg database lacks every package.
+    let out = run(&["plan", &example("smarthost.yaml"), "--root", r], 0);
+    assert!(
+        out.stdout.contains(
+            "missing packages are listed, not installed: postfix opendkim opendkim-tools apticron libsasl2-modules"
+        ),
+        "{}",
+        out.stdout
+    );
+    // dpkg says two are installed (one only half).
+    let dpkg = root.path().join("var/lib/dpkg");
+    std::fs::create_dir_all(&dpkg).unwrap();
+    std::fs::write(
+        dpkg.join("status"),
+        "Package: postfix\nStatus: install ok installed\n\n\
+         Package: opendkim\nStatus: install ok installed\n\n\
+         Package: apticron\nStatus: install ok unpacked\n",
+    )
+    .unwrap();
+    let out = run(&["plan", &example("minimal.yaml"), "--root", r], 0);
+    assert!(
+        out.stdout
+            .contains("missing packages are listed, not installed: opendkim-tools apticron\n"),
+        "{}",
+        out.stdout
+    );
+    // Packages managed elsewhere: nothing said about them.
+    let out = run(
+        &[
+            "plan",
+            &example("minimal.yaml"),
+            "--root",
+            r,
+            "--no-install-packages",
+        ],
+        0,
+    );
+    assert!(!out.stdout.contains("packages"), "{}", out.stdout);
+}
