@@ -395,7 +395,7 @@ struct Vars<'a> {
     milter: MilterVars,
     opendkim: OpendkimVars,
     keys: Vec<KeyTableEntry<'a>>,
-    signing: Vec<SigningEntry<'a>>,
+    signing: Vec<SigningEntry>,
     trusted_hosts: Vec<String>,
     aliases: Vec<AliasVars>,
     apticron: AptVars,
@@ -438,16 +438,16 @@ struct OpendkimVars {
 
 #[derive(Serialize)]
 struct KeyTableEntry<'a> {
-    name: &'a str,
-    domain: &'a str,
+    name: String,
+    domain: String,
     selector: &'a str,
     path: &'a str,
 }
 
 #[derive(Serialize)]
-struct SigningEntry<'a> {
+struct SigningEntry {
     pattern: String,
-    key: &'a str,
+    key: String,
 }
 
 #[derive(Serialize)]
@@ -595,25 +595,40 @@ fn vars<'a>(spec: &'a Spec, facts: &HostFacts, keys: &'a [Key]) -> Result<Vars<'
     };
     let mut key_entries = Vec::with_capacity(spec.domains.len());
     let mut signing = Vec::with_capacity(spec.domains.len() * 2);
-    for domain in spec.domains.keys() {
+    for d in spec.domains() {
+        let domain = d.name;
         let key = key_of(domain);
         key_entries.push(KeyTableEntry {
-            name: domain.as_str(),
-            domain: domain.as_str(),
+            name: domain.to_string(),
+            domain: domain.to_string(),
             selector: &key.selector,
             path: &key.private_path,
         });
+        // A listed subdomain signs as itself (d=app.example.com) with its
+        // domain's key, so it aligns under strict DMARC too.
+        for sub in &d.subdomains {
+            key_entries.push(KeyTableEntry {
+                name: sub.to_string(),
+                domain: sub.to_string(),
+                selector: &key.selector,
+                path: &key.private_path,
+            });
+            signing.push(SigningEntry {
+                pattern: sub.to_string(),
+                key: sub.to_string(),
+            });
+        }
         // OpenDKIM looks a sender up as user@host, host, then user@.parent and
         // .parent for each parent domain: "example.com" signs its own mail,
         // ".example.com" that of every subdomain.
         signing.push(SigningEntry {
             pattern: domain.to_string(),
-            key: domain.as_str(),
+            key: domain.to_string(),
         });
         if spec.dkim.subdomains {
             signing.push(SigningEntry {
                 pattern: format!(".{domain}"),
-                key: domain.as_str(),
+                key: domain.to_string(),
             });
         }
     }

@@ -131,6 +131,37 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
                 ..txt(Kind::Dkim, name, value)
             });
         }
+        // A listed subdomain signs as itself: its own SPF and DKIM records (the
+        // same values); DMARC's policy lookup falls back to the domain's record.
+        for sub in &domain.subdomains {
+            out.push(Record {
+                note: Some(format!(
+                    "SPF for the sending subdomain {sub}: the hosts that may send as @{sub}"
+                )),
+                ..txt(Kind::Spf, sub.to_string(), spf_for(&domain, &fleet, true))
+            });
+            for dkim in sets.get(set).into_iter().flatten() {
+                let name = format!("{}._domainkey.{sub}", dkim.selector);
+                let value = match &dkim.value {
+                    DkimValue::Key(public) => public.dns_value(),
+                    DkimValue::Revoked => REVOKED.to_string(),
+                    DkimValue::Missing(why) => {
+                        missing.push(format!("{name}: {why}"));
+                        continue;
+                    }
+                };
+                out.push(Record {
+                    note: Some(match &dkim.note {
+                        Some(n) => format!("{n} (for {sub}'s own signatures)"),
+                        None => format!(
+                            "DKIM key of {sub}'s own signatures (d={sub}, {}'s key)",
+                            domain.name
+                        ),
+                    }),
+                    ..txt(Kind::Dkim, name, value)
+                });
+            }
+        }
         out.push(txt(
             Kind::Dmarc,
             format!("_dmarc.{}", domain.name),
@@ -170,13 +201,24 @@ pub fn needs_report_auth(domain: &str, report_domain: &str) -> bool {
 }
 
 fn spf(domain: &Domain, fleet: &[&DomainName]) -> String {
+    spf_for(domain, fleet, false)
+}
+
+/// The SPF value of `domain`, or of one of its listed subdomains (`sub`): the
+/// same hosts, so `a` and `mx` name the domain's addresses, not the subdomain's.
+fn spf_for(domain: &Domain, fleet: &[&DomainName], sub: bool) -> String {
     let spf = domain.spf;
     let mut v = String::from("v=spf1");
+    let of = if sub {
+        format!(":{}", domain.name)
+    } else {
+        String::new()
+    };
     if spf.a {
-        v.push_str(" a");
+        let _ = write!(v, " a{of}");
     }
     if spf.mx {
-        v.push_str(" mx");
+        let _ = write!(v, " mx{of}");
     }
     for host in &spf.hosts {
         let _ = write!(v, " a:{host}");
@@ -265,6 +307,26 @@ pub fn split_txt(value: &str) -> String {
 }
 
 /// A BIND zone snippet.
+/// What a record is for, in one line (records with a note of their own say it there).
+fn explain(r: &Record) -> String {
+    let owner = |prefix: &str| r.name.strip_prefix(prefix).unwrap_or(&r.name).to_string();
+    match r.kind {
+        Kind::Spf => format!("SPF: the hosts that may send mail as @{}", r.name),
+        Kind::Dkim => {
+            let (selector, domain) = r.name.split_once("._domainkey.").unwrap_or(("", &r.name));
+            format!(
+                "DKIM: the key receivers check {domain}'s signatures with (selector {selector})"
+            )
+        }
+        Kind::Dmarc => format!(
+            "DMARC: what receivers do with mail from {} (and its subdomains) that fails \
+             aligned SPF and DKIM, and where reports go",
+            owner("_dmarc.")
+        ),
+        Kind::DmarcReportAuth => "DMARC report authorization".to_string(),
+    }
+}
+
 pub fn zone(records: &[Record], missing: &[String]) -> String {
     let mut out =
         String::from("; DNS records for mailsetup: publish these in each domain's zone.\n");
@@ -272,9 +334,7 @@ pub fn zone(records: &[Record], missing: &[String]) -> String {
         let _ = writeln!(out, "; MISSING {m}");
     }
     for r in records {
-        if let Some(note) = &r.note {
-            let _ = writeln!(out, "; {note}");
-        }
+        let _ = writeln!(out, "; {}", r.note.clone().unwrap_or_else(|| explain(r)));
         let _ = writeln!(out, "{}.\tIN\t{}\t{}", r.name, r.rtype, split_txt(&r.value));
     }
     out

@@ -196,14 +196,14 @@ fn after(day: Date, days: Days) -> Date {
 }
 
 /// A key set: `shared` or a domain, with the domains it signs for.
-struct KeySet<'a> {
+struct KeySet {
     name: String,
-    domains: Vec<&'a DomainName>,
+    domains: Vec<DomainName>,
     /// Its rotation state's file name.
     state_name: String,
 }
 
-impl KeySet<'_> {
+impl KeySet {
     fn dir(&self) -> String {
         key_dir(&self.name)
     }
@@ -233,25 +233,25 @@ impl KeySet<'_> {
     }
 }
 
-impl fmt::Display for KeySet<'_> {
+impl fmt::Display for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
     }
 }
 
-fn key_sets(spec: &Spec) -> Vec<KeySet<'_>> {
+fn key_sets(spec: &Spec) -> Vec<KeySet> {
     let state_name = if spec.hosts.is_empty() {
         STATE_FILE.to_string()
     } else {
         format!("rotation-{}.json", spec.hostname())
     };
     // The domains of each set, in one pass over the domains.
-    let mut domains: std::collections::HashMap<&str, Vec<&DomainName>> = Default::default();
-    for domain in spec.domains.keys() {
-        domains
-            .entry(key_set_of(spec, domain))
-            .or_default()
-            .push(domain);
+    // Listed sending subdomains publish the same key under their own names.
+    let mut domains: std::collections::HashMap<&str, Vec<DomainName>> = Default::default();
+    for domain in spec.domains() {
+        let names = domains.entry(key_set_of(spec, domain.name)).or_default();
+        names.push(domain.name.clone());
+        names.extend(domain.subdomains);
     }
     desired::key_sets(spec)
         .into_iter()
@@ -593,8 +593,8 @@ fn lock(system: &System) -> Result<nix::fcntl::Flock<std::fs::File>> {
 }
 
 /// A set whose signing key changes: its state before and after.
-struct Switch<'a> {
-    set: KeySet<'a>,
+struct Switch {
+    set: KeySet,
     before: Rotation,
     after: Rotation,
 }

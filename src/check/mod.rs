@@ -145,6 +145,14 @@ pub fn dns_findings(spec: &Spec, dkim: &[DkimSelector], dns: &dyn Dns) -> Vec<Fi
         for selector in sets.get(set).into_iter().flatten() {
             out.push(dkim_finding(dns, name, selector));
         }
+        // Listed sending subdomains have SPF and DKIM records of their own.
+        for sub in &domain.subdomains {
+            let sub = sub.as_str();
+            out.push(spf_finding(dns, sub, expected_value(RecordKind::Spf, sub)));
+            for selector in sets.get(set).into_iter().flatten() {
+                out.push(dkim_finding(dns, sub, selector));
+            }
+        }
         let dmarc_name = format!("_dmarc.{name}");
         let (finding, report_domains) = dmarc_finding(
             dns,

@@ -87,6 +87,7 @@ pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError>
         }
     })?;
     fleet_check(&spec, text, file)?;
+    subdomain_check(&spec, text, file)?;
     let warnings = warnings(&spec);
     Ok((spec, warnings))
 }
@@ -111,6 +112,45 @@ fn fleet_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
         path: String::new(),
         message: message.to_string(),
     })
+}
+
+/// Listed sending subdomains make valid names, each once, none of them a
+/// sending domain of its own.
+fn subdomain_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
+    let mut seen = std::collections::HashSet::new();
+    for (domain, settings) in &spec.domains {
+        for label in settings.iter().flat_map(|s| &s.subdomains) {
+            let name = format!("{label}.{domain}");
+            let problem = if name.parse::<super::DomainName>().is_err() {
+                Some(format!("{name} is longer than a domain name may be"))
+            } else if spec.domains.keys().any(|d| d.as_str() == name) {
+                Some(format!(
+                    "{name} is a sending domain of its own: list it in one place"
+                ))
+            } else if !seen.insert(name.clone()) {
+                Some(format!("{name} is listed twice"))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(SpecError::Invalid {
+                    file: file.to_path_buf(),
+                    line: text
+                        .lines()
+                        .position(|l| l.contains("subdomains:") && l.contains(label.as_str()))
+                        .or_else(|| {
+                            text.lines()
+                                .position(|l| l.trim_start().starts_with("subdomains:"))
+                        })
+                        .map_or(1, |i| i + 1),
+                    column: 1,
+                    path: format!("domains.{domain}.subdomains: "),
+                    message,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The line of a top-level key, for errors found after parsing.
@@ -200,6 +240,55 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
             "the relay password may be sent without TLS; use `tls: encrypt`".to_string(),
         );
     }
+    // DMARC combinations that make some sender fail; one warning each, naming
+    // the domains (a spec may have 100,000).
+    let strict = |a: Option<super::Alignment>| a == Some(super::Alignment::Strict);
+    let mut unaligned = Vec::new();
+    let mut no_spf = Vec::new();
+    let mut unreported = Vec::new();
+    for domain in spec.domains() {
+        if spec.dkim.subdomains && strict(domain.dmarc.adkim) {
+            unaligned.push(domain.name);
+        } else if spec.dkim.subdomains && strict(domain.dmarc.aspf) {
+            no_spf.push(domain.name);
+        }
+        if domain.dmarc.p != super::DmarcPolicy::None && domain.dmarc.rua.is_empty() {
+            unreported.push(domain.name);
+        }
+    }
+    if !unaligned.is_empty() {
+        warn(
+            "dmarc.adkim",
+            format!(
+                "dkim.subdomains signs mail from the unlisted subdomains of {} as the parent \
+                 domain, which strict DKIM alignment (adkim: s) does not accept: that mail \
+                 fails DMARC. List the subdomains that send under domains.DOMAIN.subdomains \
+                 (each is then signed as itself) and set dkim.subdomains: false, or use adkim: r",
+                some(&unaligned)
+            ),
+        );
+    }
+    if !no_spf.is_empty() {
+        warn(
+            "dmarc.aspf",
+            format!(
+                "the unlisted subdomains of {} have no SPF record: their mail passes DMARC on \
+                 DKIM alone. List the subdomains that send under domains.DOMAIN.subdomains to \
+                 publish SPF for them",
+                some(&no_spf)
+            ),
+        );
+    }
+    if !unreported.is_empty() {
+        warn(
+            "dmarc.rua",
+            format!(
+                "{}: a quarantine or reject policy without rua: receivers act on failing mail \
+                 and nobody hears of it; add an address for aggregate reports",
+                some(&unreported)
+            ),
+        );
+    }
     for (name, targets) in spec.aliases.iter() {
         for target in targets {
             let t = target.as_str();
@@ -217,6 +306,15 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
         }
     }
     out
+}
+
+/// A few names, for a message: `a, b, c and 97 more`.
+fn some(names: &[&super::DomainName]) -> String {
+    let shown: Vec<&str> = names.iter().take(3).map(|n| n.as_str()).collect();
+    match names.len() {
+        n if n > 3 => format!("{} and {} more", shown.join(", "), n - 3),
+        _ => shown.join(", "),
+    }
 }
 
 /// A value given either as one item or as a list of items (its JSON Schema).

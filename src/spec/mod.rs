@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{SpecError, Warning, load, parse, read_text};
 pub use names::{
-    AbsPath, AliasName, DomainName, FleetName, HostOrAddress, MailAddress, MailTarget, Network,
-    PlainText, SelectorPattern, UserName,
+    AbsPath, AliasName, DomainName, FleetName, HostOrAddress, Label, MailAddress, MailTarget,
+    Network, PlainText, SelectorPattern, UserName,
 };
 
 pub use ops::{Check, Days, ResolverAddr, Rotation};
@@ -218,6 +218,12 @@ pub struct DomainSettings {
     pub spf: Option<Spf>,
     #[serde(default)]
     pub dmarc: Option<Dmarc>,
+    /// Subdomains that send mail (`[app, news]` for app.DOMAIN and news.DOMAIN).
+    /// Each is signed as itself (d=app.DOMAIN, with this domain's key), so it
+    /// aligns under strict DMARC, and gets its own SPF and DKIM records; the
+    /// domain's DMARC policy covers it.
+    #[serde(default)]
+    pub subdomains: Vec<Label>,
 }
 
 /// The SPF record: `v=spf1 [a] [mx] [a:HOST…] [ip4:/ip6:…] [include:…] -all`.
@@ -595,6 +601,8 @@ pub struct Domain<'a> {
     pub name: &'a DomainName,
     pub spf: &'a Spf,
     pub dmarc: &'a Dmarc,
+    /// The sending subdomains listed for it, as full names.
+    pub subdomains: Vec<DomainName>,
 }
 
 impl Spec {
@@ -608,6 +616,13 @@ impl Spec {
                 dmarc: settings
                     .and_then(|s| s.dmarc.as_ref())
                     .unwrap_or(&self.dmarc),
+                subdomains: settings
+                    .map(|s| s.subdomains.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    // Too long a name is refused when the spec is read.
+                    .filter_map(|label| format!("{label}.{name}").parse().ok())
+                    .collect(),
             }
         })
     }

@@ -113,6 +113,12 @@ checked_string!(
     "^[a-z0-9-]+$"
 );
 checked_string!(
+    /// One DNS label naming a sending subdomain (`app` for app.example.com).
+    Label,
+    check_selector,
+    "^[a-z0-9-]+$"
+);
+checked_string!(
     /// A host name or IP address (a relay host).
     HostOrAddress,
     check_host_or_address,
@@ -499,6 +505,7 @@ mod tests {
             holds::<DomainName>(&s, |c| name(c) || c == '.');
             holds::<SelectorPattern>(&s, |c| name(c) || c == '{' || c == '}');
             holds::<FleetName>(&s, name);
+            holds::<Label>(&s, name);
             holds::<AliasName>(&s, |c| name(c) || "._+".contains(c));
             holds::<MailTarget>(&s, |c| name(c) || "._+@".contains(c));
             holds::<MailAddress>(&s, |c| name(c) || "._+@".contains(c));

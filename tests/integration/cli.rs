@@ -771,3 +771,90 @@ fn missing_packages_are_listed_from_the_dpkg_database_under_the_root() {
     );
     assert!(!out.stdout.contains("packages"), "{}", out.stdout);
 }
+
+#[test]
+fn listed_subdomains_sign_as_themselves_with_their_own_records() {
+    let root = root();
+    let r = path_str(root.path());
+    run(&["apply", &example("guide.yaml"), "--root", r], 0);
+    let table = std::fs::read_to_string(root.path().join("etc/opendkim/SigningTable")).unwrap();
+    assert!(
+        table.contains("\napp.example.com app.example.com\n"),
+        "{table}"
+    );
+    let keys = std::fs::read_to_string(root.path().join("etc/opendkim/KeyTable")).unwrap();
+    assert!(
+        keys.contains("\napp.example.com app.example.com:"),
+        "{keys}"
+    );
+    let zone = run(&["dns", &example("guide.yaml"), "--root", r], 0).stdout;
+    assert!(
+        zone.contains("app.example.com.\tIN\tTXT\t\"v=spf1 a:example.com -all\""),
+        "{zone}"
+    );
+    assert!(
+        zone.contains("._domainkey.app.example.com.\tIN\tTXT"),
+        "{zone}"
+    );
+    assert!(!zone.contains("_dmarc.app.example.com"), "{zone}");
+    // Every record explained in one comment line.
+    let lines: Vec<&str> = zone.lines().skip(1).collect();
+    for pair in lines.chunks(2) {
+        assert!(
+            pair[0].starts_with("; ") && !pair[1].starts_with(';'),
+            "{pair:?}"
+        );
+    }
+}
+
+#[test]
+fn validate_warns_of_every_dmarc_combination_that_fails_a_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("s.yaml");
+    let write = |text: &str| std::fs::write(&spec, text).unwrap();
+    let base = "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\naliases:\n  root: ops@example.net\n";
+    write(&format!(
+        "{base}dkim:\n  subdomains: true\ndmarc:\n  adkim: s\n  rua: [d@example.com]\n"
+    ));
+    let out = run(&["validate", path_str(&spec)], 0);
+    assert!(
+        out.stderr.contains("warning:") && out.stderr.contains("adkim: r"),
+        "{}",
+        out.stderr
+    );
+    write(&format!(
+        "{base}dkim:\n  subdomains: true\ndmarc:\n  aspf: s\n  rua: [d@example.com]\n"
+    ));
+    let out = run(&["validate", path_str(&spec)], 0);
+    assert!(out.stderr.contains("no SPF record"), "{}", out.stderr);
+    write(&format!("{base}dmarc:\n  p: reject\n"));
+    let out = run(&["validate", path_str(&spec)], 0);
+    assert!(out.stderr.contains("without rua"), "{}", out.stderr);
+    // Strict alignment with listed subdomains only: nothing to warn of.
+    write(
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app]\ndkim:\n  subdomains: false\ndmarc:\n  p: reject\n  adkim: s\n  aspf: s\n  rua: [d@example.com]\naliases:\n  root: ops@example.net\n",
+    );
+    let out = run(&["validate", path_str(&spec)], 0);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    // A listed subdomain that is also a sending domain, or listed twice: refused.
+    write(
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app, app]\naliases:\n  root: ops@example.net\n",
+    );
+    let out = run(&["validate", path_str(&spec)], 1);
+    assert!(
+        out.stderr.contains(
+            "s.yaml:5:1: domains.example.com.subdomains: app.example.com is listed twice"
+        ),
+        "{}",
+        out.stderr
+    );
+    write(
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app]\n  app.example.com:\naliases:\n  root: ops@example.net\n",
+    );
+    let out = run(&["validate", path_str(&spec)], 1);
+    assert!(
+        out.stderr.contains("a sending domain of its own"),
+        "{}",
+        out.stderr
+    );
+}
