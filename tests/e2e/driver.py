@@ -38,8 +38,26 @@ or from `mailsetup dns --format json`):
      a=rsa-sha256, h= covering From and oversigning every
      dkim.oversign_headers entry, body and headers unchanged, and dkimpy
      verifies it against the printed record. With dkim.subdomains (default
-     true) the same for app.DOMAIN, signed d=DOMAIN. Mail from a domain that is
-     not configured, and from look-alikes (xDOMAIN, DOMAIN.other), is not signed.
+     true) the same for an unlisted subdomain (app.DOMAIN), signed d=DOMAIN;
+     every subdomain listed under domains.DOMAIN.subdomains is signed as itself
+     (d=LABEL.DOMAIN, DOMAIN's key and selector), with or without
+     dkim.subdomains. Mail from a domain that is not configured, and from
+     look-alikes (xDOMAIN, DOMAIN.other), is not signed.
+  6b. What receivers decide (RFC 7489 DMARC), judged by an independent
+     evaluator: authheaders.authenticate_message (dkimpy, pyspf and its own
+     DMARC policy lookup) gets every delivered signed message, the envelope
+     sender the sink saw, this host's address and HELO, and a DNS made only of
+     the records `mailsetup dns` printed plus the A records and included SPF
+     policies listed under TEST-ONLY CHANGES (no real DNS is asked: pyspf's and
+     dnspython's lookups are replaced while it runs). Each message must get
+     dkim=pass for the expected d=, spf=pass when the envelope sender's domain
+     has a printed SPF record (spf=none when it has none: PHP's mail() sends as
+     www-data@MAILNAME, unlisted subdomains have no record) and dmarc=pass. The
+     line says the verdict; a failure says what failed (alignment, a missing
+     record, and the policy receivers then apply). Every printed rua/ruf
+     destination outside the policy's organizational domain authorizes the
+     reports (DOMAIN._report._dmarc.DEST, RFC 7489 section 7.1), and listed
+     subdomains get an SPF record and a DKIM record with their parent's key.
   7. Mail to root, postmaster and every other alias reaches the addresses the
      aliases name (followed recursively), with envelope sender and From
      @/etc/mailname, DKIM-signed when the mailname is under a signing domain.
@@ -65,6 +83,16 @@ TEST-ONLY CHANGES to the spec (the copy is written to WORK/spec.yaml):
     socket of the test's own at /dev/log collects opendkim's syslog lines into
     /var/log/syslog).
   * Steps 11 and 12 change dkim.selector and add a domain, as described.
+  * Receiver DNS for step 6b (no change to the spec; only these are added to
+    what `mailsetup dns` prints): an A record 192.0.2.25 (RFC 5737), the
+    address SPF is evaluated from, for the host's hostname, every sending
+    domain and every listed subdomain (when the printed SPF names ip4:
+    networks and none contains 192.0.2.25, an address in the first one
+    instead). An include:/redirect= target that `dns` does not print gets
+    "v=spf1 ip4:192.0.2.0/24 -all" when mail leaves through a smart host
+    (host.relay: the provider's outbound network, the /24 that contains the
+    evaluated address; HELO is then the relay's name), else
+    "v=spf1 ip4:198.51.100.0/24 -all" (someone else's senders).
 
 Prints one line per check, `ok  <what>` or `FAIL <what>: <why>`, and exits 1
 when any check failed (2 when it could not run at all). Copies of the
@@ -72,7 +100,9 @@ generated configs and logs (never keys) are left in WORK/artifacts.
 """
 
 import argparse
+import contextlib
 import datetime
+import functools
 import ipaddress
 import json
 import logging
@@ -108,6 +138,13 @@ MAILLOG = "/var/log/postfix.log"
 SYSLOG = "/var/log/syslog"
 DELIVERY_TIMEOUT = 30.0
 OPENDKIM_CONF = "/etc/opendkim.conf"
+# The receiver's side (step 6b): who judges, from which address the host sends
+# (documentation ranges, RFC 5737), and whose networks included SPF policies name.
+AUTHSERV_ID = "receiver.e2e.test"
+HOST_ADDRESS = "192.0.2.25"
+THIRD_PARTY_NETWORK = "198.51.100.0/24"  # anyone else's senders (a smart host's: the /24 of HOST_ADDRESS)
+# Subdomains to send from that the spec does not list (the first one free is used).
+UNLISTED_LABELS = ("app", "web", "shop", "e2e-sub")
 
 T0 = time.monotonic()
 
@@ -374,7 +411,7 @@ def private_path(path):
 class SpecView:
     """What the checks expect, read from the (test copy of the) spec."""
 
-    def __init__(self, spec, fleet_host=None):
+    def __init__(self, spec, fleet_host=None, provider=None):
         host = spec.get("host") or {}
         dkim = spec.get("dkim") or {}
         self.selector = str(dkim.get("selector", "{date}"))
@@ -387,6 +424,18 @@ class SpecView:
             self.selector = str(member.get("selector") or f"{fleet_host}-{{date}}")
         self.mailname = host.get("mailname") or self.hostname
         self.domains = list((spec.get("domains") or {}).keys())
+        # Listed sending subdomains (domains.DOMAIN.subdomains: [label, ...]):
+        # full name -> parent domain. Each is signed as itself.
+        self.listed = {}
+        for name, settings in (spec.get("domains") or {}).items():
+            name = str(name).lower().rstrip(".")
+            for label in (settings or {}).get("subdomains") or []:
+                label = str(label).lower().rstrip(".")
+                full = label if label.endswith("." + name) else f"{label}.{name}"
+                self.listed[full] = name
+        # The smart host's name in the example (the test copy points at the sink):
+        # with one, mail reaches receivers from the provider.
+        self.provider = provider
         self.key_mode = dkim.get("key", "shared")
         self.subdomains = dkim.get("subdomains", True)
         self.oversign = [h.lower() for h in (dkim.get("oversign_headers") or ["From"])]
@@ -424,8 +473,12 @@ class SpecView:
         return result
 
     def signing_domain(self, domain):
-        """The d= expected for mail from DOMAIN, or None when it must not be signed."""
+        """The d= expected for mail from DOMAIN, or None when it must not be signed:
+        a listed subdomain is signed as itself, any other subdomain (with
+        dkim.subdomains) as its longest configured parent."""
         domain = domain.lower()
+        if domain in self.listed:
+            return domain
         best = None
         for d in self.domains:
             d = d.lower()
@@ -434,6 +487,17 @@ class SpecView:
                     best = d
         return best
 
+    def listed_under(self, domain):
+        domain = domain.lower()
+        return sorted(s for s, parent in self.listed.items() if parent == domain)
+
+    def unlisted_subdomain(self, domain):
+        """A subdomain of DOMAIN that the spec does not list (signed d=DOMAIN
+        with dkim.subdomains, else not at all)."""
+        domain = domain.lower()
+        return next(f"{label}.{domain}" for label in UNLISTED_LABELS
+                    if f"{label}.{domain}" not in self.listed)
+
 
 def make_test_spec(orig, work):
     """The test copy of the example and the relay sink it needs."""
@@ -441,7 +505,8 @@ def make_test_spec(orig, work):
     host = spec.setdefault("host", {})
     host["maillog_file"] = MAILLOG
     relay = host.get("relay")
-    sink = {"port": SINK_PLAIN_PORT, "tls": False, "auth": None}
+    sink = {"port": SINK_PLAIN_PORT, "tls": False, "auth": None,
+            "provider": str(relay["host"]).strip("[]").lower() if relay and relay.get("host") else None}
     if relay and relay.get("auth"):
         port = int(relay.get("port") or 587)
         if port == 25:
@@ -455,7 +520,8 @@ def make_test_spec(orig, work):
         relay["auth"] = auth
         host["relay"] = relay
         sink = {"port": port, "tls": relay.get("tls", "encrypt") in ("encrypt", "may"),
-                "auth": (auth["username"], "e2e-" + secrets.token_urlsafe(12)), "password_file": pwfile}
+                "auth": (auth["username"], "e2e-" + secrets.token_urlsafe(12)), "password_file": pwfile,
+                "provider": sink["provider"]}
     else:
         host["relay"] = {"host": "127.0.0.1", "port": SINK_PLAIN_PORT, "tls": "none"}
     return spec, sink
@@ -657,10 +723,14 @@ class Records:
     def __init__(self, records):
         self.all = records
         self.dkim = {}
+        self.txt = {}  # every TXT record printed: name -> [value, ...]
+        self.receiver = None  # set by dns_records: the receiver's view of these records
         for r in records:
             kind = r.get("kind")
             if kind == "dkim" or (kind is None and "._domainkey." in r.get("name", "")):
                 self.dkim[r["name"].rstrip(".").lower()] = r["value"]
+            if str(r.get("type", "TXT")).upper() == "TXT":
+                self.txt.setdefault(r["name"].rstrip(".").lower(), []).append(r["value"])
 
     def dnsfunc(self, name, timeout=5):
         if isinstance(name, bytes):
@@ -716,6 +786,292 @@ def verify_signature(raw, records, want_d, want_s, oversign):
     return "; ".join(problems) or None
 
 
+# --------------------------------------------------------------------------
+# The receiver: DMARC (RFC 7489) as authheaders judges it
+
+
+@functools.lru_cache(maxsize=None)
+def public_suffix_list():
+    from authheaders.dmarc_lookup import PublicSuffixList, get_suffix_list_file_name
+    with open(get_suffix_list_file_name()) as f:
+        return PublicSuffixList(f)
+
+
+@functools.lru_cache(maxsize=None)
+def org_domain(domain):
+    """authheaders' get_org_domain (same list, same call), reading the list once
+    instead of at every call (0.1 s each)."""
+    return public_suffix_list().get_public_suffix(domain)
+
+
+def report_org_domain(domain):
+    """The organizational domain for report authorization: as org_domain, but a
+    name under a TLD missing from the list (.example, .test) is its last two
+    labels, not the TLD."""
+    org = org_domain(domain)
+    return org if "." in org else ".".join(domain.split(".")[-2:])
+
+
+def domain_part(address):
+    """authheaders.get_domain_part without its bug: its pattern @([a-z0-9.]+)
+    stops at a hyphen (noreply@e2e-added.example gives "e2e"; upstream
+    ValiMail/authentication-headers pull request 36)."""
+    if isinstance(address, bytes):
+        address = address.decode("utf-8", "replace")
+    m = re.search(r"@([a-z0-9.-]+)", address, re.I)
+    return m.group(1).lower().rstrip(".") if m else ""
+
+
+def dmarc_tags(value):
+    return {k.lower(): v for k, v in record_tags(value).items()}
+
+
+class Receiver:
+    """A receiving MTA: authheaders.authenticate_message (dkimpy, pyspf, its
+    DMARC policy lookup) over a DNS of the records `mailsetup dns` printed plus
+    the A records and included SPF policies this test serves (self.served)."""
+
+    def __init__(self, records, view):
+        self.txt = {n: list(v) for n, v in records.txt.items()}
+        self.printed = sum(len(v) for v in self.txt.values())
+        self.provider = view.provider
+        self.helo = view.provider or view.hostname.lower()
+        self.address, why = self.host_address()
+        self.a = {n: [self.address] for n in
+                  dict.fromkeys(x.lower() for x in [view.hostname, *view.domains, *sorted(view.listed)])}
+        self.served = [f"A {self.address} for {', '.join(self.a)}{why}"]
+        provider_net = ipaddress.ip_network(f"{self.address}/24", strict=False)
+        other_net = next(n for n in map(ipaddress.ip_network, (THIRD_PARTY_NETWORK, "203.0.113.0/24"))
+                         if ipaddress.ip_address(self.address) not in n)
+        self.provider_spf = []  # include targets served as the smart-host provider's
+        for vals in list(self.txt.values()):
+            for v in vals:
+                if not v.lower().startswith("v=spf1"):
+                    continue
+                for m in re.finditer(r"(?:^|\s)[+?~-]?(?:include:|redirect=)([^\s%]+)", v, re.I):
+                    target = m.group(1).rstrip(".").lower()
+                    if target in self.txt:
+                        continue
+                    if self.provider:
+                        net = provider_net
+                        why = (f"the smart-host provider's outbound network, containing {self.address}: "
+                               f"mail leaves through {self.provider}")
+                        self.provider_spf.append(target)
+                    else:
+                        net, why = other_net, "someone else's senders, not this host"
+                    self.txt[target] = [f"v=spf1 ip4:{net} -all"]
+                    self.served.append(f'TXT {target} "v=spf1 ip4:{net} -all" ({why})')
+        self.provider_net = provider_net
+        self.escaped = []  # real DNS lookups attempted (must stay empty)
+
+    def host_address(self):
+        """The address receivers see mail come from: HOST_ADDRESS, unless the
+        printed SPF records name ip4: networks and none contains it: then the
+        host is taken to be in the first of them (the spec names no address)."""
+        nets = []
+        for vals in self.txt.values():
+            for v in vals:
+                if v.lower().startswith("v=spf1"):
+                    for m in re.finditer(r"(?:^|\s)\+?ip4:(\S+)", v, re.I):
+                        try:
+                            nets.append(ipaddress.ip_network(m.group(1), strict=False))
+                        except ValueError:
+                            pass
+        if not nets or any(ipaddress.ip_address(HOST_ADDRESS) in n for n in nets):
+            return HOST_ADDRESS, ""
+        n = nets[0]
+        addr = n.network_address + (min(25, n.num_addresses - 2) if n.num_addresses > 2 else 0)
+        return str(addr), f" (in {n}, the first ip4: network the SPF records name)"
+
+    def describe(self):
+        return (f"receiver DNS: the {self.printed} records `mailsetup dns` printed, plus "
+                + "; ".join(self.served) + f"; SPF is evaluated for {self.address}, HELO {self.helo}")
+
+    # DNS for dkimpy and authheaders' DMARC lookup: one function for both, which
+    # dkimpy calls with bytes (and wants bytes), authheaders with str.
+    def dnsfunc(self, name, timeout=5):
+        as_bytes = isinstance(name, bytes)
+        key = (name.decode() if as_bytes else name).rstrip(".").lower()
+        vals = self.txt.get(key) or self.a.get(key) or []
+        if key.startswith("_dmarc."):
+            vals = [v for v in vals if v.startswith("v=DMARC1")]
+        if len(vals) != 1:  # none, or several DMARC records: no policy (RFC 7489 6.6.3)
+            return None
+        return vals[0].encode() if as_bytes else vals[0]
+
+    # DNS for pyspf: spf.DNSLookup's interface, [((name, type), value), ...].
+    def spf_lookup(self, name, qtype, strict=True, timeout=None):
+        name = str(name).rstrip(".").lower()
+        if qtype == "TXT":
+            return [((name, qtype), [v.encode()]) for v in self.txt.get(name, [])]
+        if qtype == "A":
+            return [((name, qtype), a) for a in self.a.get(name, [])]
+        return []  # no AAAA, MX, PTR or type-99 SPF records are published
+
+    @contextlib.contextmanager
+    def offline(self):
+        """While authheaders runs: pyspf asks self.spf_lookup, dnspython refuses
+        (and records) any query, authheaders' address parsing is fixed for
+        hyphens and its public suffix list is read once."""
+        import authheaders
+        import authheaders.dmarc_lookup as lookup
+        import dns.resolver
+        import spf
+        escaped = self.escaped
+
+        def refuse(resolver, qname, *args, **kwargs):
+            escaped.append(str(qname))
+            raise RuntimeError(f"the evaluator asked real DNS for {qname}")
+
+        patches = [(spf, "DNSLookup", self.spf_lookup),
+                   (authheaders, "get_domain_part", domain_part),
+                   (authheaders, "get_org_domain", org_domain),
+                   (lookup, "get_org_domain", org_domain),
+                   (dns.resolver.Resolver, "resolve", refuse),
+                   (dns.resolver.Resolver, "query", refuse)]
+        saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+        try:
+            for obj, name, value in patches:
+                setattr(obj, name, value)
+            yield
+        finally:
+            for obj, name, value in saved:
+                setattr(obj, name, value)
+
+    def authenticate(self, raw, mail_from):
+        """The Authentication-Results header and {method: (result, properties)}."""
+        import authheaders
+        from authres import AuthenticationResultsHeader
+        with self.offline():
+            ar = authheaders.authenticate_message(
+                raw, AUTHSERV_ID, ip=self.address, mail_from=mail_from, helo=self.helo,
+                dnsfunc=self.dnsfunc, spf=True, dkim=True, dmarc=True)
+        results = {}
+        for r in AuthenticationResultsHeader.parse(ar).results:
+            props = {f"{p.type}.{p.name}": p.value for p in r.properties}
+            results.setdefault(r.method, (r.result, props))
+        return ar, results
+
+    def spf_record(self, domain):
+        return [v for v in self.txt.get(domain.lower(), []) if v.lower().startswith("v=spf1")]
+
+    def dmarc_policy(self, from_domain):
+        """(domain whose _dmarc record applies, its tags), or None: From domain
+        first, then its organizational domain (RFC 7489 6.6.3; several
+        DMARC records at one name count as none)."""
+        for where in dict.fromkeys([from_domain, org_domain(from_domain)]):
+            vals = [v for v in self.txt.get(f"_dmarc.{where}", []) if v.startswith("v=DMARC1")]
+            if len(vals) == 1:
+                return where, dmarc_tags(vals[0])
+        return None
+
+    def applied_policy(self, from_domain):
+        """(policy, how to say it) that receivers apply to mail from FROM_DOMAIN."""
+        found = self.dmarc_policy(from_domain)
+        if found is None:
+            return None, "no record"
+        where, tags = found
+        if where == from_domain:
+            return tags.get("p", "?"), f"p={tags.get('p', '?')}"
+        if "sp" in tags:
+            return tags["sp"], f"sp={tags['sp']} of {where}"
+        return tags.get("p", "?"), f"p={tags.get('p', '?')} of {where}"
+
+    def explain_dmarc(self, from_domain, results, env_domain):
+        """Why DMARC did not pass, in a receiver's terms."""
+        org = org_domain(from_domain)
+        found = self.dmarc_policy(from_domain)
+        if found is None:
+            names = [f"_dmarc.{n}" for n in dict.fromkeys([from_domain, org])]
+            several = [n for n in names if len([v for v in self.txt.get(n, []) if v.startswith("v=DMARC1")]) > 1]
+            if several:
+                return (f"no usable DMARC record: `mailsetup dns` printed several at {', '.join(several)}, "
+                        "which receivers treat as none (RFC 7489 6.6.3)")
+            return f"no DMARC record: `mailsetup dns` printed none at {' nor at '.join(names)}"
+        where, tags = found
+        adkim, aspf = tags.get("adkim", "r"), tags.get("aspf", "r")
+        policy, which = self.applied_policy(from_domain)
+        if where != from_domain and "sp" not in tags:
+            which += " (no sp= for subdomains)"
+        why = []
+        dkim_result, dkim_props = results.get("dkim", ("none", {}))
+        d = (dkim_props.get("header.d") or "").lower()
+        if dkim_result != "pass":
+            why.append(f"DKIM {dkim_result}")
+        elif adkim == "s" and d != from_domain:
+            why.append(f"DKIM alignment: d={d} is not From's {from_domain}, and adkim=s (strict) "
+                       f"needs exactly d={from_domain}")
+        elif adkim != "s" and org_domain(d) != org:
+            why.append(f"DKIM alignment: d={d} is outside From's organizational domain {org} (adkim=r)")
+        spf_result = results.get("spf", ("none", {}))[0]
+        if spf_result == "none":
+            why.append(f"SPF none: no SPF record for the envelope sender's domain {env_domain}")
+        elif spf_result != "pass":
+            why.append(f"SPF {spf_result} for {env_domain} from {self.address}")
+        elif aspf == "s" and env_domain != from_domain:
+            why.append(f"SPF alignment: envelope domain {env_domain} is not From's {from_domain} (aspf=s)")
+        elif aspf != "s" and org_domain(env_domain) != org:
+            why.append(f"SPF alignment: envelope domain {env_domain} is outside {org} (aspf=r)")
+        effect = {"none": "delivered, but reported as failing DMARC",
+                  "quarantine": "put in spam", "reject": "rejected"}.get(policy, "?")
+        why.append(f"policy: receivers apply {which} ({effect})")
+        return "; ".join(why)
+
+    def verdict(self, subject, raw, mail_from, want_d):
+        """(what, why): the line for one delivered message, why None when
+        receivers would accept it as DMARC-aligned."""
+        try:
+            ar, res = self.authenticate(raw, mail_from or "")
+        except Exception as e:  # noqa: BLE001 - the evaluator itself failed
+            return (f"{subject}: receiver verdict",
+                    f"authheaders failed: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+        headers, _ = split_message(raw)
+        from_domain = domain_part(" ".join(header_values(headers, "From")))
+        env_domain = domain_part(mail_from or "") or self.helo
+        dkim_r, dkim_p = res.get("dkim", ("none", {}))
+        if not header_values(headers, "DKIM-Signature"):
+            dkim_r = "none"  # authheaders says fail for a message without a signature
+        spf_r = res.get("spf", ("none", {}))[0]
+        dmarc_r = res.get("dmarc", ("none", {}))[0]
+        d = (dkim_p.get("header.d") or "").lower()
+        pol = self.applied_policy(from_domain)[1]
+        via = ""
+        record = " ".join(self.spf_record(env_domain)).lower()
+        provider = [t for t in self.provider_spf if f"include:{t}" in record or f"redirect={t}" in record]
+        if spf_r == "pass" and provider:
+            via = (f" from {self.address} via the provider: {', '.join(provider)} "
+                   f"served as ip4:{self.provider_net}")
+        what = (f"{subject}: dkim={dkim_r} (d={d or '-'}) spf={spf_r} ({mail_from or '<>'}{via}) "
+                f"dmarc={dmarc_r} ({pol})")
+        problems = []
+        if self.escaped:
+            problems.append(f"real DNS was asked for {sorted(set(self.escaped))}")
+        if dkim_r != "pass" or d != want_d:
+            problems.append(f"DKIM: {dkim_r} for d={d or '-'}, want pass for d={want_d}")
+        want_spf = "pass" if self.spf_record(env_domain) else "none"
+        if spf_r != want_spf:
+            have = (f"the printed SPF record {self.spf_record(env_domain)[0]!r}" if want_spf == "pass"
+                    else "no printed SPF record")
+            problems.append(f"SPF: {spf_r} for {env_domain} from {self.address}, want {want_spf} ({have})")
+        if dmarc_r != "pass":
+            problems.append(f"DMARC {dmarc_r}: " + self.explain_dmarc(from_domain, res, env_domain))
+        if not problems:
+            return what, None
+        return what, "; ".join(problems) + "\n" + ar
+
+
+def receiver_checks(subject, arrived, want_d, records):
+    """The receiver's line for every arrived message (one line when they agree)."""
+    if records.receiver is None:
+        return []
+    lines = []
+    for m in arrived:
+        line = records.receiver.verdict(subject, m["data"], m["mail_from"], want_d)
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
 def intact(raw, token, from_addr, to_addrs):
     headers, body = split_message(raw)
     want_body = body_for(token).replace("\r\n", "\n").encode()
@@ -742,10 +1098,18 @@ def intact(raw, token, from_addr, to_addrs):
 class Case:
     """One message sent, and what must be true of it on arrival."""
 
-    def __init__(self, what, token, send, evaluate, expect_rcpts):
+    def __init__(self, what, token, send, evaluate, expect_rcpts, judge=None):
         self.what, self.token, self.send, self.evaluate = what, token, send, evaluate
         self.expect_rcpts = expect_rcpts  # addresses the sink must see for this token
         self.send_error = None
+        # The receiver's verdict: arrived messages -> [(what, why or None)], one
+        # check each, reported after the case's own check with self.prefix.
+        self.judge = judge
+        self.prefix = ""
+
+    def label(self, label):
+        self.what = f"{label}: {self.what}"
+        self.prefix = f"{label}: {self.prefix}"
 
     def arrived(self, msgs):
         return [m for m in msgs if f"e2e {self.token}".encode() in m["data"]]
@@ -790,6 +1154,13 @@ def run_cases(cases, sink):
         except Exception as e:  # noqa: BLE001
             why = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         R.check(c.what, why is None, why)
+        if c.judge is not None:
+            try:
+                lines = c.judge(arrived)
+            except Exception as e:  # noqa: BLE001
+                lines = [("receiver verdict", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")]
+            for what, why in lines:
+                R.check(c.prefix + what, why is None, why)
 
 
 def signed_case(label, how, from_addr, view, records, selector, to=RECEIVER):
@@ -807,8 +1178,11 @@ def signed_case(label, how, from_addr, view, records, selector, to=RECEIVER):
             return why
         return verify_signature(m["data"], records, want_d, selector, view.oversign)
 
+    def judge(arrived):
+        return receiver_checks(f"{how}: mail from {from_addr}", arrived, want_d, records)
+
     what = f"{how}: mail from {from_addr} arrives signed d={want_d} s={selector} and verifies"
-    return Case(what, token, lambda: sender(token, from_addr, [to]), evaluate, {to})
+    return Case(what, token, lambda: sender(token, from_addr, [to]), evaluate, {to}, judge)
 
 
 def unsigned_case(label, from_addr, records):
@@ -863,9 +1237,23 @@ def alias_case(name, view, records, selector):
                 problems.append(f"not in local mailbox /var/mail/{user}")
         return "; ".join(problems) or None
 
+    subject = f"system mail to {name} from root@{mailname}"
+
+    def judge(arrived):
+        if want_d:
+            return receiver_checks(subject, arrived, want_d, records)
+        # Unsigned (the mailname is no signing domain): not a check, but say
+        # what receivers decide when a DMARC policy covers the mailname.
+        receiver = records.receiver
+        if receiver is not None and arrived and receiver.dmarc_policy(mailname):
+            what, _ = receiver.verdict(subject, arrived[0]["data"], arrived[0]["mail_from"], None)
+            R.note(f"{case.prefix}{what}: unsigned, so not judged")
+        return []
+
     signed = f", signed d={want_d}" if want_d else ""
     what = (f"mail to {name} reaches {', '.join(sorted(finals))} from root@{mailname}{signed}")
-    return Case(what, token, lambda: send_system_mail(token, name), evaluate, remote)
+    case = Case(what, token, lambda: send_system_mail(token, name), evaluate, remote, judge)
+    return case
 
 
 # --------------------------------------------------------------------------
@@ -898,7 +1286,10 @@ def dns_records(ctx, label):
     except ValueError as e:
         R.fail(f"{label}: dns output is JSON", f"{e}: {p.out[:500]}")
         raise Abort(f"{label}: dns output is JSON") from e
-    return Records(recs)
+    records = Records(recs)
+    records.receiver = Receiver(records, ctx.view)
+    R.note(f"{label}: {records.receiver.describe()}")
+    return records
 
 
 def check_records(ctx, records, label, selector_re=None, selector=None):
@@ -929,8 +1320,68 @@ def check_records(ctx, records, label, selector_re=None, selector=None):
         else:
             R.check(f"{label}: dkim.key per-domain: every domain has its own key",
                     len(set(keys)) == len(keys), "some domains share a key")
+    check_listed_subdomains(ctx, records, label, chosen)
+    check_report_authorization(records, label)
     sels = set(chosen.values())
     return sels.pop() if len(sels) == 1 else None
+
+
+def check_listed_subdomains(ctx, records, label, chosen):
+    """A listed subdomain publishes SPF and a DKIM record with its parent's key
+    and selector; its DMARC policy is the parent's (no record of its own needed)."""
+    listed = ctx.view.listed
+    if not listed:
+        return
+    problems = []
+    for sub, parent in sorted(listed.items()):
+        if not [v for v in records.txt.get(sub, []) if v.lower().startswith("v=spf1")]:
+            problems.append(f"{sub}: no SPF record")
+        sel = chosen.get(parent) or next((c for d, c in chosen.items() if d.lower() == parent), None)
+        if sel is None:
+            problems.append(f"{sub}: {parent} has no DKIM record to compare with")
+            continue
+        mine = records.dkim.get(f"{sel}._domainkey.{sub}")
+        theirs = records.dkim.get(f"{sel}._domainkey.{parent}")
+        if mine is None:
+            problems.append(f"{sub}: no DKIM record {sel}._domainkey.{sub} (selectors "
+                            f"{records.selectors_for(sub)})")
+        elif theirs is not None and record_tags(mine).get("p") != record_tags(theirs).get("p"):
+            problems.append(f"{sub}: {sel}._domainkey.{sub} has another key than {parent}")
+    R.check(f"{label}: `dns` prints SPF and DKIM (the parent's key) for the listed subdomains "
+            f"{', '.join(sorted(listed))}", not problems, "; ".join(problems))
+
+
+def check_report_authorization(records, label):
+    """Receivers send aggregate/failure reports to a destination outside the
+    policy's organizational domain only if it publishes
+    POLICYDOMAIN._report._dmarc.DEST "v=DMARC1" (RFC 7489 section 7.1)."""
+    needed, problems = [], []
+    for name, vals in sorted(records.txt.items()):
+        if not name.startswith("_dmarc."):
+            continue
+        domain = name[len("_dmarc."):]
+        for v in vals:
+            if not v.startswith("v=DMARC1"):
+                continue
+            tags = dmarc_tags(v)
+            for uri in ",".join(tags.get(t, "") for t in ("rua", "ruf")).split(","):
+                uri = uri.strip()
+                if not uri:
+                    continue
+                if not uri.lower().startswith("mailto:") or "@" not in uri:
+                    problems.append(f"_dmarc.{domain}: {uri!r} is not a mailto: address")
+                    continue
+                dest = uri.split("@", 1)[1].split("!", 1)[0].rstrip(".").lower()
+                if report_org_domain(dest) == report_org_domain(domain):
+                    continue
+                auth = f"{domain}._report._dmarc.{dest}"
+                needed.append(auth)
+                if not [a for a in records.txt.get(auth, []) if a.startswith("v=DMARC1")]:
+                    problems.append(f"{auth} (reports for {domain} to {dest}) is not printed")
+    if not needed and not problems:
+        return
+    R.check(f"{label}: receivers may send DMARC reports: every external rua/ruf destination "
+            f"authorizes them ({', '.join(sorted(set(needed)))})", not problems, "; ".join(problems))
 
 
 def check_config(ctx, label):
@@ -1091,19 +1542,24 @@ def mail_round(ctx, records, selector, label, full=True):
             cases.append(signed_case(f"sm-{d}", "sendmail", f"noreply@{d}", view, records, selector))
         cases.append(signed_case(f"smtp-{d}", "smtp", f"noreply@{d}", view, records, selector))
         if full and view.subdomains:
-            cases.append(signed_case(f"sub-{d}", "smtp", f"noreply@app.{d}", view, records, selector))
-            cases.append(signed_case(f"subsm-{d}", "sendmail", f"www@app.{d}", view, records, selector))
+            sub = view.unlisted_subdomain(d)
+            cases.append(signed_case(f"sub-{d}", "smtp", f"noreply@{sub}", view, records, selector))
+            cases.append(signed_case(f"subsm-{d}", "sendmail", f"www@{sub}", view, records, selector))
+        for sub in view.listed_under(d):
+            if full:
+                cases.append(signed_case(f"lsm-{sub}", "sendmail", f"www@{sub}", view, records, selector))
+            cases.append(signed_case(f"lsub-{sub}", "smtp", f"noreply@{sub}", view, records, selector))
     if full:
         cases.append(unsigned_case("unconf", f"noreply@{UNCONFIGURED}", records))
         d0 = view.domains[0]
         cases.append(unsigned_case("lookalike1", f"noreply@x{d0}", records))
         cases.append(unsigned_case("lookalike2", f"noreply@{d0}.{UNCONFIGURED}", records))
         if not view.subdomains:
-            cases.append(unsigned_case("nosub", f"noreply@app.{d0}", records))
+            cases.append(unsigned_case("nosub", f"noreply@{view.unlisted_subdomain(d0)}", records))
         for name in sorted(set(view.aliases) | {"root", "postmaster"}):
             cases.append(alias_case(name, view, records, selector))
     for c in cases:
-        c.what = f"{label}: {c.what}"
+        c.label(label)
     run_cases(cases, ctx.sink)
 
 
@@ -1146,7 +1602,7 @@ def idempotence(ctx, records, selector):
     # opendkim applies a reload at the next message: send one before counting.
     d = ctx.view.domains[0]
     probe = signed_case(f"again-{d}", "smtp", f"noreply@{d}", ctx.view, records, selector)
-    probe.what = "second apply: " + probe.what
+    probe.label("second apply")
     run_cases([probe], ctx.sink)
     after = daemon_state()
     R.check(f"second apply neither restarts nor reloads opendkim (pid {before[0]})",
@@ -1179,7 +1635,7 @@ def change_signing(ctx, label, mutate, selector):
     as the new spec says."""
     mutate(ctx.test_spec)
     dump_yaml(ctx.test_spec, ctx.spec_path)
-    ctx.view = SpecView(ctx.test_spec, ctx.host)
+    ctx.view = SpecView(ctx.test_spec, ctx.host, ctx.sink_cfg.get("provider"))
     before = opendkim_pids()
     reloads = opendkim_reloads()
     master = postfix_master_pids()
@@ -1247,7 +1703,7 @@ def scenario(args):
 
     orig = load_yaml(example)
     ctx.test_spec, ctx.sink_cfg = make_test_spec(orig, ctx.work)
-    ctx.view = SpecView(ctx.test_spec, ctx.host)
+    ctx.view = SpecView(ctx.test_spec, ctx.host, ctx.sink_cfg.get("provider"))
 
     setup_mounts(ctx.work)
     start_syslog_sink()
@@ -1342,7 +1798,7 @@ def main():
         ap.error("--work is required")
 
     missing = []
-    for mod in ("dkim", "aiosmtpd", "yaml"):
+    for mod in ("dkim", "aiosmtpd", "yaml", "authheaders", "authres", "spf", "publicsuffix2"):
         try:
             __import__(mod)
         except ImportError:

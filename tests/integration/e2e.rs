@@ -9,7 +9,7 @@
 //! gets one run per host, each its own machine (`--host NAME`).
 //!
 //! Needs root, util-linux `unshare`, postfix, opendkim, iproute2, openssl and
-//! /usr/bin/python3 with the Debian modules dkim, aiosmtpd and yaml
+//! /usr/bin/python3 with the Debian modules dkim, aiosmtpd, yaml, authheaders and spf
 //! (`tests/run.sh` installs them). Missing prerequisites skip the test, except
 //! in CI (`CI=true`), where they fail it.
 //!
@@ -61,12 +61,14 @@ fn missing_prerequisites() -> Vec<String> {
         }
     }
     let python = Command::new(PYTHON)
-        .args(["-c", "import dkim, aiosmtpd, yaml"])
+        .args(["-c", "import dkim, aiosmtpd, yaml, authheaders, spf"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     if !matches!(python, Ok(s) if s.success()) {
-        missing.push(format!("{PYTHON} with the modules dkim, aiosmtpd and yaml"));
+        missing.push(format!(
+            "{PYTHON} with the modules dkim, aiosmtpd, yaml, authheaders and spf"
+        ));
     }
     if missing.is_empty() {
         let probe = Command::new("unshare")
