@@ -390,6 +390,7 @@ mod tests {
             observed: vec![],
             keys_present: vec![],
             notes: vec![],
+            installed: vec![],
         };
         let keys = generate_keys(&plan).unwrap();
         assert_eq!(keys.len(), 5);

@@ -151,10 +151,15 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                     FollowUp::Service { service, action } => {
                         let changed = effects.contains(&Effect::Reload(*service))
                             || effects.contains(&Effect::Restart(*service));
-                        // Starting a service belongs to a fresh install.
-                        changed
-                            && (*action != crate::system::ServiceAction::Start
-                                || matches!(plan.steps.first(), Some(Step::InstallPackages { .. })))
+                        // Starting a service belongs to a fresh install: in the
+                        // plan that installs, or the one made again after it.
+                        let installing = !plan.installed.is_empty()
+                            || matches!(plan.steps.first(), Some(Step::InstallPackages { .. }));
+                        if *action == crate::system::ServiceAction::Start {
+                            installing
+                        } else {
+                            changed
+                        }
                     }
                 };
                 if !derived {
@@ -231,6 +236,7 @@ mod tests {
             observed: vec![],
             keys_present: vec![],
             notes: vec![],
+            installed: vec![],
         }
     }
 

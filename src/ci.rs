@@ -395,7 +395,7 @@ pub fn apply_bundle(
         install_private_key(&job.system, key, pem)?;
     }
     let plan = job.plan_to(desired)?;
-    execute(&job.system, &plan)
+    execute(&job.system, plan, || job.plan_to(job.desired(&facts)?))
 }
 
 /// A private key shipped in a bundle, put in place unless one is there: 0600

@@ -397,7 +397,7 @@ fn apply_rendered(
         _ => job.desired(&facts)?,
     };
     let plan = job.plan_to(desired)?;
-    execute(&job.system, &plan)
+    execute(&job.system, plan, || job.plan(&job.facts(today()?)?))
 }
 
 /// The live system needs the daemons' packages before anything is written.
@@ -425,19 +425,35 @@ pub(crate) fn preflight(system: &System, spec: &Spec) -> Result<()> {
 }
 
 /// Shows, checks and applies a plan, and prints what was done.
-pub(crate) fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
+pub(crate) fn execute(
+    system: &System,
+    plan: plan::Plan,
+    replan: impl FnOnce() -> Result<plan::Plan>,
+) -> Result<u8> {
     // The one gate every plan passes, whatever channel produced it.
-    boundary::check(plan)?;
-    colored(show::plan_text(plan))?;
+    boundary::check(&plan)?;
+    colored(show::plan_text(&plan))?;
     if plan.is_empty() {
         return Ok(0);
     }
-    let mut installed = Vec::new();
-    if let Some(plan::Step::InstallPackages { packages }) = plan.steps.first() {
-        let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
-        system.install_packages(&packages)?;
-        installed.push(format!("installed {}", packages.join(" ")));
-    }
+    // Packages first; then the host has changed (users, directories, tools), so
+    // the rest is planned again against it, and the services are started.
+    let plan = match plan.steps.first() {
+        Some(plan::Step::InstallPackages { packages }) => {
+            let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+            system.install_packages(&names)?;
+            out(format!(
+                "\nInstalled {}; planning the rest again with them in place.\n",
+                names.join(" ")
+            ))?;
+            let mut again = replan()?;
+            again.after_install(packages.clone());
+            boundary::check(&again)?;
+            again
+        }
+        _ => plan,
+    };
+    let plan = &plan;
     // New keys are made on the other cores while the daemons check the staged
     // configuration.
     let (checked, keys) = std::thread::scope(|scope| {
@@ -451,7 +467,12 @@ pub(crate) fn execute(system: &System, plan: &plan::Plan) -> Result<u8> {
     let report = apply::apply(system, plan, &keys?)?;
     notes.extend(report.notes);
     let mut text = String::from("\nApplied:\n");
-    for line in installed.into_iter().chain(report.done) {
+    for line in plan
+        .installed
+        .iter()
+        .map(|p| format!("installed {p}"))
+        .chain(report.done)
+    {
         text += &format!("  {line}\n");
     }
     for note in notes {
@@ -491,7 +512,9 @@ fn apply_saved(file: &Path, root: &Path) -> Result<u8> {
     matching()?;
     backup::ensure_state_dir(&job.system)?;
     let _lock = job.system.lock(backup::LOCK)?;
-    execute(&job.system, &matching()?)
+    execute(&job.system, matching()?, || {
+        job.plan(&job.facts(saved.date)?)
+    })
 }
 
 fn dns(

@@ -155,11 +155,29 @@ pub struct Plan {
     pub keys_present: Vec<String>,
     /// What mailsetup leaves alone here and why (no root, not the live system…).
     pub notes: Vec<String>,
+    /// Packages this apply installed before planning again (`after_install`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub installed: Vec<String>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// The plan made again just after `packages` were installed: the services
+    /// the packages brought are enabled and started (restarted if the package
+    /// started one with its own configuration) instead of reloaded.
+    pub fn after_install(&mut self, packages: Vec<String>) {
+        self.installed = packages;
+        self.steps
+            .retain(|s| !matches!(s, Step::FollowUp(FollowUp::Service { .. })));
+        for service in [Service::Postfix, Service::Opendkim] {
+            self.steps.push(Step::FollowUp(FollowUp::Service {
+                service,
+                action: ServiceAction::Start,
+            }));
+        }
     }
 
     /// The plan without credentials, for showing (`plan --format json`).
@@ -461,6 +479,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
         observed,
         keys_present,
         notes: notes.into_iter().collect(),
+        installed: Vec::new(),
     }
 }
 

@@ -275,6 +275,9 @@ fn every_example_works_with_real_postfix_and_opendkim() {
     let specs = examples();
     assert!(!specs.is_empty(), "no examples/*.yaml to test");
     let runs: Vec<(PathBuf, Option<String>)> = specs.iter().flat_map(|s| runs_for(s)).collect();
+    let _alone = crate::support::DAEMONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let host_before = host_fingerprint();
 
     // Each run has its own namespaces, ports and work directory, so runs do not

@@ -7,6 +7,7 @@ mod disk_full;
 mod dns_server;
 mod e2e;
 mod fleet;
+mod fresh_host;
 mod golden;
 mod rotate;
 mod support;

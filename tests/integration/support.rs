@@ -172,3 +172,8 @@ pub fn targets() -> Vec<Target> {
     }
     out
 }
+
+/// Held by the tests that start real daemons (the end-to-end suite, the
+/// fresh-host test): the end-to-end suite checks that no daemon appeared on the
+/// machine outside its namespaces, which another test's container would upset.
+pub static DAEMONS: std::sync::Mutex<()> = std::sync::Mutex::new(());

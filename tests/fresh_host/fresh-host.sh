@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# A bare Debian 12 host taken all the way by `mailsetup apply`: a minbase root
+# with none of the mail packages, booted with systemd as PID 1 in
+# systemd-nspawn (its own network: only its loopback). apt installs the
+# packages (from the Debian mirror, fetched when the image was built), systemd
+# starts and reloads the services through Debian's units, mail from every
+# domain is signed and delivered to a sink on the container's loopback and
+# verified with dkimpy against what `mailsetup dns` prints, and a second apply
+# changes and restarts nothing. The host's own dpkg state is untouched.
+#
+#   tests/fresh_host/fresh-host.sh MAILSETUP_BINARY
+#
+# Needs root, mmdebstrap and systemd-container. The image is cached in
+# ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests (built once, ~1 min).
+set -euo pipefail
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
+image=$cache/bookworm-minbase-mail-debs.tar
+work=$(mktemp -d /tmp/mailsetup-fresh-host.XXXXXX)
+root=$work/root
+name=mailsetup-fresh-$$
+cgroup=mailsetup-$name
+nspawn=
+
+say() { printf '%s\n' "$*"; }
+fail() { say "FAIL $*"; exit 1; }
+elapsed() { printf '%.1f s' "$(echo "$(date +%s.%N) - $1" | bc)"; }
+
+cleanup() {
+  if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
+    kill -TERM "$nspawn" 2>/dev/null   # systemd-nspawn halts the container cleanly
+    for _ in $(seq 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$nspawn" 2>/dev/null || true
+  fi
+  for h in unified systemd; do
+    [ -d "/sys/fs/cgroup/$h/$cgroup" ] &&
+      find "/sys/fs/cgroup/$h/$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  mountpoint -q "$root" && umount "$root"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+dpkg_before=$(sha256sum /var/lib/dpkg/status)
+
+# 1. The image: Debian 12 minbase with systemd, no mail package installed. The
+#    packages' .deb files and apt's lists are fetched from the mirror now, so
+#    apt inside the container (which has no network) installs them for real.
+t=$(date +%s.%N)
+if [ ! -s "$image" ]; then
+  mkdir -p "$cache"
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  mmdebstrap --quiet --variant=minbase --include=systemd,systemd-sysv,dbus \
+    --customize-hook='echo fresh > "$1/etc/hostname"' \
+    --customize-hook='printf "127.0.0.1\tlocalhost\n127.0.1.1\tfresh\n::1\tlocalhost\n" > "$1/etc/hosts"' \
+    --customize-hook='chroot "$1" apt-get clean' \
+    --customize-hook='chroot "$1" apt-get install -y -q --download-only --no-install-recommends postfix opendkim opendkim-tools apticron libsasl2-modules' \
+    --skip=cleanup/apt \
+    bookworm "$image.tmp.tar" \
+    "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
+    "deb ${mirror%/debian}/debian-security bookworm-security main"
+  mv "$image.tmp.tar" "$image"
+  say "ok  built the Debian 12 image ($(elapsed "$t"))"
+fi
+
+# 2. Unpack onto a tmpfs and boot it, in a cgroup of its own.
+mkdir -p "$root"
+mount -t tmpfs -o mode=755,size=4g mailsetup-fresh "$root"
+tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' -xpf "$image"
+for p in postfix opendkim opendkim-tools apticron; do
+  if chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+    fail "the fresh root already has $p installed"
+  fi
+done
+install -m 0755 "$bin" "$root/usr/local/bin/mailsetup"
+install -m 0755 "$here/smtpsink" "$root/usr/local/bin/smtpsink"
+cat > "$root/root/mailsetup.yaml" <<'EOF'
+host:
+  hostname: mail.example.com
+  # The test's sink on the container's loopback stands in for the world.
+  relay:
+    host: 127.0.0.1
+    port: 2525
+    tls: none
+domains:
+  example.com:
+    subdomains: [app]
+  example.org:
+dkim:
+  selector: fresh
+aliases:
+  root: ops@example.net
+EOF
+mkdir -p "$root/root/sink"
+for h in unified systemd; do mkdir -p "/sys/fs/cgroup/$h/$cgroup"; done
+t=$(date +%s.%N)
+(
+  for h in unified systemd; do echo $BASHPID > "/sys/fs/cgroup/$h/$cgroup/cgroup.procs"; done
+  exec setsid systemd-nspawn --quiet --register=no --keep-unit --console=read-only \
+    --private-network -M "$name" -D "$root" -b </dev/null >"$work/console.log" 2>&1
+) &
+nspawn=$!
+init=
+for _ in $(seq 200); do init=$(pgrep -P "$nspawn" || true); [ -n "$init" ] && break; sleep 0.05; done
+[ -n "$init" ] || fail "systemd-nspawn started no init: $(tail -20 "$work/console.log")"
+
+inside() {
+  nsenter --target "$init" --mount --uts --ipc --net --pid --cgroup --root --wd -- \
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+    LANG=C.UTF-8 "$@"
+}
+state=
+for _ in $(seq 300); do
+  state=$(inside systemctl is-system-running --wait 2>/dev/null || true)
+  case $state in running|degraded) break ;; esac
+  sleep 0.1
+done
+[ "$(inside readlink /proc/1/exe)" = /usr/lib/systemd/systemd ] || fail "PID 1 is not systemd"
+say "ok  booted Debian 12 with systemd as PID 1 ($state, $(elapsed "$t"))"
+
+# 3. plan lists the packages; apply installs them, configures, starts.
+out=$(inside mailsetup plan /root/mailsetup.yaml)
+grep -q '^! install postfix opendkim opendkim-tools apticron' <<<"$out" ||
+  fail "plan does not list the packages first: $out"
+say "ok  plan lists the missing packages first"
+t=$(date +%s.%N)
+out=$(inside mailsetup apply /root/mailsetup.yaml 2>&1) || fail "apply: $out"
+for want in "Installed postfix opendkim opendkim-tools apticron" \
+            "enabled and started postfix" "opendkim"; do
+  grep -q "$want" <<<"$out" || fail "apply did not say \"$want\": $out"
+done
+say "ok  apply installed the packages and started the services ($(elapsed "$t"))"
+grep -q '^# Managed by mailsetup' "$root/etc/postfix/main.cf" || fail "main.cf is not mailsetup's"
+for unit in postfix opendkim; do
+  [ "$(inside systemctl is-active "$unit")" = active ] || fail "$unit is not active"
+  [ "$(inside systemctl is-enabled "$unit")" = enabled ] || fail "$unit is not enabled"
+done
+say "ok  postfix and opendkim are enabled and active under systemd"
+
+# 4. Mail from every domain, a listed subdomain and root, through the real daemons.
+inside systemd-run --quiet --unit=smtpsink /usr/local/bin/smtpsink 2525 /root/sink
+for _ in $(seq 100); do
+  inside bash -c 'exec 3<>/dev/tcp/127.0.0.1/2525' 2>/dev/null && break
+  sleep 0.05
+done
+senders=(noreply@example.com www@app.example.com noreply@example.org)
+for from in "${senders[@]}"; do
+  printf 'From: %s\nTo: someone@example.net\nSubject: fresh host %s\n\nHello from %s.\n' \
+    "$from" "$from" "$from" | inside sendmail -f "$from" someone@example.net ||
+    fail "sendmail from $from"
+done
+for _ in $(seq 300); do
+  [ "$(find "$root/root/sink" -name 'msg-*' | wc -l)" -ge ${#senders[@]} ] && break
+  sleep 0.1
+done
+inside mailsetup dns /root/mailsetup.yaml --format json >"$work/records.json"
+/usr/bin/python3 - "$work/records.json" "$root/root/sink" "${senders[@]}" <<'EOF' ||
+import json, os, sys
+import dkim
+records = {r["name"]: r["value"] for r in json.load(open(sys.argv[1]))}
+def dnsfunc(name, timeout=5):
+    name = (name.decode() if isinstance(name, bytes) else name).rstrip(".")
+    v = records.get(name)
+    return v.encode() if v is not None else None
+box = sys.argv[2]
+got = {}
+for f in sorted(os.listdir(box)):
+    raw = open(os.path.join(box, f), "rb").read().replace(b"\r\n", b"\n")
+    sender = next(l.split(b":", 1)[1].strip().decode() for l in raw.split(b"\n") if l.lower().startswith(b"from:"))
+    got[sender] = raw
+bad = []
+for sender in sys.argv[3:]:
+    raw = got.get(sender)
+    domain = sender.split("@")[1]
+    if raw is None:
+        bad.append(f"no message from {sender} reached the sink")
+        continue
+    sig = [l for l in raw.split(b"\n") if l.lower().startswith(b"dkim-signature:")]
+    d = dkim.DKIM(raw)
+    if not sig or not d.verify(dnsfunc=dnsfunc):
+        bad.append(f"{sender}: not signed, or the signature does not verify")
+    elif f"d={domain}".encode() not in raw.split(b"\n\n")[0].replace(b"\n\t", b" ").replace(b"\n ", b" "):
+        bad.append(f"{sender}: signed, but not d={domain}")
+    else:
+        print(f"ok  mail from {sender} arrives signed d={domain} and verifies against mailsetup dns")
+sys.exit("FAIL " + "; ".join(bad) if bad else 0)
+EOF
+  fail "delivered mail (console: $(tail -5 "$work/console.log"))"
+
+# 5. A second apply changes nothing and restarts nothing.
+pids() { inside cat /run/opendkim/opendkim.pid /var/spool/postfix/pid/master.pid | tr -s ' \n' ' '; }
+before=$(pids)
+out=$(inside mailsetup apply /root/mailsetup.yaml 2>&1) || fail "second apply: $out"
+grep -q 'No changes.' <<<"$out" || fail "the second apply changed something: $out"
+[ "$(pids)" = "$before" ] || fail "the second apply restarted a daemon ($before -> $(pids))"
+say "ok  a second apply changes nothing and restarts nothing"
+
+[ "$(sha256sum /var/lib/dpkg/status)" = "$dpkg_before" ] || fail "the host's dpkg state changed"
+say "ok  the host's own dpkg state is untouched"

@@ -1,0 +1,46 @@
+//! A bare Debian 12 host (no mail packages) booted with systemd as PID 1 in
+//! systemd-nspawn, taken all the way by `mailsetup apply`: see
+//! tests/fresh_host/fresh-host.sh. The only test of the apt and systemctl
+//! paths, so in CI (`CI=true`) it must run; elsewhere it needs root,
+//! mmdebstrap and systemd-nspawn and says it is skipped without them.
+
+use std::process::Command;
+
+#[test]
+fn a_bare_debian_host_is_taken_all_the_way() {
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !in_ci,
+            "CI runs the tests as root (systemd-nspawn needs it)"
+        );
+        eprintln!("skipping: the fresh-host test needs root");
+        return;
+    }
+    if crate::support::missing_in_ci(&["mmdebstrap", "systemd-nspawn", "nsenter"]) {
+        return;
+    }
+    let _alone = crate::support::DAEMONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fresh_host/fresh-host.sh"
+    );
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_mailsetup"))
+        .output()
+        .expect("run fresh-host.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the fresh-host run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("a second apply changes nothing"),
+        "{stdout}"
+    );
+}
