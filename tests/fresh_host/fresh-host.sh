@@ -22,6 +22,12 @@ root=$work/root
 name=mailsetup-fresh-$$
 cgroup=mailsetup-$name
 nspawn=
+# The container gets a cgroup of its own in each hierarchy (else nspawn makes
+# /payload and /supervisor at the top of the machine's): the v1 "systemd" and
+# v2 "unified" trees of a hybrid layout, or the one v2 tree.
+hierarchies=()
+for h in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do [ -d "$h" ] && hierarchies+=("$h"); done
+[ ${#hierarchies[@]} -gt 0 ] || hierarchies=(/sys/fs/cgroup)
 
 say() { printf '%s\n' "$*"; }
 fail() { say "FAIL $*"; exit 1; }
@@ -33,9 +39,8 @@ cleanup() {
     for _ in $(seq 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$nspawn" 2>/dev/null || true
   fi
-  for h in unified systemd; do
-    [ -d "/sys/fs/cgroup/$h/$cgroup" ] &&
-      find "/sys/fs/cgroup/$h/$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
+  for h in "${hierarchies[@]}"; do
+    [ -d "$h/$cgroup" ] && find "$h/$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
   done
   mountpoint -q "$root" && umount "$root"
   rm -rf "$work"
@@ -94,10 +99,10 @@ aliases:
   root: ops@example.net
 EOF
 mkdir -p "$root/root/sink"
-for h in unified systemd; do mkdir -p "/sys/fs/cgroup/$h/$cgroup"; done
+for h in "${hierarchies[@]}"; do mkdir -p "$h/$cgroup"; done
 t=$(date +%s.%N)
 (
-  for h in unified systemd; do echo $BASHPID > "/sys/fs/cgroup/$h/$cgroup/cgroup.procs"; done
+  for h in "${hierarchies[@]}"; do echo $BASHPID > "$h/$cgroup/cgroup.procs"; done
   exec setsid systemd-nspawn --quiet --register=no --keep-unit --console=read-only \
     --private-network -M "$name" -D "$root" -b </dev/null >"$work/console.log" 2>&1
 ) &
