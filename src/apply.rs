@@ -383,15 +383,7 @@ mod tests {
                 ids: None,
             })
             .collect();
-        let plan = Plan {
-            format: crate::plan::FORMAT.into(),
-            root: "/".into(),
-            steps,
-            observed: vec![],
-            keys_present: vec![],
-            notes: vec![],
-            installed: vec![],
-        };
+        let plan = Plan::of_steps(steps);
         let keys = generate_keys(&plan).unwrap();
         assert_eq!(keys.len(), 5);
         let publics: std::collections::BTreeSet<String> =

@@ -182,6 +182,11 @@ mod tests {
             std::path::Path::new("t.yaml"),
         )
         .unwrap();
+        render_spec(&spec).unwrap()
+    }
+
+    /// The desired state of `spec` on a host with no keys yet.
+    fn render_spec(spec: &crate::spec::Spec) -> anyhow::Result<desired::Desired> {
         let facts = desired::HostFacts {
             key_selectors: Default::default(),
             signing_selectors: Default::default(),
@@ -189,7 +194,7 @@ mod tests {
             today: "2026-11-24".parse().unwrap(),
         };
         let templates = crate::templates::Templates::load(None).unwrap();
-        desired::desired(&spec, &templates, &facts).unwrap()
+        desired::desired(spec, &templates, &facts)
     }
 
     /// Whatever the desired state names, the boundary allows, with its owner and mode.
@@ -229,15 +234,7 @@ mod tests {
     }
 
     fn plan_of(steps: Vec<Step>) -> Plan {
-        Plan {
-            format: crate::plan::FORMAT.into(),
-            root: "/".into(),
-            steps,
-            observed: vec![],
-            keys_present: vec![],
-            notes: vec![],
-            installed: vec![],
-        }
+        Plan::of_steps(steps)
     }
 
     fn write(path: &str, mode: u32, owner: Owner) -> crate::plan::FileWrite {
@@ -402,14 +399,7 @@ mod tests {
 
     fn render(text: &str) -> Option<desired::Desired> {
         let (spec, _) = crate::spec::parse(text, std::path::Path::new("p.yaml")).ok()?;
-        let facts = desired::HostFacts {
-            key_selectors: Default::default(),
-            signing_selectors: Default::default(),
-            relay_password: Some("pw".into()),
-            today: "2026-11-24".parse().unwrap(),
-        };
-        let templates = crate::templates::Templates::load(None).unwrap();
-        desired::desired(&spec, &templates, &facts).ok()
+        render_spec(&spec).ok()
     }
 
     /// Baseline values, one valid per field, whose render every accepted value

@@ -118,13 +118,8 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
         let set = key_set_of(spec, domain.name);
         for dkim in sets.get(set).into_iter().flatten() {
             let name = format!("{}._domainkey.{}", dkim.selector, domain.name);
-            let value = match &dkim.value {
-                DkimValue::Key(public) => public.dns_value(),
-                DkimValue::Revoked => REVOKED.to_string(),
-                DkimValue::Missing(why) => {
-                    missing.push(format!("{name}: {why}"));
-                    continue;
-                }
+            let Some(value) = dkim_value(dkim, &name, &mut missing) else {
+                continue;
             };
             out.push(Record {
                 note: dkim.note.clone(),
@@ -142,13 +137,8 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
             });
             for dkim in sets.get(set).into_iter().flatten() {
                 let name = format!("{}._domainkey.{sub}", dkim.selector);
-                let value = match &dkim.value {
-                    DkimValue::Key(public) => public.dns_value(),
-                    DkimValue::Revoked => REVOKED.to_string(),
-                    DkimValue::Missing(why) => {
-                        missing.push(format!("{name}: {why}"));
-                        continue;
-                    }
+                let Some(value) = dkim_value(dkim, &name, &mut missing) else {
+                    continue;
                 };
                 out.push(Record {
                     note: Some(match &dkim.note {
@@ -190,6 +180,19 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
         }
     }
     (out, missing)
+}
+
+/// What to publish at `name` for one selector; a key not on the host yet goes
+/// to `missing` with why.
+fn dkim_value(dkim: &DkimSelector, name: &str, missing: &mut Vec<String>) -> Option<String> {
+    match &dkim.value {
+        DkimValue::Key(public) => Some(public.dns_value()),
+        DkimValue::Revoked => Some(REVOKED.to_string()),
+        DkimValue::Missing(why) => {
+            missing.push(format!("{name}: {why}"));
+            None
+        }
+    }
 }
 
 /// Whether reports for `domain` sent to `report_domain` need that domain's

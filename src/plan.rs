@@ -161,6 +161,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan of just these steps, on `/` (tests of what executes plans).
+    #[cfg(test)]
+    pub fn of_steps(steps: Vec<Step>) -> Plan {
+        Plan {
+            format: FORMAT.into(),
+            root: "/".into(),
+            steps,
+            observed: vec![],
+            keys_present: vec![],
+            notes: vec![],
+            installed: vec![],
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }

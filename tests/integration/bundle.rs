@@ -1,26 +1,9 @@
 //! Bundles for CI: reproducible bytes, verified before use, no private keys by
 //! default, applied on a host with `apply --bundle`.
 
-use std::io::Read;
 use std::path::Path;
 
-use crate::support::{DATE, example, path_str, root, run, tree};
-
-fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(bundle).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (name, data)
-        })
-        .collect()
-}
+use crate::support::{DATE, example, members, path_str, root, run, tree};
 
 /// Rebuilds an archive from members (the way an attacker or a broken copy would).
 fn rebuild(members: &[(String, Vec<u8>)], out: &Path) {

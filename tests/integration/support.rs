@@ -177,3 +177,21 @@ pub fn targets() -> Vec<Target> {
 /// fresh-host test): the end-to-end suite checks that no daemon appeared on the
 /// machine outside its namespaces, which another test's container would upset.
 pub static DAEMONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The members of a bundle (a .tar.gz), name and content, in archive order.
+pub fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let bytes = std::fs::read(bundle).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}

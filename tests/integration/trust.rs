@@ -9,7 +9,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{RELAY_PASSWORD, example, missing_in_ci, path_str, root, run, write_password};
+use crate::support::{
+    RELAY_PASSWORD, example, members, missing_in_ci, path_str, root, run, write_password,
+};
 
 /// Everything under `dir` (files with content, directories, symlinks) with its
 /// mode: a refused input must leave this unchanged.
@@ -309,22 +311,6 @@ fn a_symlinked_directory_in_the_tree_is_never_written_through() {
 }
 
 // --- bundles -------------------------------------------------------------
-
-fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(bundle).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (name, data)
-        })
-        .collect()
-}
 
 /// Writes a bundle from members, each with a header made by `kind` (the way an
 /// attacker would, with any entry type).
