@@ -27,4 +27,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 
 cargo fmt --check
+cargo clippy --locked --all-targets --quiet -- -D warnings
 cargo test --locked "$@"
