@@ -391,19 +391,26 @@ pub fn apply_bundle(
 
     backup::ensure_state_dir(&job.system)?;
     let _lock = job.system.lock(backup::LOCK)?;
-    for (key, pem) in keys {
+    let shipped: Vec<(desired::Key, &[u8])> =
+        keys.into_iter().map(|(k, pem)| (k.clone(), pem)).collect();
+    for (key, pem) in &shipped {
         install_private_key(&job.system, key, pem)?;
     }
     let plan = job.plan_to(desired)?;
-    execute(&job.system, plan, || job.plan_to(job.desired(&facts)?))
+    execute(&job.system, plan, || {
+        // The opendkim user came with the packages just installed: the shipped
+        // keys become its own.
+        for (key, pem) in &shipped {
+            install_private_key(&job.system, key, pem)?;
+        }
+        job.plan_to(job.desired(&facts)?)
+    })
 }
 
 /// A private key shipped in a bundle, put in place unless one is there: 0600
-/// opendkim from its first byte, in its key set's directory.
+/// opendkim from its first byte, in its key set's directory. A key already
+/// there is kept, and made opendkim's when that user exists (and we are root).
 fn install_private_key(system: &System, key: &desired::Key, pem: &[u8]) -> Result<()> {
-    if system.read_file(&key.private_path)?.is_some() {
-        return Ok(());
-    }
     let ids = system
         .can_chown()
         .then(|| {
@@ -413,6 +420,12 @@ fn install_private_key(system: &System, key: &desired::Key, pem: &[u8]) -> Resul
                 .ids(desired::OPENDKIM.user, desired::OPENDKIM.group)
         })
         .flatten();
+    if system.read_file(&key.private_path)?.is_some() {
+        return match ids {
+            Some(ids) => system.set_meta(&key.private_path, 0o600, Some(ids)),
+            None => Ok(()),
+        };
+    }
     for dir in [desired::paths::KEYS_DIR.to_string(), key.dir()] {
         if system.read_dir_meta(&dir)?.is_none() {
             system.create_dir(&dir, desired::KEY_DIR_MODE, ids)?;
