@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 packages=(postfix opendkim opendkim-tools libsasl2-modules python3-dkim python3-aiosmtpd python3-yaml
           python3-authheaders python3-spf
-          openssl iproute2 util-linux openssh-client apticron mmdebstrap systemd-container bc procps)
+          openssl iproute2 util-linux openssh-client apticron mmdebstrap systemd-container bc procps
+          python3-venv)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
@@ -24,6 +25,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+fi
+
+# Tools from PyPI, in a virtual environment of the tests' own: check-jsonschema
+# checks the CI examples against GitHub's and GitLab's published schemas, and the
+# examples against schemas/.
+tools=target/test-tools
+if [ ! -x "$tools/bin/check-jsonschema" ] && [ -x /usr/bin/python3 ]; then
+  /usr/bin/python3 -m venv "$tools"
+  "$tools/bin/pip" install -q 'check-jsonschema==0.39.*'
 fi
 
 cargo fmt --check

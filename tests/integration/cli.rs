@@ -858,3 +858,50 @@ fn validate_warns_of_every_dmarc_combination_that_fails_a_sender() {
         out.stderr
     );
 }
+
+#[test]
+fn ci_examples_and_specs_pass_their_published_schemas() {
+    // Installed by tests/run.sh into a virtual environment of the tests' own.
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/bin/check-jsonschema");
+    if !tool.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs {} (tests/run.sh installs it)",
+            tool.display()
+        );
+        eprintln!(
+            "skipping: {} is missing (tests/run.sh installs it)",
+            tool.display()
+        );
+        return;
+    }
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new(&tool)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "check-jsonschema {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    check(&[
+        "--builtin-schema",
+        "vendor.github-workflows",
+        "examples/ci/github-actions.yml",
+    ]);
+    check(&[
+        "--builtin-schema",
+        "vendor.gitlab-ci",
+        "examples/ci/gitlab-ci.yml",
+    ]);
+    let mut specs = vec![
+        "--schemafile".to_string(),
+        "schemas/mailsetup.schema.json".to_string(),
+    ];
+    specs.extend(examples().into_iter().map(|n| format!("examples/{n}")));
+    check(&specs.iter().map(String::as_str).collect::<Vec<_>>());
+}
