@@ -55,7 +55,8 @@ pub enum Command {
     },
     /// Make the system match the spec: exactly what plan shows.
     ///
-    /// Checks the new configuration with postconf and opendkim -n first, backs up
+    /// Installs missing Debian packages first (non-interactively; see
+    /// --no-install-packages). Checks the new configuration with postconf and opendkim -n first, backs up
     /// every file it replaces (see rollback), writes atomically, generates missing
     /// DKIM keys (0600), runs newaliases/postmap and reloads only what changed.
     Apply {
@@ -88,8 +89,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "templates")]
         bundle: Option<PathBuf>,
         /// With --bundle: the OpenSSH allowed_signers file listing the keys that may
-        /// sign bundles (namespace mailsetup-bundle). Default: ROOT/etc/mailsetup/
-        /// allowed_signers when it exists. With either, unsigned bundles are refused.
+        /// sign bundles (namespace mailsetup-bundle). Default:
+        /// ROOT/etc/mailsetup/allowed_signers when it exists. With either, unsigned
+        /// bundles are refused.
         #[arg(
             long,
             value_name = "FILE",
