@@ -39,6 +39,20 @@ cleanup() {
     for _ in $(seq 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$nspawn" 2>/dev/null || true
   fi
+  # Nothing of the container may outlive the test (the end-to-end suite checks
+  # that no daemon runs on the machine): wait for its cgroups to empty, then kill
+  # what is left.
+  procs() {
+    for h in "${hierarchies[@]}"; do
+      [ -d "$h/$cgroup" ] && find "$h/$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null
+    done
+  }
+  for _ in $(seq 100); do [ -z "$(procs)" ] && break; sleep 0.1; done
+  left=$(procs | sort -u)
+  if [ -n "$left" ]; then
+    kill -KILL $left 2>/dev/null || true
+    for _ in $(seq 50); do [ -z "$(procs)" ] && break; sleep 0.1; done
+  fi
   for h in "${hierarchies[@]}"; do
     [ -d "$h/$cgroup" ] && find "$h/$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
   done
