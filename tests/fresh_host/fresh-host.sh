@@ -144,6 +144,20 @@ out=$(inside mailsetup plan /root/mailsetup.yaml)
 grep -q '^! install postfix opendkim opendkim-tools apticron' <<<"$out" ||
   fail "plan does not list the packages first: $out"
 say "ok  plan lists the missing packages first"
+
+# apt failing (a package it must download, and no network): a clear error,
+# no package half-installed, no configuration written.
+inside sh -c 'mkdir -p /root/held && mv /var/cache/apt/archives/apticron_*.deb /root/held/'
+if out=$(inside mailsetup apply /root/mailsetup.yaml 2>&1); then
+  fail "apply succeeded without the mirror: $out"
+fi
+grep -q 'could not reach the package mirror' <<<"$out" || fail "apt's failure is not explained: $out"
+[ ! -e "$root/etc/postfix/main.cf" ] || fail "apply wrote main.cf although the install failed"
+if chroot "$root" dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q 'ok installed'; then
+  fail "postfix was installed although apt failed"
+fi
+inside sh -c 'mv /root/held/*.deb /var/cache/apt/archives/'
+say "ok  without the mirror, apply says so and installs and writes nothing: $(grep -m1 "^error" <<<"$out" | cut -c1-160)"
 t=$(date +%s.%N)
 out=$(inside mailsetup apply /root/mailsetup.yaml 2>&1) || fail "apply: $out"
 for want in "Installed postfix opendkim opendkim-tools apticron" \
