@@ -263,7 +263,12 @@ fn applied_after(
     for step in &plan.steps {
         match step {
             Step::CreateFile(f) | Step::UpdateFile(f) => {
-                applied.insert(f.path.clone(), applied_digest(f.new.as_bytes(), f.secret)?);
+                // The plan's digest where it has one; a credential file's is salted here.
+                let digest = match &f.new_sha256 {
+                    Some(sha) => sha.clone(),
+                    None => applied_digest(f.new.as_bytes(), f.secret)?,
+                };
+                applied.insert(f.path.clone(), digest);
             }
             Step::RemoveFile { path, .. } => {
                 applied.remove(path);
@@ -318,13 +323,13 @@ fn map_tool(system: &System, tool: &str, file: &str) -> Result<()> {
     // dated back instead of waiting — the difference between 1.5 s and 10 ms.
     let map = format!("hash:{file}");
     if system.is_live() {
-        system.date_back(&system.path(paths::MAIN_CF).to_string_lossy())?;
+        system.date_back(&system.path(paths::MAIN_CF))?;
         return system.run(tool, &[&map]).map(drop);
     }
     let config = tempfile::tempdir().context("create a temporary directory")?;
     let main_cf = config.path().join("main.cf");
     std::fs::write(&main_cf, "").context("write an empty main.cf for the map tool")?;
-    system.date_back(&main_cf.to_string_lossy())?;
+    system.date_back(&main_cf)?;
     let config = config.path().to_string_lossy().into_owned();
     system.run(tool, &["-c", &config, &map]).map(drop)
 }

@@ -371,14 +371,14 @@ pub fn apply_bundle(
     {
         return Err(differs(&extra.path));
     }
-    let keys: Vec<(&desired::Key, &[u8])> = bundle
+    let shipped: Vec<(desired::Key, &[u8])> = bundle
         .private_keys()
         .map(|(path, pem)| {
             desired
                 .keys
                 .iter()
                 .find(|k| k.private_path == path)
-                .map(|k| (k, pem))
+                .map(|k| (k.clone(), pem))
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "refuse {}: it carries the key {path}, which its spec does not use; \
@@ -391,8 +391,6 @@ pub fn apply_bundle(
 
     backup::ensure_state_dir(&job.system)?;
     let _lock = job.system.lock(backup::LOCK)?;
-    let shipped: Vec<(desired::Key, &[u8])> =
-        keys.into_iter().map(|(k, pem)| (k.clone(), pem)).collect();
     for (key, pem) in &shipped {
         install_private_key(&job.system, key, pem)?;
     }

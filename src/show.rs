@@ -164,7 +164,7 @@ pub fn plan_text(plan: &Plan) -> String {
 fn diff(out: &mut String, f: &FileWrite) {
     if f.secret {
         // Compared on the host, where both versions are; only the verdict shows.
-        let what = if f.old.is_some() || f.old_sha256.is_some() {
+        let what = if f.old.is_some() {
             "credentials changed; content hidden"
         } else {
             "content hidden: it holds credentials"

@@ -406,16 +406,16 @@ impl System {
 
     /// Dates a just-written file two seconds back, so Postfix's tools take it
     /// at once. `path` is a host path from `path()`; a missing file is left be.
-    pub fn date_back(&self, path: &str) -> Result<()> {
+    pub fn date_back(&self, path: &Path) -> Result<()> {
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
         let file = match fs::File::options().write(true).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("open {path}")),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
         };
         if file.metadata()?.modified()? > past {
             file.set_modified(past)
-                .with_context(|| format!("date {path}"))?;
+                .with_context(|| format!("date {}", path.display()))?;
         }
         Ok(())
     }

@@ -195,3 +195,71 @@ pub fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Everything under `dir` (files with content, directories, symlinks) with its
+/// mode: a refused input must leave this unchanged.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.path().symlink_metadata().unwrap();
+            let rel = entry.path().strip_prefix(dir).unwrap().to_path_buf();
+            let content = if meta.is_file() {
+                std::fs::read(entry.path()).unwrap()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(entry.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+                    .into_bytes()
+            } else {
+                Vec::new()
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            out.insert(rel, (std::os::unix::fs::MetadataExt::mode(&meta), content));
+        }
+    }
+    out
+}
+
+/// Asserts two snapshots are equal, naming the paths that differ.
+pub fn assert_unchanged(
+    before: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
+    after: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
+    what: &str,
+) {
+    let changed: Vec<&PathBuf> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(changed.is_empty(), "{what}: {changed:?}");
+}
+
+/// `apply --bundle BUNDLE EXTRA…` into a new root, expecting `expect`; a refused
+/// bundle must leave the root exactly as it was.
+pub fn apply_bundle_to_a_new_root(bundle: &Path, extra: &[&str], expect: i32) -> Output {
+    let host = root();
+    let before = snapshot(host.path());
+    let mut args = vec![
+        "apply",
+        "--bundle",
+        path_str(bundle),
+        "--root",
+        path_str(host.path()),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args, expect);
+    if expect != 0 {
+        assert_unchanged(
+            &before,
+            &snapshot(host.path()),
+            "a refused bundle wrote files",
+        );
+    }
+    out
+}

@@ -3,59 +3,15 @@
 //! owners come from the managed-file table, no credential (nor a digest of one)
 //! reaches any output, and signed bundles interoperate with OpenSSH.
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    RELAY_PASSWORD, example, members, missing_in_ci, path_str, root, run, write_password,
+    RELAY_PASSWORD, apply_bundle_to_a_new_root, assert_unchanged, example, members, missing_in_ci,
+    path_str, root, run, snapshot, write_password,
 };
-
-/// Everything under `dir` (files with content, directories, symlinks) with its
-/// mode: a refused input must leave this unchanged.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.path().symlink_metadata().unwrap();
-            let rel = entry.path().strip_prefix(dir).unwrap().to_path_buf();
-            let content = if meta.is_file() {
-                std::fs::read(entry.path()).unwrap()
-            } else if meta.file_type().is_symlink() {
-                std::fs::read_link(entry.path())
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-                    .into_bytes()
-            } else {
-                Vec::new()
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
-            out.insert(rel, (meta.mode(), content));
-        }
-    }
-    out
-}
-
-/// Asserts two snapshots are equal, naming the paths that differ.
-fn assert_unchanged(
-    before: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
-    after: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
-    what: &str,
-) {
-    let changed: Vec<&PathBuf> = before
-        .keys()
-        .chain(after.keys())
-        .filter(|p| before.get(*p) != after.get(*p))
-        .collect();
-    assert!(changed.is_empty(), "{what}: {changed:?}");
-}
 
 fn sha256(data: &[u8]) -> String {
     mailsetup::plan::sha256_hex(data)
@@ -372,27 +328,11 @@ fn regular(members: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>, tar::EntryT
 }
 
 fn refused_bundle(bundle: &Path, why: &str) {
-    let host = root();
-    let before = snapshot(host.path());
-    let out = run(
-        &[
-            "apply",
-            "--bundle",
-            path_str(bundle),
-            "--root",
-            path_str(host.path()),
-        ],
-        1,
-    );
+    let out = apply_bundle_to_a_new_root(bundle, &[], 1);
     assert!(
         out.stderr.contains(why),
         "expected {why:?}:\n{}",
         out.stderr
-    );
-    assert_eq!(
-        snapshot(host.path()),
-        before,
-        "a refused bundle wrote files"
     );
 }
 
@@ -547,28 +487,7 @@ fn key(dir: &Path, kind: &str, name: &str) -> (PathBuf, String) {
 }
 
 fn apply_signed(bundle: &Path, signers: &Path, expect: i32) -> crate::support::Output {
-    let host = root();
-    let before = snapshot(host.path());
-    let out = run(
-        &[
-            "apply",
-            "--bundle",
-            path_str(bundle),
-            "--allowed-signers",
-            path_str(signers),
-            "--root",
-            path_str(host.path()),
-        ],
-        expect,
-    );
-    if expect != 0 {
-        assert_eq!(
-            snapshot(host.path()),
-            before,
-            "a refused bundle wrote files"
-        );
-    }
-    out
+    apply_bundle_to_a_new_root(bundle, &["--allowed-signers", path_str(signers)], expect)
 }
 
 #[test]
