@@ -483,6 +483,27 @@ mod tests {
     }
 
     #[test]
+    fn ed25519_is_refused_with_the_reason_and_rsa_is_the_default() {
+        let (spec, _) = parse(MIN, Path::new("t.yaml")).unwrap();
+        assert_eq!(spec.dkim.algorithms, [super::super::Algorithm::Rsa]);
+        let (spec, _) = parse(
+            &format!("{MIN}dkim:\n  algorithms: [rsa]\n"),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(spec.dkim.algorithms, [super::super::Algorithm::Rsa]);
+        let e = err(&format!("{MIN}dkim:\n  algorithms: [rsa, ed25519]\n"));
+        assert!(e.contains("dkim.algorithms"), "{e}");
+        assert!(e.contains("one SignatureAlgorithm per process"), "{e}");
+        let e = err(&format!("{MIN}dkim:\n  algorithms: [rsa, dsa]\n"));
+        assert!(e.contains("unknown algorithm `dsa`"), "{e}");
+        let e = err(&format!("{MIN}dkim:\n  algorithms: []\n"));
+        assert!(e.contains("is empty"), "{e}");
+        let e = err(&format!("{MIN}dkim:\n  algorithms: [rsa, rsa]\n"));
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
     fn big_keys_and_local_mailname_warn() {
         let (_, w) = parse(
             &format!("{MIN}dkim:\n  bits: 4096\n").replace(

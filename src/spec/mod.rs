@@ -365,6 +365,13 @@ pub struct Dkim {
     /// many receivers and DNS providers cannot handle the record.
     #[serde(default)]
     pub bits: KeyBits,
+    /// Signature algorithms, one signature each: `[rsa]` (default). `ed25519`
+    /// (RFC 8463) is refused: Debian's OpenDKIM 2.11.0~beta2 signs with one
+    /// algorithm per process, so it cannot add an Ed25519 signature beside the
+    /// RSA one that most receivers still need.
+    #[serde(default = "default_algorithms", deserialize_with = "algorithm_list")]
+    #[schemars(length(min = 1), extend("uniqueItems" = true))]
+    pub algorithms: Vec<Algorithm>,
     /// Sign mail from subdomains (x@app.example.com) with the parent domain's key
     /// (d=example.com). Default true.
     #[serde(default = "yes")]
@@ -386,6 +393,7 @@ impl Default for Dkim {
             key: KeyMode::default(),
             selector: default_selector(),
             bits: KeyBits::default(),
+            algorithms: default_algorithms(),
             subdomains: true,
             oversign_headers: default_oversign(),
             trusted_hosts: default_trusted_hosts(),
@@ -396,6 +404,66 @@ impl Default for Dkim {
 
 fn default_selector() -> SelectorPattern {
     names::DATE_PLACEHOLDER.parse().expect("valid constant")
+}
+
+fn default_algorithms() -> Vec<Algorithm> {
+    vec![Algorithm::Rsa]
+}
+
+/// At least one algorithm, each once.
+fn algorithm_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Algorithm>, D::Error> {
+    let list = Vec::<Algorithm>::deserialize(d)?;
+    if list.is_empty() {
+        return Err(serde::de::Error::custom(
+            "is empty: sign with at least `rsa`",
+        ));
+    }
+    if let Some(twice) = list
+        .iter()
+        .enumerate()
+        .find(|(i, a)| list[..*i].contains(a))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "lists `{}` twice",
+            String::from(*twice.1)
+        )));
+    }
+    Ok(list)
+}
+
+/// A DKIM signature algorithm the packaged OpenDKIM can sign with here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String", extend("enum" = ["rsa"]))]
+pub enum Algorithm {
+    /// rsa-sha256 (RFC 6376, RFC 8301).
+    Rsa,
+}
+
+/// Why `ed25519` is refused, with the evidence, so the operator need not look it up.
+pub const ED25519_REFUSED: &str = "ed25519 is not available: Debian's OpenDKIM \
+(2.11.0~beta2) takes one SignatureAlgorithm per process, so one milter cannot sign \
+with Ed25519 beside RSA (the per-key algorithm is upstream's KeyTable 4th field, \
+OpenDKIM PR #269, not in any Debian release); Ed25519 alone would fail at every \
+receiver that does not verify it. Use [rsa]";
+
+impl TryFrom<String> for Algorithm {
+    type Error = String;
+    fn try_from(v: String) -> Result<Self, String> {
+        match v.as_str() {
+            "rsa" => Ok(Algorithm::Rsa),
+            "ed25519" => Err(ED25519_REFUSED.to_string()),
+            other => Err(format!("unknown algorithm `{other}`: expected `rsa`")),
+        }
+    }
+}
+
+impl From<Algorithm> for String {
+    fn from(a: Algorithm) -> String {
+        match a {
+            Algorithm::Rsa => "rsa".into(),
+        }
+    }
 }
 
 fn default_oversign() -> Vec<HeaderName> {

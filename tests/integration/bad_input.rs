@@ -134,6 +134,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     ("selector: mail", "selector: mail\n  bits: 512", "dkim.bits"),
     (
+        "selector: mail",
+        "selector: mail\n  algorithms: [rsa, ed25519]",
+        "dkim.algorithms",
+    ),
+    (
         "root: ops@example.net",
         "root: \"|/bin/sh -c evil\"",
         "aliases.root",

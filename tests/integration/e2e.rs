@@ -142,17 +142,47 @@ fn host_fingerprint() -> Vec<String> {
             state.unwrap_or_else(|e| e.kind().to_string())
         ));
     }
-    let mut daemons: Vec<String> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .map(|c| c.trim().to_owned())
-        .filter(|c| c == "opendkim" || c == "master")
+    // Daemons outside the namespaces only: this test process's own
+    // descendants are the namespaced runs and the short-lived `opendkim -n`
+    // checks other tests run meanwhile; a daemon that escaped would have been
+    // re-parented away from us.
+    let processes = processes();
+    let ours = |mut pid: u32| loop {
+        if pid == std::process::id() {
+            return true;
+        }
+        match processes.get(&pid) {
+            Some((_, parent)) if *parent != 0 && *parent != pid => pid = *parent,
+            _ => return false,
+        }
+    };
+    let mut daemons: Vec<String> = processes
+        .iter()
+        .filter(|(_, (comm, _))| comm == "opendkim" || comm == "master")
+        .filter(|(pid, _)| !ours(**pid))
+        .map(|(_, (comm, _))| comm.clone())
         .collect();
     daemons.sort();
     seen.push(format!("host daemons: {daemons:?}"));
     seen
+}
+
+/// Every process on the machine: pid -> (command name, parent pid).
+fn processes() -> std::collections::HashMap<u32, (String, u32)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            let (head, tail) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_owned();
+            let parent = tail.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, (comm, parent)))
+        })
+        .collect()
 }
 
 /// The runs for one example: one, or one per host of a fleet spec (`hosts:`),
