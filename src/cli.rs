@@ -127,25 +127,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Print the DNS records to publish: SPF, DKIM, DMARC and report authorization.
-    Dns {
-        /// The spec file.
-        spec: PathBuf,
-        /// The system the DKIM keys are read from.
-        #[arg(long, value_name = "DIR", default_value = "/")]
-        root: PathBuf,
-        /// Read the keys from what the hosts exported with `mailsetup public-keys`
-        /// instead (CI: every host of a fleet at once).
-        #[arg(long, value_name = "DIR")]
-        public_keys: Option<PathBuf>,
-        /// With a fleet spec: only this host's DKIM record (default: every host's).
-        #[arg(long, value_name = "NAME")]
-        host: Option<String>,
-        /// `zone`: BIND zone lines, TXT split in 255-byte strings; `json`: one object
-        /// per record with name, type and the whole value.
-        #[arg(long, value_enum, default_value_t = DnsFormat::Zone)]
-        format: DnsFormat,
-    },
+    /// Print the DNS records to publish: SPF, DKIM, DMARC and report authorization;
+    /// or publish them (`--push`), or write them for octoDNS (`--format octodns`).
+    Dns(DnsArgs),
     /// Put back the files the last apply replaced (and remove the ones it created).
     ///
     /// DKIM keys are kept: they may already be published. Each rollback goes one
@@ -347,4 +331,40 @@ pub enum ReportFormat {
 pub enum DnsFormat {
     Zone,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub struct DnsArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// The system the DKIM keys are read from.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Read the keys from what the hosts exported with `mailsetup public-keys`
+    /// instead (CI: every host of a fleet at once).
+    #[arg(long, value_name = "DIR")]
+    pub public_keys: Option<PathBuf>,
+    /// With a fleet spec: only this host's DKIM record (default: every host's).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// `zone`: BIND zone lines, TXT split in 255-byte strings; `json`: one object
+    /// per record with name, type and the whole value.
+    #[arg(long, value_enum, default_value_t = DnsFormat::Zone)]
+    pub format: DnsFormat,
+    /// Publish the records at each zone's primary server: RFC 2136 updates signed
+    /// with TSIG (`dns.server`, `dns.tsig_key` in the spec). Only mailsetup's
+    /// records change (the SPF value, `_domainkey`, `_dmarc`, report authorization);
+    /// an edit made meanwhile makes the update fail rather than be overwritten.
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: show what would change and send nothing.
+    #[arg(long, requires = "push")]
+    pub dry_run: bool,
+    /// With --push: the primary server for every zone, ADDR or ADDR:PORT.
+    #[arg(long, value_name = "ADDR[:PORT]", requires = "push")]
+    pub server: Option<ResolverAddr>,
+    /// With --push: the TSIG key for every zone, a file as `tsig-keygen` writes it
+    /// (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "push")]
+    pub tsig_key: Option<PathBuf>,
 }

@@ -17,6 +17,7 @@ pub mod dns;
 pub mod keys;
 pub mod packages;
 pub mod plan;
+pub mod push;
 pub mod resolve;
 pub mod rotate;
 pub mod saved;
@@ -149,19 +150,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             root,
             out,
         } => ci::public_keys(&spec, host.as_deref(), &root, &out),
-        Command::Dns {
-            spec,
-            root,
-            public_keys,
-            host,
-            format,
-        } => dns(
-            &spec,
-            &root,
-            public_keys.as_deref(),
-            host.as_deref(),
-            format,
-        ),
+        Command::Dns(args) => dns(&args),
         Command::Rollback { root } => rollback(&root),
         Command::Schema => out(schema_json() + "\n"),
         Command::Completions { shell } => {
@@ -517,17 +506,11 @@ fn apply_saved(file: &Path, root: &Path) -> Result<u8> {
     })
 }
 
-fn dns(
-    spec_path: &Path,
-    root: &Path,
-    exported: Option<&Path>,
-    host: Option<&str>,
-    format: DnsFormat,
-) -> Result<u8> {
-    let spec = load_spec(spec_path)?;
-    let system = System::new(root)?;
+fn dns(args: &cli::DnsArgs) -> Result<u8> {
+    let spec = load_spec(&args.spec)?;
+    let system = System::new(&args.root)?;
     // One host, or every host of a fleet (keys under --root, or exported by each host).
-    let hosts: Vec<Option<&str>> = match host {
+    let hosts: Vec<Option<&str>> = match args.host.as_deref() {
         Some(h) => vec![Some(h)],
         None if spec.hosts.is_empty() => vec![None],
         None => spec.hosts.keys().map(|h| Some(h.as_str())).collect(),
@@ -537,7 +520,7 @@ fn dns(
     let mut seen = std::collections::HashSet::new();
     for host in hosts {
         let spec = spec.for_host(host)?;
-        let (more, gaps) = match exported {
+        let (more, gaps) = match args.public_keys.as_deref() {
             Some(dir) => ci::records_from_export(&spec, dir)?,
             None => dns::records_for(&spec, &rotate::published(&spec, &system, today()?)?),
         };
@@ -549,7 +532,23 @@ fn dns(
         missing.extend(gaps);
     }
     warn_missing(&missing);
-    match format {
+    if args.push {
+        if !missing.is_empty() {
+            bail!("not pushed: some keys are missing (see the warnings above)");
+        }
+        let targets = push::Targets {
+            server: args.server,
+            tsig_key: args.tsig_key.as_deref(),
+        };
+        return out(push::run(
+            &spec,
+            &system,
+            &targets,
+            &records,
+            !args.dry_run,
+        )?);
+    }
+    match args.format {
         DnsFormat::Zone => out(dns::zone(&records, &missing)),
         DnsFormat::Json => out(serde_json::to_string_pretty(&records)? + "\n"),
     }

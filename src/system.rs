@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::keys::Zeroizing;
 use anyhow::{Context, Result, bail};
 
 use crate::desired::{Service, paths};
@@ -241,40 +242,48 @@ impl System {
         Ok(out)
     }
 
-    /// The first line of a secret file (the relay password). It must be a plain
-    /// file readable by its owner only, and that owner root when mailsetup runs
-    /// as root: otherwise a spec could have any file's first line (from
-    /// /etc/shadow, say) sent to a relay, or the password was never private.
-    /// `None` when the file does not exist (yet).
-    pub fn read_secret_line(&self, target: &str) -> Result<Option<String>> {
+    /// A secret file (the relay password, a TSIG key). It must be a plain file
+    /// readable by its owner only, and that owner root when mailsetup runs as
+    /// root: otherwise a spec could have any file (/etc/shadow, say) sent to a
+    /// server of its choosing, or the secret was never private. `what` names
+    /// it in errors. `None` when the file does not exist (yet).
+    pub fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>> {
         let path = self.resolve(target)?;
         let Some(meta) = self.lstat(&path)? else {
             return Ok(None);
         };
         if !meta.is_file() {
-            bail!("the password file {} is not a plain file", path.display());
+            bail!("the {what} {} is not a plain file", path.display());
         }
         if meta.mode() & 0o077 != 0 {
             bail!(
-                "the password file {} is readable by others (mode {:04o}): chmod 600 it",
+                "the {what} {} is readable by others (mode {:04o}): chmod 600 it",
                 path.display(),
                 meta.mode() & 0o7777
             );
         }
         if self.can_chown() && meta.uid() != 0 {
             bail!(
-                "the password file {} belongs to uid {}, not root: chown root it",
+                "the {what} {} belongs to uid {}, not root: chown root it",
                 path.display(),
                 meta.uid()
             );
         }
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("read the password file {}", path.display()))?;
+        fs::read_to_string(&path)
+            .map(|text| Some(Zeroizing::new(text)))
+            .with_context(|| format!("read the {what} {}", path.display()))
+    }
+
+    /// The first line of the relay password file (see `read_secret`).
+    pub fn read_secret_line(&self, target: &str) -> Result<Option<String>> {
+        let Some(text) = self.read_secret(target, "password file")? else {
+            return Ok(None);
+        };
         let line = text.lines().next().unwrap_or("").to_string();
         if line.is_empty() || line.chars().any(char::is_control) {
             bail!(
                 "{}: the first line must hold the password (non-empty, no control characters)",
-                path.display()
+                self.path(target).display()
             );
         }
         Ok(Some(line))

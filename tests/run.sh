@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(postfix opendkim opendkim-tools libsasl2-modules python3-dkim python3-aiosmtpd python3-yaml
           python3-authheaders python3-spf
           openssl iproute2 util-linux openssh-client apticron mmdebstrap systemd-container bc procps
-          python3-venv)
+          python3-venv bind9 bind9-dnsutils)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do
@@ -29,11 +29,13 @@ fi
 
 # Tools from PyPI, in a virtual environment of the tests' own: check-jsonschema
 # checks the CI examples against GitHub's and GitLab's published schemas, and the
-# examples against schemas/.
+# examples against schemas/; octoDNS validates and syncs the `dns --format
+# octodns` export.
 tools=target/test-tools
-if [ ! -x "$tools/bin/check-jsonschema" ] && [ -x /usr/bin/python3 ]; then
+if { [ ! -x "$tools/bin/check-jsonschema" ] || [ ! -x "$tools/bin/octodns-sync" ]; } \
+   && [ -x /usr/bin/python3 ]; then
   /usr/bin/python3 -m venv "$tools"
-  "$tools/bin/pip" install -q 'check-jsonschema==0.39.*'
+  "$tools/bin/pip" install -q 'check-jsonschema==0.39.*' 'octodns==1.22.*' 'octodns-bind==1.1.*'
 fi
 
 cargo fmt --check

@@ -21,7 +21,7 @@ pub use names::{
     Network, PlainText, SelectorPattern, UserName,
 };
 
-pub use ops::{Check, Days, ResolverAddr, Rotation};
+pub use ops::{Check, Days, DnsPush, ResolverAddr, Rotation, Ttl, ZonePush};
 
 use load::{OneOrMany, non_empty_map, unique_map};
 
@@ -57,6 +57,9 @@ pub struct Spec {
     /// What `mailsetup check` looks at: this host's addresses, blocklists, the resolver.
     #[serde(default)]
     pub check: Check,
+    /// Where `mailsetup dns --push` publishes the records (RFC 2136 with TSIG).
+    #[serde(default)]
+    pub dns: DnsPush,
 }
 
 /// One host of a fleet.

@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::names::DomainName;
+use indexmap::IndexMap;
+
+use super::names::{AbsPath, DomainName};
 
 /// DKIM key rotation with `mailsetup rotate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -99,6 +101,73 @@ impl Default for Check {
 
 fn default_blocklists() -> Vec<DomainName> {
     vec!["zen.spamhaus.org".parse().expect("valid constant")]
+}
+
+/// Publishing the records with RFC 2136 dynamic updates signed with TSIG
+/// (`mailsetup dns --push`, and `rotate auto` when a server is set).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsPush {
+    /// The primary server of the zones, which takes the updates: ADDR or ADDR:PORT.
+    /// `--server` overrides it.
+    #[serde(default)]
+    pub server: Option<ResolverAddr>,
+    /// The TSIG key, a file in BIND's `key` syntax as `tsig-keygen` writes it
+    /// (hmac-sha256, -sha384 or -sha512; mode 0600). `--tsig-key` overrides it.
+    #[serde(default)]
+    pub tsig_key: Option<AbsPath>,
+    /// TTL of the records pushed, in seconds. Default 3600.
+    #[serde(default)]
+    pub ttl: Ttl,
+    /// The zones to update, when they are not the domains themselves (a domain
+    /// `mail.example.com` in zone `example.com`), each with its own server or
+    /// key if it has one. Default: every domain is a zone of its own.
+    #[serde(default, deserialize_with = "super::load::unique_map")]
+    pub zones: IndexMap<DomainName, Option<ZonePush>>,
+}
+
+/// One zone's own primary and key, where they differ from `dns.server`/`dns.tsig_key`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZonePush {
+    #[serde(default)]
+    pub server: Option<ResolverAddr>,
+    #[serde(default)]
+    pub tsig_key: Option<AbsPath>,
+}
+
+/// A record TTL in seconds, 60 to 86400.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u32")]
+pub struct Ttl(#[schemars(range(min = 60, max = 86400))] u32);
+
+impl Ttl {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Ttl {
+    fn default() -> Self {
+        Ttl(3600)
+    }
+}
+
+impl TryFrom<u64> for Ttl {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        u32::try_from(v)
+            .ok()
+            .filter(|t| (60..=86400).contains(t))
+            .map(Ttl)
+            .ok_or_else(|| format!("{v} is not a TTL from 60 to 86400 seconds"))
+    }
+}
+
+impl From<Ttl> for u32 {
+    fn from(t: Ttl) -> u32 {
+        t.0
+    }
 }
 
 /// A DNS server: `ADDR` (port 53) or `ADDR:PORT`, IPv6 as `[ADDR]:PORT`.

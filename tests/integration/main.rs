@@ -1,5 +1,6 @@
 //! All integration tests link into this one binary (see Cargo.toml [[test]]).
 mod bad_input;
+mod bind;
 mod bundle;
 mod check;
 mod cli;
@@ -9,6 +10,7 @@ mod e2e;
 mod fleet;
 mod fresh_host;
 mod golden;
+mod push;
 mod rotate;
 mod support;
 mod trust;

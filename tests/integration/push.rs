@@ -1,0 +1,257 @@
+//! `dns --push` against a real BIND 9: records published by RFC 2136 updates
+//! signed with TSIG, only mailsetup's records touched, nothing clobbered.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::bind::Bind;
+use crate::support::{DATE, path_str, run};
+
+/// A spec pushing to `bind`, its keys applied under a new root, and the TSIG
+/// key where the spec says (mode 0600).
+fn setup(bind: &Bind, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let spec = root.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app]\n  example.org:\n\
+             dmarc:\n  p: quarantine\n  rua: [dmarc@example.com]\naliases:\n  root: ops@example.com\n\
+             dkim:\n  selector: \"{{date}}\"\n\
+             dns:\n  server: {}\n  tsig_key: /etc/mailsetup/tsig.key\n  ttl: 600\n{extra}",
+            bind.server()
+        ),
+    )
+    .unwrap();
+    let r = path_str(root.path());
+    run(
+        &[
+            "apply",
+            path_str(&spec),
+            "--root",
+            r,
+            "--no-install-packages",
+        ],
+        0,
+    );
+    std::fs::create_dir_all(root.path().join("etc/mailsetup")).unwrap();
+    let key = root.path().join("etc/mailsetup/tsig.key");
+    std::fs::copy(bind.key_file(), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (root, spec)
+}
+
+#[test]
+fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
+    let Some(bind) = Bind::start(&["example.com", "example.org"]) else {
+        return;
+    };
+    let (root, spec) = setup(&bind, "");
+    let (s, r) = (path_str(&spec), path_str(root.path()));
+    // Somebody else's TXT record at the apex, and an old SPF value to replace.
+    bind.nsupdate(
+        "example.com",
+        "update add example.com 300 TXT \"google-site-verification=abc\"\n\
+         update add example.com 300 TXT \"v=spf1 mx ~all\"",
+    );
+
+    let dry = run(&["dns", s, "--root", r, "--push", "--dry-run"], 0).stdout;
+    assert!(dry.contains("dry run: nothing sent"), "{dry}");
+    assert!(
+        dry.contains("  - example.com TXT \"v=spf1 mx ~all\""),
+        "{dry}"
+    );
+    assert_eq!(
+        bind.txt("_dmarc.example.com"),
+        Vec::<String>::new(),
+        "a dry run sent something"
+    );
+
+    let pushed = run(&["dns", s, "--root", r, "--push"], 0).stdout;
+    assert!(pushed.contains("6 names served as pushed"), "{pushed}");
+    // Every record `dns` prints is served, split values joined again.
+    let json = run(&["dns", s, "--root", r, "--format", "json"], 0).stdout;
+    let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(records.len(), 9, "{json}");
+    for rec in &records {
+        let (name, value) = (
+            rec["name"].as_str().unwrap(),
+            rec["value"].as_str().unwrap(),
+        );
+        assert!(
+            bind.txt(name).contains(&value.to_string()),
+            "{name} does not serve {value}"
+        );
+    }
+    let dkim = bind.dig(&["TXT", &format!("{DATE}._domainkey.example.com")]);
+    assert!(
+        dkim.contains("\" \""),
+        "a 2048-bit key is one TXT record of two strings: {dkim}"
+    );
+    assert_eq!(
+        bind.txt("example.com"),
+        ["google-site-verification=abc", "v=spf1 a -all"],
+        "the old SPF value is replaced, the other record kept"
+    );
+    let ttl = bind.dig(&["+noshort", "+noall", "+answer", "TXT", "_dmarc.example.org"]);
+    assert!(ttl.contains("\t600\t"), "{ttl}");
+
+    let again = run(&["dns", s, "--root", r, "--push"], 0).stdout;
+    assert!(
+        again.contains("example.com (primary") && again.contains("6 names as they should be"),
+        "{again}"
+    );
+    assert!(!again.contains("+ ") && !again.contains("- "), "{again}");
+}
+
+#[test]
+fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
+    let Some(bind) = Bind::start(&["example.com"]) else {
+        return;
+    };
+    let (root, spec) = setup(&bind, "  zones:\n    example.com:\n    example.org:\n");
+    let (s, r) = (path_str(&spec), path_str(root.path()));
+
+    // A zone the server does not serve stops the push before anything is sent.
+    let e = run(&["dns", s, "--root", r, "--push"], 1).stderr;
+    assert!(
+        e.contains("zone example.org") && e.contains("REFUSED"),
+        "{e}"
+    );
+    assert_eq!(
+        bind.txt("_dmarc.example.com"),
+        Vec::<String>::new(),
+        "example.com was pushed"
+    );
+
+    // Names in none of the zones are left to their owner, and said so.
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("    example.org:\n", "");
+    std::fs::write(&spec, text).unwrap();
+    let out = run(&["dns", s, "--root", r, "--push", "--dry-run"], 0).stdout;
+    assert!(
+        out.contains("not pushed: _dmarc.example.org is in none of the zones (example.com)"),
+        "{out}"
+    );
+
+    let bad = root.path().join("bad.key");
+    let text = std::fs::read_to_string(bind.key_file()).unwrap();
+    let secret = text.split('"').nth(3).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace(secret, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = bind.txt("_dmarc.example.com");
+    let e = run(
+        &[
+            "dns",
+            s,
+            "--root",
+            r,
+            "--push",
+            "--tsig-key",
+            path_str(&bad),
+        ],
+        1,
+    )
+    .stderr;
+    assert!(
+        e.contains("did not accept the TSIG signature of key mailsetup"),
+        "{e}"
+    );
+    assert!(
+        !e.contains(secret) && !e.contains("AAAAAAAA"),
+        "a secret in an error: {e}"
+    );
+    assert_eq!(bind.txt("_dmarc.example.com"), before);
+
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = run(
+        &[
+            "dns",
+            s,
+            "--root",
+            r,
+            "--push",
+            "--tsig-key",
+            path_str(&bad),
+        ],
+        1,
+    )
+    .stderr;
+    assert!(
+        e.contains("readable by others") && e.contains("chmod 600"),
+        "{e}"
+    );
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    drop(std::net::TcpListener::bind(dead));
+    let e = run(
+        &[
+            "dns",
+            s,
+            "--root",
+            r,
+            "--push",
+            "--server",
+            &dead.to_string(),
+        ],
+        1,
+    )
+    .stderr;
+    assert!(
+        e.contains("cannot reach its primary server") && e.contains(&dead.to_string()),
+        "{e}"
+    );
+
+    let e = run(&["dns", s, "--push"], 1).stderr;
+    assert!(e.contains("missing") || e.contains("TSIG key file"), "{e}");
+}
+
+#[test]
+fn an_edit_made_between_reading_and_updating_is_not_overwritten() {
+    use mailsetup::dns::Kind;
+    use mailsetup::push::{Primary, Wanted, Zone, ZoneChange, change, tsig};
+    let Some(bind) = Bind::start(&["example.com"]) else {
+        return;
+    };
+    let zone = Zone {
+        name: "example.com".into(),
+        server: bind.server().parse().unwrap(),
+        key: tsig::parse(&std::fs::read_to_string(bind.key_file()).unwrap()).unwrap(),
+    };
+    let wanted = Wanted {
+        name: "_dmarc.example.com".into(),
+        kind: Kind::Dmarc,
+        values: vec!["v=DMARC1; p=none".into()],
+    };
+    let primary = Primary::connect(&zone).unwrap();
+    let served = primary
+        .txt_sets(["_dmarc.example.com"].into_iter())
+        .unwrap();
+    let planned = change(&wanted, served.into_iter().next().unwrap()).unwrap();
+    // Meanwhile somebody publishes their own policy.
+    bind.nsupdate(
+        "example.com",
+        "update add _dmarc.example.com 300 TXT \"v=DMARC1; p=reject\"",
+    );
+    let e = primary
+        .update(&ZoneChange {
+            zone,
+            changes: vec![planned],
+            unchanged: 0,
+            ttl: 300,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("YXRRSET") && e.contains("run the push again"),
+        "{e}"
+    );
+    assert_eq!(bind.txt("_dmarc.example.com"), ["v=DMARC1; p=reject"]);
+}
