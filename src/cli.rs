@@ -331,6 +331,7 @@ pub enum ReportFormat {
 pub enum DnsFormat {
     Zone,
     Json,
+    Octodns,
 }
 
 #[derive(Args, Debug)]
@@ -348,9 +349,13 @@ pub struct DnsArgs {
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// `zone`: BIND zone lines, TXT split in 255-byte strings; `json`: one object
-    /// per record with name, type and the whole value.
+    /// per record with name, type and the whole value; `octodns`: octoDNS YAML
+    /// zone files, DIR/ZONE.yaml (needs --out).
     #[arg(long, value_enum, default_value_t = DnsFormat::Zone)]
     pub format: DnsFormat,
+    /// With --format octodns: the directory the zone files are written to.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Publish the records at each zone's primary server: RFC 2136 updates signed
     /// with TSIG (`dns.server`, `dns.tsig_key` in the spec). Only mailsetup's
     /// records change (the SPF value, `_domainkey`, `_dmarc`, report authorization);

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod desired;
 pub mod dns;
 pub mod keys;
+pub mod octodns;
 pub mod packages;
 pub mod plan;
 pub mod push;
@@ -549,6 +550,27 @@ fn dns(args: &cli::DnsArgs) -> Result<u8> {
         )?);
     }
     match args.format {
+        DnsFormat::Octodns => {
+            let dir = args.out.as_deref().context(
+                "--format octodns writes one file per zone: name the directory with --out DIR",
+            )?;
+            let (files, outside) =
+                octodns::zone_files(&records, &push::zone_names(&spec), spec.dns.ttl.get());
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("create the directory {}", dir.display()))?;
+            let mut text = String::new();
+            for (zone, yaml) in files {
+                let path = dir.join(format!("{zone}.yaml"));
+                std::fs::write(&path, yaml).with_context(|| format!("write {}", path.display()))?;
+                text += &format!("wrote {}\n", path.display());
+            }
+            for name in outside {
+                text += &format!(
+                    "not exported: {name} is in none of the zones; its owner publishes it\n"
+                );
+            }
+            out(text)
+        }
         DnsFormat::Zone => out(dns::zone(&records, &missing)),
         DnsFormat::Json => out(serde_json::to_string_pretty(&records)? + "\n"),
     }

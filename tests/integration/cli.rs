@@ -861,20 +861,9 @@ fn validate_warns_of_every_dmarc_combination_that_fails_a_sender() {
 
 #[test]
 fn ci_examples_and_specs_pass_their_published_schemas() {
-    // Installed by tests/run.sh into a virtual environment of the tests' own.
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/bin/check-jsonschema");
-    if !tool.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs {} (tests/run.sh installs it)",
-            tool.display()
-        );
-        eprintln!(
-            "skipping: {} is missing (tests/run.sh installs it)",
-            tool.display()
-        );
+    let Some(tool) = crate::support::test_tool("check-jsonschema") else {
         return;
-    }
+    };
     let check = |args: &[&str]| {
         let out = std::process::Command::new(&tool)
             .args(args)

@@ -255,3 +255,87 @@ fn an_edit_made_between_reading_and_updating_is_not_overwritten() {
     );
     assert_eq!(bind.txt("_dmarc.example.com"), ["v=DMARC1; p=reject"]);
 }
+
+#[test]
+fn the_octodns_export_round_trips_through_octodns() {
+    let (Some(validate), Some(sync), Some(python)) = (
+        crate::support::test_tool("octodns-validate"),
+        crate::support::test_tool("octodns-sync"),
+        crate::support::test_tool("python3"),
+    ) else {
+        return;
+    };
+    let root = crate::support::root();
+    let r = path_str(root.path());
+    let spec = crate::support::example("guide.yaml");
+    run(&["apply", &spec, "--root", r, "--no-install-packages"], 0);
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    let wrote = run(
+        &[
+            "dns",
+            &spec,
+            "--root",
+            r,
+            "--format",
+            "octodns",
+            "--out",
+            path_str(&zones),
+        ],
+        0,
+    )
+    .stdout;
+    assert!(wrote.contains("example.com.yaml"), "{wrote}");
+    // octoDNS as a team runs it: our directory as the source, BIND zone files out.
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers:\n  mailsetup:\n    class: octodns.provider.yaml.YamlProvider\n    directory: {}\n\
+             \x20 bind:\n    class: octodns_bind.ZoneFileProvider\n    directory: {}\n    file_extension: .zone\n\
+             zones:\n  '*':\n    sources: [mailsetup]\n    targets: [bind]\n",
+            zones.display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let tool = |program: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let config_arg = format!("--config-file={}", config.display());
+    tool(&validate, &[&config_arg]);
+    tool(&sync, &[&config_arg, "--doit"]);
+    // Every record `dns` prints is in the zone files octoDNS wrote, and no other TXT.
+    let read = "import dns.zone, glob, sys\n\
+                for f in glob.glob(sys.argv[1] + '/*.zone'):\n\
+                \x20   z = dns.zone.from_file(f, check_origin=False)\n\
+                \x20   for name, ttl, rd in z.iterate_rdatas('TXT'):\n\
+                \x20       print(name.derelativize(z.origin).to_text(omit_final_dot=True), b''.join(rd.strings).decode())\n";
+    let served = tool(&python, &["-c", read, path_str(&dir.path().join("out"))]);
+    let mut served: Vec<&str> = served.lines().collect();
+    served.sort();
+    let json = run(&["dns", &spec, "--root", r, "--format", "json"], 0).stdout;
+    let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let mut wanted: Vec<String> = records
+        .iter()
+        .map(|rec| {
+            format!(
+                "{} {}",
+                rec["name"].as_str().unwrap(),
+                rec["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    wanted.sort();
+    assert_eq!(served, wanted);
+}

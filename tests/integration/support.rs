@@ -126,6 +126,27 @@ pub fn missing_in_ci(programs: &[&str]) -> bool {
     true
 }
 
+/// A tool tests/run.sh installs from PyPI into the tests' own virtual
+/// environment; `None` (with a note) when it is missing outside CI.
+pub fn test_tool(name: &str) -> Option<PathBuf> {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-tools/bin")
+        .join(name);
+    if tool.exists() {
+        return Some(tool);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI needs {} (tests/run.sh installs it)",
+        tool.display()
+    );
+    eprintln!(
+        "skipping: {} is missing (tests/run.sh installs it)",
+        tool.display()
+    );
+    None
+}
+
 /// One thing to apply: an example, or one host of a fleet example.
 pub struct Target {
     /// `guide`, or `fleet-mta01` for a fleet host.
