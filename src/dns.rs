@@ -182,6 +182,20 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
     (out, missing)
 }
 
+/// The DKIM names one selector of a key set is published at: each domain
+/// signing with the set, and each of their listed subdomains.
+pub fn dkim_names(spec: &Spec, set: &str, selector: &str) -> Vec<String> {
+    spec.domains()
+        .filter(|d| key_set_of(spec, d.name) == set)
+        .flat_map(|d| {
+            std::iter::once(d.name.to_string())
+                .chain(d.subdomains.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+        })
+        .map(|owner| format!("{selector}._domainkey.{owner}"))
+        .collect()
+}
+
 /// What to publish at `name` for one selector; a key not on the host yet goes
 /// to `missing` with why.
 fn dkim_value(dkim: &DkimSelector, name: &str, missing: &mut Vec<String>) -> Option<String> {

@@ -519,8 +519,8 @@ fn dns(args: &cli::DnsArgs) -> Result<u8> {
     let (mut records, mut missing) = (Vec::new(), Vec::new());
     // Records every host shares (SPF, DMARC) are listed once.
     let mut seen = std::collections::HashSet::new();
-    for host in hosts {
-        let spec = spec.for_host(host)?;
+    for host in &hosts {
+        let spec = spec.for_host(*host)?;
         let (more, gaps) = match args.public_keys.as_deref() {
             Some(dir) => ci::records_from_export(&spec, dir)?,
             None => dns::records_for(&spec, &rotate::published(&spec, &system, today()?)?),
@@ -541,13 +541,24 @@ fn dns(args: &cli::DnsArgs) -> Result<u8> {
             server: args.server,
             tsig_key: args.tsig_key.as_deref(),
         };
-        return out(push::run(
+        // Withdrawn selectors are deleted; with --public-keys (CI) the hosts'
+        // rotation state is not here, so nothing is withdrawn.
+        let mut withdrawn = Vec::new();
+        if args.public_keys.is_none() {
+            for host in &hosts {
+                let spec = spec.for_host(*host)?;
+                withdrawn.extend(push::withdrawn_names(&spec, &system, today()?)?);
+            }
+        }
+        let pushed = push::run(
             &spec,
             &system,
             &targets,
             &records,
+            &withdrawn,
             !args.dry_run,
-        )?);
+        )?;
+        return out(pushed.text);
     }
     match args.format {
         DnsFormat::Octodns => {

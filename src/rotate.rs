@@ -82,6 +82,13 @@ pub struct Entry {
     pub revoked: Option<Date>,
 }
 
+impl Entry {
+    /// Revoked `keep` days ago or more: its record is no longer published.
+    fn withdrawn(&self, keep: Days, today: Date) -> bool {
+        self.state == State::Revoked && self.revoked.is_some_and(|d| after(d, keep) <= today)
+    }
+}
+
 /// The content of `rotation.json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,10 +310,14 @@ pub fn signing_selectors(spec: &Spec, system: &System) -> Result<BTreeMap<String
 /// rotation state, or the one `dkim.selector` names for a set without one.
 pub fn published(spec: &Spec, system: &System, today: Date) -> Result<Vec<DkimSelector>> {
     let host = Host::new(spec, system, today)?;
+    let keep = spec.dkim.rotation.keep_revoked_days;
     let mut out = Vec::new();
     for set in key_sets(spec) {
         let (rotation, _) = host.current(&set)?;
         for entry in rotation.listed() {
+            if entry.withdrawn(keep, today) {
+                continue;
+            }
             let value = match entry.state {
                 State::Revoked => DkimValue::Revoked,
                 state => {
@@ -327,6 +338,25 @@ pub fn published(spec: &Spec, system: &System, today: Date) -> Result<Vec<DkimSe
                 value,
                 note: note(entry, spec.dkim.rotation.grace_days),
             });
+        }
+    }
+    Ok(out)
+}
+
+/// The selectors whose revoked record has been published `keep_revoked_days`
+/// and is withdrawn now: `(key set, selector)`.
+pub fn withdrawn(spec: &Spec, system: &System, today: Date) -> Result<Vec<(String, String)>> {
+    let host = Host::new(spec, system, today)?;
+    let keep = spec.dkim.rotation.keep_revoked_days;
+    let mut out = Vec::new();
+    for set in key_sets(spec) {
+        let (rotation, _) = host.current(&set)?;
+        for entry in rotation
+            .selectors
+            .iter()
+            .filter(|e| e.withdrawn(keep, today))
+        {
+            out.push((set.name.clone(), entry.selector.clone()));
         }
     }
     Ok(out)
@@ -946,6 +976,14 @@ fn auto(target: &Target, resolver: Option<ResolverAddr>) -> Result<u8> {
         {
             text += &host.start(&set, &mut rotation)?;
         }
+    }
+    // With a primary server in the spec, DNS follows the state with no human
+    // step: a staged key published, a revoked one's `p=`, a withdrawn one
+    // deleted. Idempotent: only what differs from what the server has is sent.
+    if let Some(pushed) = crate::push::rotation_records(&spec, &system, host.today)?
+        && pushed.changed
+    {
+        text += &pushed.text;
     }
     if !switches.is_empty() {
         return switch_signing(&system, target, &lock, &switches, text);

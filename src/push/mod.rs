@@ -39,16 +39,24 @@ pub fn zone_names(spec: &Spec) -> Vec<String> {
     }
 }
 
-/// Pushes `records` to their zones' primaries (`send` false: a dry run).
+/// Pushes `records` to their zones' primaries and deletes the `withdrawn` DKIM
+/// names (`send` false: a dry run).
 pub fn run(
     spec: &Spec,
     system: &System,
     targets: &Targets,
     records: &[crate::dns::Record],
+    withdrawn: &[String],
     send: bool,
-) -> Result<String> {
+) -> Result<Pushed> {
     let names = zone_names(spec);
-    let (grouped, outside) = by_zone(wanted(records), &names);
+    let mut all = wanted(records);
+    all.extend(withdrawn.iter().map(|name| Wanted {
+        name: name.clone(),
+        kind: Kind::Dkim,
+        values: Vec::new(),
+    }));
+    let (grouped, outside) = by_zone(all, &names);
     let mut keys: BTreeMap<String, tsig::Key> = BTreeMap::new();
     let mut zones = Vec::new();
     for (name, wanted) in grouped {
@@ -98,16 +106,65 @@ pub fn run(
             wanted,
         ));
     }
-    let mut text = push(zones, spec.dns.ttl.get(), send)?;
-    for w in outside {
+    let mut pushed = push(zones, spec.dns.ttl.get(), send)?;
+    for w in outside.iter().filter(|w| !w.values.is_empty()) {
         let _ = writeln!(
-            text,
+            pushed.text,
             "not pushed: {} is in none of the zones ({}); its owner publishes it",
             w.name,
             names.join(", ")
         );
     }
-    Ok(text)
+    Ok(pushed)
+}
+
+/// What a push did, for the operator.
+pub struct Pushed {
+    pub text: String,
+    /// Whether any zone needed a change.
+    pub changed: bool,
+}
+
+/// The records of this host (`dns`'s, with every selector rotation keeps
+/// published) pushed when the spec names a primary server; `None` otherwise.
+/// For `rotate auto`, so keys are published and withdrawn with no human step.
+pub fn rotation_records(
+    spec: &Spec,
+    system: &System,
+    today: jiff::civil::Date,
+) -> Result<Option<Pushed>> {
+    if spec.dns.server.is_none()
+        && spec
+            .dns
+            .zones
+            .values()
+            .all(|z| z.as_ref().is_none_or(|z| z.server.is_none()))
+    {
+        return Ok(None);
+    }
+    let (records, missing) =
+        crate::dns::records_for(spec, &crate::rotate::published(spec, system, today)?);
+    if !missing.is_empty() {
+        bail!("not pushed: {}", missing.join("; "));
+    }
+    let withdrawn = withdrawn_names(spec, system, today)?;
+    let targets = Targets {
+        server: None,
+        tsig_key: None,
+    };
+    run(spec, system, &targets, &records, &withdrawn, true).map(Some)
+}
+
+/// The DKIM names of every withdrawn selector.
+pub fn withdrawn_names(
+    spec: &Spec,
+    system: &System,
+    today: jiff::civil::Date,
+) -> Result<Vec<String>> {
+    Ok(crate::rotate::withdrawn(spec, system, today)?
+        .iter()
+        .flat_map(|(set, selector)| crate::dns::dkim_names(spec, set, selector))
+        .collect())
 }
 
 /// A TSIG key file: under the target system for the spec's, as given for `--tsig-key`.
@@ -247,7 +304,7 @@ pub fn by_zone(
 
 /// Reads what each zone serves and works out the changes; with `send`, pushes
 /// them and reads back what the server then serves.
-pub fn push(zones: Vec<(Zone, Vec<Wanted>)>, ttl: u32, send: bool) -> Result<String> {
+pub fn push(zones: Vec<(Zone, Vec<Wanted>)>, ttl: u32, send: bool) -> Result<Pushed> {
     // Every zone is read before anything is sent: a zone that cannot be read
     // (wrong server, refused) stops the push with no zone half-published.
     let mut read = Vec::new();
@@ -268,6 +325,7 @@ pub fn push(zones: Vec<(Zone, Vec<Wanted>)>, ttl: u32, send: bool) -> Result<Str
     }
     let mut text = String::new();
     let mut failed = Vec::new();
+    let changed = read.iter().any(|(_, zc, _)| !zc.changes.is_empty());
     for (primary, zc, wanted) in read {
         text += &describe(&zc, send);
         if !send || zc.changes.is_empty() {
@@ -295,7 +353,7 @@ pub fn push(zones: Vec<(Zone, Vec<Wanted>)>, ttl: u32, send: bool) -> Result<Str
             failed.join("\n  ")
         );
     }
-    Ok(text)
+    Ok(Pushed { text, changed })
 }
 
 fn plural(n: usize, what: &str) -> String {

@@ -23,6 +23,10 @@ pub struct Rotation {
     /// still verifies; `rotate finish` revokes it after that. Default 7.
     #[serde(default = "default_grace")]
     pub grace_days: Days,
+    /// Days a revoked selector's `p=` record stays published before it is withdrawn
+    /// (`dns` stops listing it; `dns --push` and `rotate auto` delete it). Default 30.
+    #[serde(default = "default_keep_revoked")]
+    pub keep_revoked_days: Days,
 }
 
 impl Default for Rotation {
@@ -30,6 +34,7 @@ impl Default for Rotation {
         Rotation {
             interval_days: default_interval(),
             grace_days: default_grace(),
+            keep_revoked_days: default_keep_revoked(),
         }
     }
 }
@@ -40,6 +45,10 @@ fn default_interval() -> Days {
 
 fn default_grace() -> Days {
     Days(7)
+}
+
+fn default_keep_revoked() -> Days {
+    Days(30)
 }
 
 /// A number of days, 1 to 3650.

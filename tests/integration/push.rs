@@ -339,3 +339,126 @@ fn the_octodns_export_round_trips_through_octodns() {
     wanted.sort();
     assert_eq!(served, wanted);
 }
+
+/// A message from noreply@`domain` signed by dkimpy with the key at `private`.
+fn sign(private: &std::path::Path, selector: &str, domain: &str) -> Vec<u8> {
+    let script = "import dkim, sys\n\
+                  msg = b'From: noreply@' + sys.argv[3].encode() + b'\\r\\nTo: a@example.net\\r\\nSubject: rotation\\r\\n\\r\\nhello\\r\\n'\n\
+                  key = open(sys.argv[1], 'rb').read()\n\
+                  sys.stdout.buffer.write(dkim.sign(msg, sys.argv[2].encode(), sys.argv[3].encode(), key) + msg)\n";
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script, path_str(private), selector, domain])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Whether dkimpy verifies `message` against the keys `bind` serves.
+fn verifies(bind: &Bind, message: &[u8]) -> bool {
+    use std::io::Write;
+    let script = "import dkim, subprocess, sys\n\
+                  def dns(name, timeout=5):\n\
+                  \x20   out = subprocess.run(['dig', '@127.0.0.1', '-p', sys.argv[1], '+short', 'TXT', name.decode().rstrip('.')], capture_output=True, text=True).stdout\n\
+                  \x20   return ''.join(p for i, p in enumerate(out.strip().split('\"')) if i % 2).encode() or None\n\
+                  sys.exit(0 if dkim.verify(sys.stdin.buffer.read(), dnsfunc=dns) else 1)\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script, &bind.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    child.wait().unwrap().success()
+}
+
+#[test]
+fn rotation_runs_unattended_from_start_to_withdrawal() {
+    let Some(bind) = Bind::start(&["example.com", "example.org"]) else {
+        return;
+    };
+    if crate::support::missing_in_ci(&["python3"]) {
+        return;
+    }
+    let extra = format!("check:\n  resolver: {}\n  blocklists: []\n", bind.server());
+    let (root, spec) = setup(&bind, &extra);
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "dkim:\n",
+        "dkim:\n  rotation:\n    interval_days: 30\n    grace_days: 7\n    keep_revoked_days: 10\n",
+    );
+    std::fs::write(&spec, text).unwrap();
+    let (s, r) = (path_str(&spec), path_str(root.path()));
+    let keys = root.path().join("etc/opendkim/keys/shared");
+    let auto =
+        |day: &str| crate::support::run_on(day, &["rotate", "auto", s, "--root", r], 0).stdout;
+    let (old, new) = (DATE, "20261224");
+    let dkim_txt = |sel: &str, domain: &str| bind.txt(&format!("{sel}._domainkey.{domain}"));
+
+    // Day 0: nothing is due, but DNS is published with no human step.
+    let out = auto("2026-11-24");
+    assert!(out.contains("served as pushed"), "{out}");
+    let before = sign(&keys.join(format!("{old}.private")), old, "example.com");
+    assert!(verifies(&bind, &before), "mail signed before the rotation");
+    assert_eq!(
+        auto("2026-11-24"),
+        "",
+        "a second run with nothing due is silent"
+    );
+
+    // Day 30: a new key is staged and published at once; the old one signs.
+    let out = auto("2026-12-24");
+    assert!(
+        out.contains(&format!("+ {new}._domainkey.example.com")),
+        "{out}"
+    );
+    assert_eq!(dkim_txt(new, "example.org").len(), 1);
+    assert!(
+        crate::support::run_on(
+            "2026-12-24",
+            &["rotate", "status", s, "--root", r, "--format", "json"],
+            0
+        )
+        .stdout
+        .contains("\"staged\"")
+    );
+
+    // Day 31: the resolver serves it, so signing switches.
+    let out = auto("2026-12-25");
+    assert!(out.contains(&format!("DNS serves {new}")), "{out}");
+    let during = sign(&keys.join(format!("{new}.private")), new, "example.org");
+    assert!(verifies(&bind, &during), "mail signed with the new key");
+    assert!(
+        verifies(&bind, &before),
+        "mail signed before still verifies in the grace period"
+    );
+
+    // Grace over: the old key is revoked and its p= pushed.
+    let out = auto("2027-01-01");
+    assert!(
+        out.contains(&format!("- {old}._domainkey.example.com")),
+        "{out}"
+    );
+    assert_eq!(dkim_txt(old, "example.com"), ["v=DKIM1; p="]);
+    assert!(
+        !verifies(&bind, &before),
+        "a revoked key no longer verifies"
+    );
+    assert!(verifies(&bind, &during));
+
+    // keep_revoked_days later the revoked record is withdrawn, subdomain's too.
+    let out = auto("2027-01-11");
+    assert!(
+        out.contains(&format!("- {old}._domainkey.app.example.com")),
+        "{out}"
+    );
+    for domain in ["example.com", "app.example.com", "example.org"] {
+        assert_eq!(dkim_txt(old, domain), Vec::<String>::new(), "{domain}");
+    }
+    let listed = crate::support::run_on("2027-01-11", &["dns", s, "--root", r], 0).stdout;
+    assert!(!listed.contains(old), "{listed}");
+    assert!(verifies(&bind, &during), "after the rotation");
+    assert_eq!(auto("2027-01-11"), "", "and then silence");
+}
