@@ -42,10 +42,16 @@ fn setup(bind: &Bind, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 
 #[test]
 fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
-    let Some(bind) = Bind::start(&["example.com", "example.org"]) else {
+    let Some(bind) = Bind::start(&["example.com", "example.org", "2.0.192.in-addr.arpa"]) else {
         return;
     };
-    let (root, spec) = setup(&bind, "");
+    let (root, spec) = setup(
+        &bind,
+        &format!(
+            "check:\n  addresses: [192.0.2.25]\n  blocklists: []\n  resolver: {}\n",
+            bind.server()
+        ),
+    );
     let (s, r) = (path_str(&spec), path_str(root.path()));
     // Somebody else's TXT record at the apex, and an old SPF value to replace.
     bind.nsupdate(
@@ -94,6 +100,19 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
     );
     let ttl = bind.dig(&["+noshort", "+noall", "+answer", "TXT", "_dmarc.example.org"]);
     assert!(ttl.contains("\t600\t"), "{ttl}");
+
+    // `check` asks the same BIND and finds every record as it should be.
+    bind.nsupdate(
+        "example.com",
+        "update add mail.example.com 300 A 192.0.2.25",
+    );
+    bind.nsupdate(
+        "2.0.192.in-addr.arpa",
+        "update add 25.2.0.192.in-addr.arpa 300 PTR mail.example.com.",
+    );
+    let check = run(&["check", s, "--root", r], 0).stdout;
+    assert!(check.contains("0 warn, 0 fail"), "{check}");
+    assert_eq!(check.matches("\npass  dkim").count(), 3, "{check}");
 
     let again = run(&["dns", s, "--root", r, "--push"], 0).stdout;
     assert!(
