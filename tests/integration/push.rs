@@ -481,3 +481,108 @@ fn rotation_runs_unattended_from_start_to_withdrawal() {
     assert!(verifies(&bind, &during), "after the rotation");
     assert_eq!(auto("2027-01-11"), "", "and then silence");
 }
+
+#[test]
+fn a_fleet_rotates_and_publishes_each_hosts_keys_without_touching_the_others() {
+    let Some(bind) = Bind::start(&["example.com", "example.org"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "hosts:\n  mta01:\n    hostname: mta01.example.com\n  mta02:\n    hostname: mta02.example.com\n\
+             domains:\n  example.com:\n  example.org:\nspf:\n  a: false\n\
+             aliases:\n  root: ops@example.com\n\
+             dkim:\n  rotation:\n    interval_days: 30\n    grace_days: 7\n    keep_revoked_days: 10\n\
+             check:\n  resolver: {0}\n\
+             dns:\n  server: {0}\n  tsig_key: /etc/mailsetup/tsig.key\n",
+            bind.server()
+        ),
+    )
+    .unwrap();
+    let s = path_str(&spec);
+    let roots: Vec<(&str, tempfile::TempDir)> = ["mta01", "mta02"]
+        .into_iter()
+        .map(|host| {
+            let root = tempfile::tempdir().unwrap();
+            let r = path_str(root.path());
+            run(
+                &[
+                    "apply",
+                    s,
+                    "--host",
+                    host,
+                    "--root",
+                    r,
+                    "--no-install-packages",
+                ],
+                0,
+            );
+            std::fs::create_dir_all(root.path().join("etc/mailsetup")).unwrap();
+            let key = root.path().join("etc/mailsetup/tsig.key");
+            std::fs::copy(bind.key_file(), &key).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            (host, root)
+        })
+        .collect();
+    // Every host's nightly cron, day after day.
+    let night = |day: &str| {
+        for (host, root) in &roots {
+            let r = path_str(root.path());
+            crate::support::run_on(day, &["rotate", "auto", s, "--host", host, "--root", r], 0);
+        }
+    };
+    let served = |selector: &str| bind.txt(&format!("{selector}._domainkey.example.org"));
+
+    night("2026-11-24");
+    assert_eq!(
+        bind.txt("example.com"),
+        ["v=spf1 a:mta01.example.com a:mta02.example.com -all"]
+    );
+    for host in ["mta01", "mta02"] {
+        assert_eq!(
+            served(&format!("{host}-{DATE}")).len(),
+            1,
+            "{host}'s key is published"
+        );
+    }
+    for day in ["2026-12-24", "2026-12-25", "2027-01-01"] {
+        night(day);
+    }
+    for host in ["mta01", "mta02"] {
+        assert_eq!(
+            served(&format!("{host}-{DATE}")),
+            ["v=DKIM1; p="],
+            "{host}'s old key revoked"
+        );
+        let table = std::fs::read_to_string(
+            roots
+                .iter()
+                .find(|(h, _)| *h == host)
+                .unwrap()
+                .1
+                .path()
+                .join("etc/opendkim/KeyTable"),
+        )
+        .unwrap();
+        assert!(
+            table.contains(&format!(":{host}-20261224:")),
+            "{host} signs with its new key"
+        );
+        assert_eq!(served(&format!("{host}-20261224")).len(), 1);
+    }
+    night("2027-01-11");
+    for host in ["mta01", "mta02"] {
+        assert!(
+            served(&format!("{host}-{DATE}")).is_empty(),
+            "{host}'s old record withdrawn"
+        );
+        assert_eq!(
+            served(&format!("{host}-20261224")).len(),
+            1,
+            "{host}'s new key stays"
+        );
+    }
+}
