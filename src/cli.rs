@@ -200,16 +200,18 @@ pub enum RotateStep {
     },
     /// Switch signing to the staged key once DNS serves it.
     ///
-    /// Looks up SELECTOR._domainkey.DOMAIN for each domain of the key set and refuses
-    /// (exit 1, nothing changed) unless every one serves exactly the staged key. Then
+    /// Looks up SELECTOR._domainkey.DOMAIN for each domain of the key set at each
+    /// resolver and refuses (exit 1, nothing changed) unless every one serves
+    /// exactly the staged key. Then
     /// the old selector starts retiring, and the spec is applied as by `mailsetup
     /// apply`: the KeyTable names the new key and opendkim reloads it.
     Activate {
         #[command(flatten)]
         target: Target,
-        /// The DNS server to ask (default: check.resolver, else /etc/resolv.conf).
+        /// A DNS server to ask; repeat it for several: each must serve the key
+        /// (default: check.resolver, else each nameserver of /etc/resolv.conf).
         #[arg(long, value_name = "ADDR[:PORT]")]
-        resolver: Option<ResolverAddr>,
+        resolver: Vec<ResolverAddr>,
         /// Switch even when DNS does not serve the key: mail signed with it then fails
         /// DKIM until it does.
         #[arg(long)]
@@ -244,9 +246,10 @@ pub enum RotateStep {
     Auto {
         #[command(flatten)]
         target: Target,
-        /// The DNS server to ask (default: check.resolver, else /etc/resolv.conf).
+        /// A DNS server to ask; repeat it for several: each must serve the staged
+        /// key (default: check.resolver, else each nameserver of /etc/resolv.conf).
         #[arg(long, value_name = "ADDR[:PORT]")]
-        resolver: Option<ResolverAddr>,
+        resolver: Vec<ResolverAddr>,
     },
 }
 

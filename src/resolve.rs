@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -229,6 +230,74 @@ impl Dns for Resolver {
                 _ => None,
             })
             .collect())
+    }
+}
+
+/// Every configured resolver asked on its own: a record counts only when
+/// each of them serves it (rotation switches signing only then). `servers`,
+/// or each `nameserver` of /etc/resolv.conf when there are none.
+pub struct Every {
+    resolvers: Vec<(String, Resolver)>,
+}
+
+impl Every {
+    pub fn new(servers: Vec<ResolverAddr>) -> Result<Every> {
+        let servers: Vec<ResolverAddr> = match servers.is_empty() {
+            false => servers,
+            true => {
+                let (config, _) = hickory_resolver::system_conf::read_system_conf()
+                    .context("read the DNS servers from /etc/resolv.conf")?;
+                let mut ips: Vec<IpAddr> = config.name_servers().iter().map(|n| n.ip).collect();
+                ips.dedup();
+                ips.into_iter()
+                    .map(|ip| ResolverAddr::from_str(&ip.to_string()))
+                    .collect::<Result<_, String>>()
+                    .map_err(|e| anyhow::anyhow!(e))?
+            }
+        };
+        if servers.is_empty() {
+            anyhow::bail!("/etc/resolv.conf names no DNS server: pass --resolver");
+        }
+        Ok(Every {
+            resolvers: servers
+                .into_iter()
+                .map(|addr| Ok((addr.to_string(), Resolver::new(Some(addr))?)))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// What every resolver agrees on: the values each of them serves.
+    fn agreed<T: PartialEq>(
+        &self,
+        ask: impl Fn(&Resolver) -> Result<Vec<T>, LookupError>,
+    ) -> Result<Vec<T>, LookupError> {
+        let mut agreed: Option<Vec<T>> = None;
+        for (label, resolver) in &self.resolvers {
+            let values = ask(resolver).map_err(|mut e| {
+                e.reason = format!("{label}: {}", e.reason);
+                e
+            })?;
+            agreed = Some(match agreed {
+                None => values,
+                Some(before) => before.into_iter().filter(|v| values.contains(v)).collect(),
+            });
+        }
+        Ok(agreed.unwrap_or_default())
+    }
+}
+
+impl Dns for Every {
+    fn txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        self.agreed(|r| r.txt(name))
+    }
+    fn addrs(&self, name: &str, family: Family) -> Result<Vec<IpAddr>, LookupError> {
+        self.agreed(|r| r.addrs(name, family))
+    }
+    fn mx(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        self.agreed(|r| r.mx(name))
+    }
+    fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, LookupError> {
+        self.agreed(|r| r.ptr(ip))
     }
 }
 

@@ -30,7 +30,7 @@ use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
 use crate::desired::{self, OPENDKIM, key_dir, key_set_of, paths};
 use crate::dns::{self, DkimSelector, DkimValue};
 use crate::keys::{DkimKey, DkimPublicKey};
-use crate::resolve::{Dns, Resolver};
+use crate::resolve::{Dns, Every};
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
 use crate::spec::{Days, DomainName, ResolverAddr, Spec};
 use crate::system::System;
@@ -684,6 +684,16 @@ pub fn run(step: RotateStep) -> Result<u8> {
     }
 }
 
+/// The resolvers a staged key must be served by: the command line's, else
+/// `check.resolver`, else (none) each of /etc/resolv.conf.
+fn resolvers(given: Vec<ResolverAddr>, spec: &Spec) -> Vec<ResolverAddr> {
+    if given.is_empty() {
+        spec.check.resolver.into_iter().collect()
+    } else {
+        given
+    }
+}
+
 /// The spec, for one host of a fleet when `host` names it.
 fn load(spec: &Path, host: Option<&str>) -> Result<Spec> {
     crate::load_spec(spec)?.for_host(host)
@@ -706,12 +716,12 @@ fn start(keys: &KeysTarget) -> Result<u8> {
     crate::out(text)
 }
 
-fn activate(target: &Target, resolver: Option<ResolverAddr>, force: bool) -> Result<u8> {
+fn activate(target: &Target, resolver: Vec<ResolverAddr>, force: bool) -> Result<u8> {
     let spec = load(&target.spec, target.host.as_deref())?;
     let system = System::new(&target.root)?;
     let lock = lock(&system)?;
     let host = Host::new(&spec, &system, crate::today()?)?;
-    let dns = Resolver::new(resolver.or(spec.check.resolver))?;
+    let dns = Every::new(resolvers(resolver, &spec))?;
     let mut text = String::new();
     let mut problems = Vec::new();
     let mut switches = Vec::new();
@@ -927,13 +937,13 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
     out
 }
 
-fn auto(target: &Target, resolver: Option<ResolverAddr>) -> Result<u8> {
+fn auto(target: &Target, resolver: Vec<ResolverAddr>) -> Result<u8> {
     let spec = load(&target.spec, target.host.as_deref())?;
     let system = System::new(&target.root)?;
     let lock = lock(&system)?;
     let host = Host::new(&spec, &system, crate::today()?)?;
     let settings = spec.dkim.rotation;
-    let mut dns: Option<Resolver> = None;
+    let mut dns: Option<Every> = None;
     let mut text = String::new();
     let mut switches = Vec::new();
     for set in key_sets(&spec) {
@@ -948,7 +958,7 @@ fn auto(target: &Target, resolver: Option<ResolverAddr>) -> Result<u8> {
         if rotation.staged().is_some() {
             let dns = match &dns {
                 Some(dns) => dns,
-                None => dns.insert(Resolver::new(resolver.or(spec.check.resolver))?),
+                None => dns.insert(Every::new(resolvers(resolver.clone(), &spec))?),
             };
             let (selector, unserved) = host
                 .check_staged(dns, &set, &rotation)?

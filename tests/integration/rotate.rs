@@ -227,12 +227,34 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
         "published as revoked",
     );
 
-    // Served for both domains: signing switches, the old key starts retiring.
-    let server = DnsServer::start(&[
+    // Served for both domains: signing switches, the old key starts retiring —
+    // but only once every resolver asked serves it, not the first one alone.
+    let served = [
         Rec::txt(&at("example.com"), &new_value),
         Rec::txt(&at("example.org"), &new_value),
-    ]);
+    ];
+    let (server, lagging) = (DnsServer::start(&served), DnsServer::start(&served[..1]));
     let resolver = server.resolver();
+    let lagging_resolver = lagging.resolver();
+    let both = [
+        "rotate",
+        "activate",
+        spec,
+        "--root",
+        r,
+        "--resolver",
+        &resolver,
+        "--resolver",
+        &lagging_resolver,
+    ];
+    let out = run_on("2026-12-02", &both, 1);
+    assert!(
+        out.stderr
+            .contains(&format!("{new}._domainkey.example.org: not published")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.read(state_file), saved, "activate changed the state");
     let activate = [
         "rotate",
         "activate",
