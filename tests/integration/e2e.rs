@@ -142,11 +142,13 @@ fn host_fingerprint() -> Vec<String> {
             state.unwrap_or_else(|e| e.kind().to_string())
         ));
     }
-    // Daemons outside the namespaces only: this test process's own
-    // descendants are the namespaced runs and the short-lived `opendkim -n`
-    // checks other tests run meanwhile; a daemon that escaped would have been
-    // re-parented away from us.
+    // Daemons of the machine itself only: in its own PID namespace (not a
+    // container's), and not descended from this test process (the namespaced
+    // runs, and the short-lived `opendkim -n` checks other tests run meanwhile);
+    // a daemon that escaped would have been re-parented away from us.
     let processes = processes();
+    let machine = std::fs::read_link("/proc/self/ns/pid").ok();
+    let on_machine = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == machine;
     let ours = |mut pid: u32| loop {
         if pid == std::process::id() {
             return true;
@@ -159,7 +161,7 @@ fn host_fingerprint() -> Vec<String> {
     let mut daemons: Vec<String> = processes
         .iter()
         .filter(|(_, (comm, _))| comm == "opendkim" || comm == "master")
-        .filter(|(pid, _)| !ours(**pid))
+        .filter(|(pid, _)| on_machine(**pid) && !ours(**pid))
         .map(|(_, (comm, _))| comm.clone())
         .collect();
     daemons.sort();
