@@ -1,4 +1,5 @@
 //! All integration tests link into this one binary (see Cargo.toml [[test]]).
+mod ansible_fleet;
 mod bad_input;
 mod bind;
 mod bundle;

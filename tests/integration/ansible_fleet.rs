@@ -1,0 +1,100 @@
+//! The fleet flow with the engine fleets already run: ansible-core over SSH to
+//! two bare Debian hosts (systemd-nspawn, network namespaces of the test's
+//! own), installing the .deb `cargo deb` builds from this tree and applying
+//! signed bundles: see tests/fleet/fleet.sh. In CI (`CI=true`) it must run;
+//! elsewhere it needs root and the tools tests/run.sh installs.
+
+use std::process::Command;
+
+use crate::support::{missing_in_ci, path_str, test_tool};
+
+#[test]
+fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs the tests as root (systemd-nspawn needs it)"
+        );
+        eprintln!("skipping: the Ansible fleet test needs root");
+        return;
+    }
+    if missing_in_ci(&[
+        "mmdebstrap",
+        "systemd-nspawn",
+        "nsenter",
+        "ip",
+        "ssh-keygen",
+    ]) {
+        return;
+    }
+    let Some(_ansible) = test_tool("ansible-playbook") else {
+        return;
+    };
+    let has_cargo_deb = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_deb {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs cargo-deb (tests/run.sh installs it)"
+        );
+        eprintln!("skipping: cargo-deb is not installed (tests/run.sh installs it)");
+        return;
+    }
+
+    // The package as the README's Packaging section makes it, from the binary
+    // under test (dev profile: no second, release build in the test run).
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let bin = env!("CARGO_BIN_EXE_mailsetup");
+    let assets = std::path::Path::new(manifest).join("target/assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    for (args, file) in [
+        (&["man"][..], "mailsetup.1"),
+        (&["completions", "bash"][..], "mailsetup.bash"),
+        (&["completions", "zsh"][..], "_mailsetup"),
+        (&["completions", "fish"][..], "mailsetup.fish"),
+    ] {
+        let out = Command::new(bin).args(args).output().unwrap();
+        assert!(out.status.success());
+        std::fs::write(assets.join(file), out.stdout).unwrap();
+    }
+    let debs = tempfile::tempdir().unwrap();
+    let out = Command::new("cargo")
+        .args([
+            "deb",
+            "--no-build",
+            "--profile",
+            "dev",
+            "--fast",
+            "--output",
+        ])
+        .arg(debs.path())
+        .current_dir(manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo deb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = std::fs::read_dir(debs.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("cargo deb wrote a .deb");
+
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet/fleet.sh"))
+        .args([bin, path_str(&deb)])
+        .output()
+        .expect("run fleet.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the Ansible fleet run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("mta01 converges"), "{stdout}");
+}
