@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::Exit;
 use crate::cli::BundleArgs;
+use crate::cmd::load_spec;
 use crate::desired::{self, HostFacts};
+use crate::job::{Job, execute, preflight, today};
 use crate::source::Source;
 use crate::spec::{self, Spec};
 use crate::system::System;
-use crate::{
-    Job, backup, bundle as archive, dns, execute, keys, load_spec, out, preflight, rotate,
-    signature, today, warn_missing,
-};
+use crate::ui::Ui;
+use crate::{backup, bundle as archive, dns, keys, rotate, signature};
 
 /// Pairs each key with its public half, read from the private key on `system`.
 fn with_public_keys(
@@ -84,8 +85,9 @@ pub fn public_keys(
     host: Option<&str>,
     root: &Path,
     out_dir: &Path,
-) -> Result<u8> {
-    let spec = load_spec(spec_path)?.for_host(host)?;
+    ui: &mut Ui,
+) -> Result<Exit> {
+    let spec = load_spec(spec_path, ui)?.for_host(host)?;
     let system = System::new(root)?;
     let mut written = Vec::new();
     let mut write = |rel: String, text: String| -> Result<()> {
@@ -123,11 +125,12 @@ pub fn public_keys(
             format!("{}\n", key.selector),
         )?;
     }
-    out(format!(
+    ui.out(&format!(
         "wrote {} files:\n  {}\n",
         written.len(),
         written.join("\n  ")
-    ))
+    ))?;
+    Ok(Exit::Ok)
 }
 
 /// The signing selector of each key set in an export, for this host.
@@ -181,9 +184,9 @@ pub(crate) fn records_from_export(
     Ok(dns::records(spec, &paired_with_export(&keys, &exported)))
 }
 
-pub fn bundle(args: BundleArgs) -> Result<u8> {
+pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
     let source = Source::read_parts(&args.spec, args.host.as_deref(), args.templates.as_deref())?;
-    let spec = load_spec(&args.spec)?.for_host(args.host.as_deref())?;
+    let spec = load_spec(&args.spec, ui)?.for_host(args.host.as_deref())?;
     let templates = source.templates()?;
     let (known, system) = match (&args.root, &args.public_keys) {
         (Some(root), _) => {
@@ -234,7 +237,9 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
         (None, None) => desired.keys.iter().map(|k| (k.clone(), None)).collect(),
     };
     let (records, missing) = dns::records(&spec, &with_public);
-    warn_missing(&missing);
+    for m in &missing {
+        ui.warn(m);
+    }
     let mut private_keys = Vec::new();
     if args.include_private_keys {
         let system = system
@@ -281,7 +286,8 @@ pub fn bundle(args: BundleArgs) -> Result<u8> {
             signature::NAMESPACE
         );
     }
-    out(text)
+    ui.out(&text)?;
+    Ok(Exit::Ok)
 }
 
 /// Writes a file outside any managed tree (a bundle, a saved plan), all or nothing.
@@ -311,9 +317,10 @@ pub fn apply_bundle(
     root: &Path,
     allowed_signers: Option<&Path>,
     skip_packages: bool,
-) -> Result<u8> {
+    ui: &mut Ui,
+) -> Result<Exit> {
     let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-    verify_signature(file, &bytes, root, allowed_signers)
+    verify_signature(file, &bytes, root, allowed_signers, ui)
         .with_context(|| format!("refuse {}; nothing was written", file.display()))?;
     let bundle =
         archive::Bundle::read(&bytes).with_context(|| format!("refuse {}", file.display()))?;
@@ -323,7 +330,7 @@ pub fn apply_bundle(
         ..bundle.source()
     };
     let (job, warnings) = Job::from_source(source, &label, root)?;
-    crate::warn_spec(&label, &warnings);
+    ui.warn_spec(&label, &warnings);
     preflight(&job.system, &job.spec)?;
 
     // The key each set signs with is the bundle's choice (CI knew what each host
@@ -395,14 +402,19 @@ pub fn apply_bundle(
         install_private_key(&job.system, key, pem)?;
     }
     let plan = job.plan_to(desired)?;
-    execute(&job.system, plan, || {
-        // The opendkim user came with the packages just installed: the shipped
-        // keys become its own.
-        for (key, pem) in &shipped {
-            install_private_key(&job.system, key, pem)?;
-        }
-        job.plan_to(job.desired(&facts)?)
-    })
+    execute(
+        &job.system,
+        plan,
+        || {
+            // The opendkim user came with the packages just installed: the
+            // shipped keys become its own.
+            for (key, pem) in &shipped {
+                install_private_key(&job.system, key, pem)?;
+            }
+            job.plan_to(job.desired(&facts)?)
+        },
+        ui,
+    )
 }
 
 /// A private key shipped in a bundle, put in place unless one is there: 0600
@@ -439,19 +451,20 @@ fn verify_signature(
     bytes: &[u8],
     root: &Path,
     allowed_signers: Option<&Path>,
+    ui: &mut Ui,
 ) -> Result<()> {
     let host_file = System::new(root)?.path(signature::HOST_ALLOWED_SIGNERS);
     let signers_file = match allowed_signers {
         Some(f) => f.to_path_buf(),
         None if host_file.exists() => host_file,
         None => {
-            warn_missing(&[format!(
+            ui.warn(format_args!(
                 "{} is applied without a signature check: whoever could change it chose what \
                  the managed files say. Sign bundles in CI (bundle --sign) and list the key in \
                  {} on the host",
                 file.display(),
                 signature::HOST_ALLOWED_SIGNERS
-            )]);
+            ));
             return Ok(());
         }
     };

@@ -167,7 +167,8 @@ pub enum Command {
     /// DMARC: one valid record, and report authorization for rua/ruf elsewhere.
     /// Addresses (check.addresses, or the hostname's): forward-confirmed reverse DNS,
     /// check.blocklists. On the running system: postfix, opendkim, the milter socket.
-    /// Exit status 1 when a check fails; a lookup that gets no answer is a warning.
+    /// Exit status 3 when a check fails (1: an error); a lookup that gets no answer
+    /// is a warning.
     Check {
         /// The spec file.
         spec: PathBuf,

@@ -24,6 +24,7 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
+use crate::Exit;
 use crate::backup;
 use crate::check::dkim::{self, Served};
 use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
@@ -34,6 +35,7 @@ use crate::resolve::{Dns, Every};
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
 use crate::spec::{Days, DomainName, ResolverAddr, Spec};
 use crate::system::System;
+use crate::ui::Ui;
 
 /// The rotation state of a key set, in its key directory. Hosts of a fleet that
 /// share a key directory each have their own: `rotation-HOSTNAME.json`.
@@ -638,7 +640,8 @@ fn switch_signing(
     lock: &nix::fcntl::Flock<std::fs::File>,
     switches: &[Switch],
     text: String,
-) -> Result<u8> {
+    ui: &mut Ui,
+) -> Result<Exit> {
     let restore = |upto: usize| -> String {
         let failed: Vec<String> = switches[..upto]
             .iter()
@@ -659,10 +662,10 @@ fn switch_signing(
             return Err(e.context(restore(i)));
         }
     }
-    crate::out(text + "\nSwitching signing (mailsetup apply):\n")?;
+    ui.out(&(text + "\nSwitching signing (mailsetup apply):\n"))?;
     // The spec's warnings were printed when rotate loaded it.
-    let job = crate::Job::quiet(target)?;
-    crate::apply_locked(&job, lock).map_err(|e| {
+    let job = crate::job::Job::quiet(target)?;
+    crate::job::apply_locked(&job, lock, ui).map_err(|e| {
         e.context(format!(
             "signing was not switched; {}",
             restore(switches.len())
@@ -670,17 +673,17 @@ fn switch_signing(
     })
 }
 
-pub fn run(step: RotateStep) -> Result<u8> {
+pub fn run(step: RotateStep, ui: &mut Ui) -> Result<Exit> {
     match step {
-        RotateStep::Start { keys } => start(&keys),
+        RotateStep::Start { keys } => start(&keys, ui),
         RotateStep::Activate {
             target,
             resolver,
             force,
-        } => activate(&target, resolver, force),
-        RotateStep::Finish { keys, force } => finish(&keys, force),
-        RotateStep::Status { keys, format } => status(&keys, format),
-        RotateStep::Auto { target, resolver } => auto(&target, resolver),
+        } => activate(&target, resolver, force, ui),
+        RotateStep::Finish { keys, force } => finish(&keys, force, ui),
+        RotateStep::Status { keys, format } => status(&keys, format, ui),
+        RotateStep::Auto { target, resolver } => auto(&target, resolver, ui),
     }
 }
 
@@ -695,15 +698,15 @@ fn resolvers(given: Vec<ResolverAddr>, spec: &Spec) -> Vec<ResolverAddr> {
 }
 
 /// The spec, for one host of a fleet when `host` names it.
-fn load(spec: &Path, host: Option<&str>) -> Result<Spec> {
-    crate::load_spec(spec)?.for_host(host)
+fn load(spec: &Path, host: Option<&str>, ui: &mut Ui) -> Result<Spec> {
+    crate::cmd::load_spec(spec, ui)?.for_host(host)
 }
 
-fn start(keys: &KeysTarget) -> Result<u8> {
-    let spec = load(&keys.spec, keys.host.as_deref())?;
+fn start(keys: &KeysTarget, ui: &mut Ui) -> Result<Exit> {
+    let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
     let _lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::today()?)?;
+    let host = Host::new(&spec, &system, crate::job::today()?)?;
     let mut text = String::new();
     for set in key_sets(&spec) {
         let (mut rotation, _) = host.current(&set)?;
@@ -713,14 +716,20 @@ fn start(keys: &KeysTarget) -> Result<u8> {
         "Once DNS serves these records, run `mailsetup rotate activate {}`: it checks, then switches signing.\n",
         keys.spec.display()
     );
-    crate::out(text)
+    ui.out(&text)?;
+    Ok(Exit::Ok)
 }
 
-fn activate(target: &Target, resolver: Vec<ResolverAddr>, force: bool) -> Result<u8> {
-    let spec = load(&target.spec, target.host.as_deref())?;
+fn activate(
+    target: &Target,
+    resolver: Vec<ResolverAddr>,
+    force: bool,
+    ui: &mut Ui,
+) -> Result<Exit> {
+    let spec = load(&target.spec, target.host.as_deref(), ui)?;
     let system = System::new(&target.root)?;
     let lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::today()?)?;
+    let host = Host::new(&spec, &system, crate::job::today()?)?;
     let dns = Every::new(resolvers(resolver, &spec))?;
     let mut text = String::new();
     let mut problems = Vec::new();
@@ -753,7 +762,8 @@ fn activate(target: &Target, resolver: Vec<ResolverAddr>, force: bool) -> Result
         });
     }
     if switches.is_empty() {
-        return crate::out(text);
+        ui.out(&text)?;
+        return Ok(Exit::Ok);
     }
     if !problems.is_empty() {
         let list = problems.join("\n  ");
@@ -766,14 +776,14 @@ fn activate(target: &Target, resolver: Vec<ResolverAddr>, force: bool) -> Result
         }
         text = format!("warning: --force: switching although\n  {list}\n{text}");
     }
-    switch_signing(&system, target, &lock, &switches, text)
+    switch_signing(&system, target, &lock, &switches, text, ui)
 }
 
-fn finish(keys: &KeysTarget, force: bool) -> Result<u8> {
-    let spec = load(&keys.spec, keys.host.as_deref())?;
+fn finish(keys: &KeysTarget, force: bool, ui: &mut Ui) -> Result<Exit> {
+    let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
     let _lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::today()?)?;
+    let host = Host::new(&spec, &system, crate::job::today()?)?;
     let grace = spec.dkim.rotation.grace_days;
     let mut done = String::new();
     let mut waiting = Vec::new();
@@ -803,12 +813,14 @@ fn finish(keys: &KeysTarget, force: bool) -> Result<u8> {
         bail!("the grace period is not over:\n  {}", waiting.join("\n  "));
     }
     if done.is_empty() {
-        return crate::out("Nothing to finish: no selector is retiring.\n".into());
+        ui.out("Nothing to finish: no selector is retiring.\n")?;
+        return Ok(Exit::Ok);
     }
     for w in waiting {
         done += &format!("note: {w}\n");
     }
-    crate::out(done)
+    ui.out(&done)?;
+    Ok(Exit::Ok)
 }
 
 /// What comes next for a selector, in `status`.
@@ -833,10 +845,10 @@ struct StatusRow<'a> {
     due: Option<Date>,
 }
 
-fn status(keys: &KeysTarget, format: ReportFormat) -> Result<u8> {
-    let spec = load(&keys.spec, keys.host.as_deref())?;
+fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> {
+    let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
-    let host = Host::new(&spec, &system, crate::today()?)?;
+    let host = Host::new(&spec, &system, crate::job::today()?)?;
     let rotation = &spec.dkim.rotation;
     let sets = key_sets(&spec);
     let mut states = Vec::new();
@@ -871,9 +883,10 @@ fn status(keys: &KeysTarget, format: ReportFormat) -> Result<u8> {
         }
     }
     match format {
-        ReportFormat::Json => crate::out(serde_json::to_string_pretty(&rows)? + "\n"),
-        ReportFormat::Text => crate::out(status_text(&rows, &unsaved)),
+        ReportFormat::Json => ui.out(&(serde_json::to_string_pretty(&rows)? + "\n"))?,
+        ReportFormat::Text => ui.out(&status_text(&rows, &unsaved))?,
     }
+    Ok(Exit::Ok)
 }
 
 fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
@@ -937,11 +950,11 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
     out
 }
 
-fn auto(target: &Target, resolver: Vec<ResolverAddr>) -> Result<u8> {
-    let spec = load(&target.spec, target.host.as_deref())?;
+fn auto(target: &Target, resolver: Vec<ResolverAddr>, ui: &mut Ui) -> Result<Exit> {
+    let spec = load(&target.spec, target.host.as_deref(), ui)?;
     let system = System::new(&target.root)?;
     let lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::today()?)?;
+    let host = Host::new(&spec, &system, crate::job::today()?)?;
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();
@@ -996,13 +1009,14 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>) -> Result<u8> {
         text += &pushed.text;
     }
     if !switches.is_empty() {
-        return switch_signing(&system, target, &lock, &switches, text);
+        return switch_signing(&system, target, &lock, &switches, text, ui);
     }
     // Silent when nothing was due, so cron mails only news.
     if text.is_empty() {
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
-    crate::out(text)
+    ui.out(&text)?;
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::Exit;
 use crate::cli::ReportFormat;
 use crate::desired::{Service, key_set_of, milter_socket};
 use crate::dns::{self, DkimSelector, DkimValue, Kind as RecordKind};
@@ -23,6 +24,7 @@ use crate::resolve::{self, Dns, Family, Resolver};
 use crate::rotate::State;
 use crate::spec::{Protocols, ResolverAddr, Spec};
 use crate::system::System;
+use crate::ui::Ui;
 use dkim::Served;
 use spf::SpfResult;
 
@@ -99,25 +101,30 @@ fn finding(
     }
 }
 
-/// Runs every check and prints the findings; exit status 1 when one fails.
+/// Runs every check and prints the findings; `Exit::CheckFailed` when one fails.
 pub fn run(
     spec_path: &Path,
     root: &Path,
     host: Option<&str>,
     resolver: Option<ResolverAddr>,
     format: ReportFormat,
-) -> Result<u8> {
-    let spec = crate::load_spec(spec_path)?.for_host(host)?;
+    ui: &mut Ui,
+) -> Result<Exit> {
+    let spec = crate::cmd::load_spec(spec_path, ui)?.for_host(host)?;
     let system = System::new(root)?;
-    let dkim = crate::rotate::published(&spec, &system, crate::today()?)?;
+    let dkim = crate::rotate::published(&spec, &system, crate::job::today()?)?;
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
     let mut findings = dns_findings(&spec, &dkim, &dns);
     findings.extend(host_findings(&system));
     match format {
-        ReportFormat::Text => crate::colored(text(&findings))?,
-        ReportFormat::Json => crate::out(serde_json::to_string_pretty(&findings)? + "\n")?,
+        ReportFormat::Text => ui.colored(&text(&findings))?,
+        ReportFormat::Json => ui.out(&(serde_json::to_string_pretty(&findings)? + "\n"))?,
     };
-    Ok(u8::from(findings.iter().any(|f| f.status == Status::Fail)))
+    Ok(if findings.iter().any(|f| f.status == Status::Fail) {
+        Exit::CheckFailed
+    } else {
+        Exit::Ok
+    })
 }
 
 /// Everything DNS should serve for the spec, with `dkim` the selectors to publish.

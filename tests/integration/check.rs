@@ -147,7 +147,7 @@ fn a_missing_spf_record_fails() {
     let host = Host::new();
     let findings = host.check(
         &host.with("example.com", &[Rec::addr("example.com", "192.0.2.10")]),
-        1,
+        3,
     );
     let (status, detail) = find(&findings, "spf", "example.com");
     assert_eq!(status, "fail");
@@ -167,7 +167,7 @@ fn two_spf_records_fail() {
             Rec::txt("example.com", "v=spf1 mx -all"),
         ],
     );
-    let findings = host.check(&zone, 1);
+    let findings = host.check(&zone, 3);
     let (status, detail) = find(&findings, "spf", "example.com");
     assert_eq!(status, "fail");
     assert!(detail.contains("2 SPF records"), "{detail}");
@@ -183,7 +183,7 @@ fn spf_that_does_not_cover_this_host_fails_and_a_drift_warns() {
             Rec::txt("example.com", "v=spf1 ip4:198.51.100.0/24 -all"),
         ],
     );
-    let findings = host.check(&zone, 1);
+    let findings = host.check(&zone, 3);
     let (status, detail) = find(&findings, "spf", "example.com");
     assert_eq!(status, "warn");
     assert!(
@@ -200,12 +200,12 @@ fn a_dkim_key_that_differs_from_the_one_on_disk_fails() {
     let host = Host::new();
     let other = mailsetup::keys::DkimKey::generate(1024).unwrap().public();
     let name = format!("{}._domainkey.example.com", crate::support::DATE);
-    let findings = host.check(&host.with(&name, &[Rec::txt(&name, &other.dns_value())]), 1);
+    let findings = host.check(&host.with(&name, &[Rec::txt(&name, &other.dns_value())]), 3);
     let (status, detail) = find(&findings, "dkim", &name);
     assert_eq!(status, "fail");
     assert!(detail.contains("different key"), "{detail}");
     // Not published at all: also a failure for the key that signs.
-    let findings = host.check(&host.with(&name, &[]), 1);
+    let findings = host.check(&host.with(&name, &[]), 3);
     let (status, detail) = find(&findings, "dkim", &name);
     assert_eq!(status, "fail");
     assert!(detail.contains("not published"), "{detail}");
@@ -217,7 +217,7 @@ fn bad_dmarc_syntax_fails() {
     let name = "_dmarc.example.com";
     let findings = host.check(
         &host.with(name, &[Rec::txt(name, "v=DMARC1; p=rejected")]),
-        1,
+        3,
     );
     let (status, detail) = find(&findings, "dmarc", name);
     assert_eq!(status, "fail");
@@ -244,7 +244,7 @@ fn reverse_dns_that_does_not_confirm_fails() {
         .cloned()
         .collect();
     zone.push(Rec::ptr("192.0.2.10", "unrelated.example.net"));
-    let findings = host.check(&zone, 1);
+    let findings = host.check(&zone, 3);
     let (status, detail) = find(&findings, "fcrdns", "192.0.2.10");
     assert_eq!(status, "fail");
     assert!(detail.contains("does not resolve back"), "{detail}");
@@ -258,7 +258,7 @@ fn a_listed_address_fails_and_the_text_report_says_so() {
         Rec::addr("10.2.0.192.bl.example.net", "127.0.0.2"),
         Rec::txt("10.2.0.192.bl.example.net", "listed for testing"),
     ]);
-    let findings = host.check(&zone, 1);
+    let findings = host.check(&zone, 3);
     let (status, detail) = find(&findings, "blocklist", "192.0.2.10 in bl.example.net");
     assert_eq!(status, "fail");
     assert!(
@@ -276,7 +276,7 @@ fn a_listed_address_fails_and_the_text_report_says_so() {
             "--resolver",
             &server.resolver(),
         ],
-        1,
+        3,
     )
     .stdout;
     assert!(text.contains("FAIL  blocklist"), "{text}");

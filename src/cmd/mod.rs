@@ -1,0 +1,100 @@
+//! One module per command; `run` sends a command line to its module. Each
+//! command writes only through the `Ui` it is given.
+
+mod apply;
+mod dns;
+mod docs;
+mod init;
+mod plan;
+mod rollback;
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+pub use docs::schema_json;
+
+use crate::Exit;
+use crate::cli::{Cli, Command, Target};
+use crate::spec::{self, Spec};
+use crate::ui::Ui;
+use crate::{check, ci, rotate};
+
+/// Runs one command; returns the exit status.
+pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
+    match cli.command {
+        Command::Init { path, force } => init::run(&path, force, ui),
+        Command::Validate { spec } => plan::validate(&spec, ui),
+        Command::Plan {
+            target,
+            format,
+            detailed_exitcode,
+            out,
+        } => plan::run(&target, format, detailed_exitcode, out.as_deref(), ui),
+        Command::Apply {
+            spec: Some(spec),
+            root,
+            templates,
+            host,
+            plan: None,
+            bundle: None,
+            no_install_packages,
+            ..
+        } => apply::run(
+            &Target {
+                spec,
+                root,
+                host,
+                templates,
+                no_install_packages,
+            },
+            ui,
+        ),
+        Command::Apply {
+            plan: Some(file),
+            root,
+            ..
+        } => apply::saved(&file, &root, ui),
+        Command::Apply {
+            bundle: Some(file),
+            root,
+            allowed_signers,
+            no_install_packages,
+            ..
+        } => ci::apply_bundle(
+            &file,
+            &root,
+            allowed_signers.as_deref(),
+            no_install_packages,
+            ui,
+        ),
+        Command::Apply { .. } => bail!("apply needs a spec, --plan or --bundle"),
+        Command::Bundle(args) => ci::bundle(args, ui),
+        Command::PublicKeys {
+            spec,
+            host,
+            root,
+            out,
+        } => ci::public_keys(&spec, host.as_deref(), &root, &out, ui),
+        Command::Dns(args) => dns::run(&args, ui),
+        Command::Rollback { root } => rollback::run(&root, ui),
+        Command::Schema => docs::schema(ui),
+        Command::Completions { shell } => docs::completions(shell, ui),
+        Command::Man => docs::man(ui),
+        Command::Rotate { step } => rotate::run(step, ui),
+        Command::Check {
+            spec,
+            root,
+            host,
+            resolver,
+            format,
+        } => check::run(&spec, &root, host.as_deref(), resolver, format, ui),
+    }
+}
+
+/// The spec at `path`, its warnings said.
+pub(crate) fn load_spec(path: &Path, ui: &mut Ui) -> Result<Spec> {
+    let (spec, warnings) = spec::load(path)?;
+    ui.warn_spec(path, &warnings);
+    Ok(spec)
+}

@@ -1,0 +1,247 @@
+//! The work behind plan and apply, shared by every command that converges a
+//! host (apply, apply --plan, apply --bundle, rotate): the job (spec,
+//! templates, target system), the host facts, and `execute`, which every plan
+//! passes through.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::Exit;
+use crate::cli::Target;
+use crate::desired::{self, Desired, HostFacts};
+use crate::spec::{self, Spec};
+use crate::system::System;
+use crate::ui::Ui;
+use crate::{actual, apply, boundary, plan, rotate, show, source, templates};
+
+/// The loaded spec, templates and target system shared by plan and apply.
+pub(crate) struct Job {
+    pub(crate) spec: Spec,
+    /// What the spec and templates were read from; saved plans carry it.
+    pub(crate) source: source::Source,
+    pub(crate) templates: templates::Templates,
+    pub(crate) system: System,
+}
+
+impl Job {
+    /// The job a command line names; prints the spec's warnings.
+    pub(crate) fn new(target: &Target, ui: &mut Ui) -> Result<Job> {
+        let (job, warnings) =
+            Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?;
+        ui.warn_spec(&target.spec, &warnings);
+        Ok(job)
+    }
+
+    /// Like `new`, for callers that printed the spec's warnings already.
+    pub(crate) fn quiet(target: &Target) -> Result<Job> {
+        Ok(Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?.0)
+    }
+
+    /// The job a source names (read from files, a saved plan or a bundle), with
+    /// the spec's warnings; `label` names the spec in errors.
+    pub(crate) fn from_source(
+        source: source::Source,
+        label: &Path,
+        root: &Path,
+    ) -> Result<(Job, Vec<spec::Warning>)> {
+        let (mut spec, warnings) = source.spec(label)?;
+        spec.host.install_packages &= !source.skip_packages;
+        let job = Job {
+            spec,
+            templates: source.templates()?,
+            source,
+            system: System::new(root)?,
+        };
+        Ok((job, warnings))
+    }
+
+    /// What the host says the desired state depends on. The relay password
+    /// file must exist, since the credentials file is written from it.
+    pub(crate) fn facts(&self, today: jiff::civil::Date) -> Result<HostFacts> {
+        self.host_facts(today, None)
+    }
+
+    /// Like `facts`, for a plan: a relay password file that does not exist yet
+    /// is a warning (apply refuses until it does), so the whole plan still shows.
+    pub(crate) fn plan_facts(&self, today: jiff::civil::Date, ui: &mut Ui) -> Result<HostFacts> {
+        self.host_facts(today, Some(ui))
+    }
+
+    fn host_facts(&self, today: jiff::civil::Date, planning: Option<&mut Ui>) -> Result<HostFacts> {
+        let relay_password = match self.spec.host.relay.as_ref().and_then(|r| r.auth.as_ref()) {
+            None => None,
+            Some(auth) => match self.system.read_secret_line(auth.password_file.as_str())? {
+                Some(password) => Some(password),
+                None if planning.is_some() => {
+                    planning.expect("planning").warn(format!(
+                        "the relay password file {} does not exist yet: the plan shows \
+                         /etc/postfix/sasl_passwd without it, and apply refuses until it exists \
+                         (one line, root's, mode 0600)",
+                        auth.password_file
+                    ));
+                    Some(String::new())
+                }
+                None => bail!(
+                    "the relay password file {} does not exist: create it (one line, the \
+                     password; owned by root, mode 0600), then apply again",
+                    self.system.path(auth.password_file.as_str()).display()
+                ),
+            },
+        };
+        Ok(HostFacts {
+            key_selectors: self.system.key_selectors()?,
+            signing_selectors: rotate::signing_selectors(&self.spec, &self.system)?,
+            relay_password,
+            today,
+        })
+    }
+
+    pub(crate) fn desired(&self, facts: &HostFacts) -> Result<Desired> {
+        desired::desired(&self.spec, &self.templates, facts)
+    }
+
+    /// The plan from what the host has now to `desired`.
+    pub(crate) fn plan_to(&self, desired: Desired) -> Result<plan::Plan> {
+        let actual = actual::read(&self.system, &desired)?;
+        Ok(plan::plan(
+            &self.system.root().display().to_string(),
+            desired,
+            actual,
+        ))
+    }
+
+    /// The plan from what the host has now to what the spec asks.
+    pub(crate) fn plan(&self, facts: &HostFacts) -> Result<plan::Plan> {
+        self.plan_to(self.desired(facts)?)
+    }
+}
+
+/// The day new keys are dated: today in UTC, or SOURCE_DATE_EPOCH when set
+/// (reproducible builds and tests).
+pub(crate) fn today() -> Result<jiff::civil::Date> {
+    let now = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => {
+            let secs: i64 = s
+                .trim()
+                .parse()
+                .context("SOURCE_DATE_EPOCH is not a number of seconds")?;
+            jiff::Timestamp::from_second(secs).context("SOURCE_DATE_EPOCH is out of range")?
+        }
+        Err(_) => jiff::Timestamp::now(),
+    };
+    Ok(now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+}
+
+/// Applies while the caller holds the apply lock (`apply` itself, and `rotate`,
+/// which saves its state and switches signing under one lock). The host is read
+/// again under the lock.
+pub(crate) fn apply_locked(
+    job: &Job,
+    held: &nix::fcntl::Flock<std::fs::File>,
+    ui: &mut Ui,
+) -> Result<Exit> {
+    apply_rendered(job, held, None, ui)
+}
+
+/// `apply_locked`, reusing what was rendered before the lock was taken when the
+/// host facts it came from are still the same (at 100,000 domains a render
+/// takes seconds).
+pub(crate) fn apply_rendered(
+    job: &Job,
+    _held: &nix::fcntl::Flock<std::fs::File>,
+    rendered: Option<(HostFacts, Desired)>,
+    ui: &mut Ui,
+) -> Result<Exit> {
+    preflight(&job.system, &job.spec)?;
+    let facts = job.facts(today()?)?;
+    let desired = match rendered {
+        Some((before, desired)) if before == facts => desired,
+        _ => job.desired(&facts)?,
+    };
+    let plan = job.plan_to(desired)?;
+    execute(&job.system, plan, || job.plan(&job.facts(today()?)?), ui)
+}
+
+/// The live system needs the daemons' packages before anything is written.
+pub(crate) fn preflight(system: &System, spec: &Spec) -> Result<()> {
+    // Where mailsetup installs the packages, the plan does it first.
+    if !system.is_live() || spec.host.install_packages {
+        return Ok(());
+    }
+    for program in ["postconf", "postalias", "opendkim"] {
+        if system.find_program(program).is_none() {
+            bail!(
+                "{program} is not installed, and host.install_packages is false: install \
+                 the packages first: apt-get install postfix opendkim opendkim-tools"
+            );
+        }
+    }
+    let relay_auth = spec.host.relay.as_ref().is_some_and(|r| r.auth.is_some());
+    if relay_auth && !system.has_sasl_login_mechanisms() {
+        bail!(
+            "host.relay.auth needs the SASL PLAIN/LOGIN mechanisms, or every message stays \
+             deferred (\"no mechanism available\"): apt-get install libsasl2-modules"
+        );
+    }
+    Ok(())
+}
+
+/// Shows, checks and applies a plan, and prints what was done.
+pub(crate) fn execute(
+    system: &System,
+    plan: plan::Plan,
+    replan: impl FnOnce() -> Result<plan::Plan>,
+    ui: &mut Ui,
+) -> Result<Exit> {
+    // The one gate every plan passes, whatever channel produced it.
+    boundary::check(&plan)?;
+    ui.colored(&show::plan_text(&plan))?;
+    if plan.is_empty() {
+        return Ok(Exit::Ok);
+    }
+    // Packages first; then the host has changed (users, directories, tools), so
+    // the rest is planned again against it, and the services are started.
+    let plan = match plan.steps.first() {
+        Some(plan::Step::InstallPackages { packages }) => {
+            let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+            system.install_packages(&names)?;
+            ui.out(&format!(
+                "\nInstalled {}; planning the rest again with them in place.\n",
+                names.join(" ")
+            ))?;
+            let mut again = replan()?;
+            again.after_install(packages.clone());
+            boundary::check(&again)?;
+            again
+        }
+        _ => plan,
+    };
+    let plan = &plan;
+    // New keys are made on the other cores while the daemons check the staged
+    // configuration.
+    let (checked, keys) = std::thread::scope(|scope| {
+        let keys = scope.spawn(|| apply::generate_keys(plan));
+        let checked = apply::check_staged(system, plan);
+        (checked, keys.join().expect("key generation does not panic"))
+    });
+    let mut notes = checked.context(
+        "check the new configuration; nothing was changed, the live files are untouched",
+    )?;
+    let report = apply::apply(system, plan, &keys?)?;
+    notes.extend(report.notes);
+    let mut text = String::from("\nApplied:\n");
+    for line in plan
+        .installed
+        .iter()
+        .map(|p| format!("installed {p}"))
+        .chain(report.done)
+    {
+        text += &format!("  {line}\n");
+    }
+    for note in notes {
+        text += &format!("note: {note}\n");
+    }
+    ui.out(&text)?;
+    Ok(Exit::Ok)
+}
