@@ -1003,20 +1003,29 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, ui: &mut Ui) -> Result<Exi
     // With a primary server in the spec, DNS follows the state with no human
     // step: a staged key published, a revoked one's `p=`, a withdrawn one
     // deleted. Idempotent: only what differs from what the server has is sent.
-    if let Some(pushed) = crate::push::rotation_records(&spec, &system, host.today)?
-        && pushed.changed
-    {
-        text += &pushed.text;
-    }
-    if !switches.is_empty() {
-        return switch_signing(&system, target, &lock, &switches, text, ui);
-    }
-    // Silent when nothing was due, so cron mails only news.
-    if text.is_empty() {
-        return Ok(Exit::Ok);
-    }
-    ui.out(&text)?;
-    Ok(Exit::Ok)
+    // A push that fails stops neither this run's steps (already saved) nor a due
+    // activation: it is reported, the run exits 1, and the next run retries.
+    let pushed =
+        crate::push::rotation_records(&spec, &system, host.today).and_then(|pushed| match pushed {
+            Some(pushed) => {
+                if pushed.changed {
+                    text += &pushed.text;
+                }
+                pushed.result()
+            }
+            None => Ok(()),
+        });
+    let done = if !switches.is_empty() {
+        switch_signing(&system, target, &lock, &switches, text, ui)?
+    } else {
+        // Silent when nothing was due, so cron mails only news.
+        if !text.is_empty() {
+            ui.out(&text)?;
+        }
+        Exit::Ok
+    };
+    pushed.context("DNS was not brought up to date; the next run tries again")?;
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
             !args.dry_run,
         )?;
         ui.out(&pushed.text)?;
+        pushed.result()?;
         return Ok(Exit::Ok);
     }
     match args.format {

@@ -123,6 +123,22 @@ pub struct Pushed {
     pub text: String,
     /// Whether any zone needed a change.
     pub changed: bool,
+    /// The zones that were not updated as they should be (`text` says why).
+    pub failed: Vec<String>,
+}
+
+impl Pushed {
+    /// An error naming the failed zones, if any.
+    pub fn result(&self) -> Result<()> {
+        if self.failed.is_empty() {
+            Ok(())
+        } else {
+            bail!(
+                "not brought up to date (see above): {}",
+                self.failed.join(", ")
+            )
+        }
+    }
 }
 
 /// The records of this host (`dns`'s, with every selector rotation keeps
@@ -191,13 +207,30 @@ pub struct Zone {
     pub key: tsig::Key,
 }
 
+/// One TXT record as the server holds it: its strings byte for byte (what
+/// prerequisites and deletes must repeat exactly, however it was split), and
+/// their joined text (what is compared).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Txt {
+    pub strings: Vec<Vec<u8>>,
+    pub value: String,
+}
+
+impl Txt {
+    pub fn from_strings(strings: Vec<Vec<u8>>) -> Txt {
+        // Joined first, decoded after: a character split across two strings stays whole.
+        let value = String::from_utf8_lossy(&strings.concat()).into_owned();
+        Txt { strings, value }
+    }
+}
+
 /// One name's TXT records: what the server has, and what mailsetup changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameChange {
     pub name: String,
-    /// Every TXT value served at the name, as read (the prerequisite).
-    pub served: Vec<String>,
-    pub remove: Vec<String>,
+    /// Every TXT record served at the name, as read (the prerequisite).
+    pub served: Vec<Txt>,
+    pub remove: Vec<Txt>,
     pub add: Vec<String>,
 }
 
@@ -245,27 +278,30 @@ pub fn wanted(records: &[Record]) -> Vec<Wanted> {
 fn owned(kind: Kind, value: &str) -> bool {
     match kind {
         Kind::Spf => {
-            let v = value.trim_start();
-            v.len() >= 6
-                && v[..6].eq_ignore_ascii_case("v=spf1")
-                && v[6..].chars().next().is_none_or(|c| c == ' ')
+            let v = value.trim_start().as_bytes();
+            v.get(..6)
+                .is_some_and(|b| b.eq_ignore_ascii_case(b"v=spf1"))
+                && matches!(v.get(6), None | Some(b' '))
         }
         Kind::Dkim | Kind::Dmarc | Kind::DmarcReportAuth => true,
     }
 }
 
 /// What must change at one name, given what the server serves there.
-pub fn change(wanted: &Wanted, served: Vec<String>) -> Option<NameChange> {
-    let ours: Vec<&String> = served.iter().filter(|v| owned(wanted.kind, v)).collect();
-    let remove: Vec<String> = ours
+pub fn change(wanted: &Wanted, served: Vec<Txt>) -> Option<NameChange> {
+    let ours: Vec<&Txt> = served
         .iter()
-        .filter(|v| !wanted.values.contains(v))
-        .map(|v| (*v).clone())
+        .filter(|t| owned(wanted.kind, &t.value))
+        .collect();
+    let remove: Vec<Txt> = ours
+        .iter()
+        .filter(|t| !wanted.values.contains(&t.value))
+        .map(|t| (*t).clone())
         .collect();
     let add: Vec<String> = wanted
         .values
         .iter()
-        .filter(|v| !ours.contains(v))
+        .filter(|v| !ours.iter().any(|t| &t.value == *v))
         .cloned()
         .collect();
     (!remove.is_empty() || !add.is_empty()).then(|| NameChange {
@@ -331,29 +367,43 @@ pub fn push(zones: Vec<(Zone, Vec<Wanted>)>, ttl: u32, send: bool) -> Result<Pus
         if !send || zc.changes.is_empty() {
             continue;
         }
-        primary.update(&zc)?;
+        // A zone that fails does not stop the others: each says how it went.
+        if let Err(e) = primary.update(&zc) {
+            let _ = writeln!(text, "  not updated: {e:#}");
+            failed.push(zc.zone.name.clone());
+            continue;
+        }
         // Read back: the server must now serve what was sent.
         let names: Vec<&str> = zc.changes.iter().map(|c| c.name.as_str()).collect();
         let now = primary.txt_sets(names.iter().copied())?;
         let by_name: BTreeMap<&str, &Wanted> =
             wanted.iter().map(|w| (w.name.as_str(), w)).collect();
-        for (name, served) in names.iter().zip(now) {
-            if let Some(left) = change(by_name[name], served) {
-                failed.push(format!(
-                    "{} ({}): after the update it serves {:?}",
-                    name, zc.zone.name, left.served
-                ));
-            }
+        let wrong: Vec<String> = names
+            .iter()
+            .zip(now)
+            .filter_map(|(name, served)| {
+                change(by_name[name], served).map(|left| {
+                    let values: Vec<&str> = left.served.iter().map(|t| t.value.as_str()).collect();
+                    format!("{name} serves {values:?}")
+                })
+            })
+            .collect();
+        if wrong.is_empty() {
+            let _ = writeln!(text, "  {} served as pushed", plural(names.len(), "name"));
+        } else {
+            let _ = writeln!(
+                text,
+                "  the server accepted the update but does not serve it: {}",
+                wrong.join("; ")
+            );
+            failed.push(zc.zone.name.clone());
         }
-        let _ = writeln!(text, "  {} served as pushed", plural(names.len(), "name"));
     }
-    if !failed.is_empty() {
-        bail!(
-            "the server accepted the update but does not serve it:\n  {}",
-            failed.join("\n  ")
-        );
-    }
-    Ok(Pushed { text, changed })
+    Ok(Pushed {
+        text,
+        changed,
+        failed,
+    })
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -376,8 +426,13 @@ pub fn describe(zc: &ZoneChange, sending: bool) -> String {
     }
     out.push('\n');
     for c in &zc.changes {
-        for v in &c.remove {
-            let _ = writeln!(out, "  - {} TXT {}", c.name, crate::dns::split_txt(v));
+        for t in &c.remove {
+            let _ = writeln!(
+                out,
+                "  - {} TXT {}",
+                c.name,
+                crate::dns::split_txt(&t.value)
+            );
         }
         for v in &c.add {
             let _ = writeln!(out, "  + {} TXT {}", c.name, crate::dns::split_txt(v));
@@ -413,23 +468,44 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn txts(v: &[&str]) -> Vec<Txt> {
+        v.iter()
+            .map(|s| Txt::from_strings(vec![s.as_bytes().to_vec()]))
+            .collect()
+    }
+
+    fn values(t: &[Txt]) -> Vec<&str> {
+        t.iter().map(|t| t.value.as_str()).collect()
+    }
+
     #[test]
     fn only_the_spf_value_among_a_domains_txt_records_is_ours() {
         let w = wanted("example.com", Kind::Spf, &["v=spf1 a -all"]);
-        let served = strings(&["google-site-verification=x", "v=spf1 mx ~all", "v=spf10 x"]);
+        let served = txts(&[
+            "google-site-verification=x",
+            "v=spf1 mx ~all",
+            "v=spf10 x",
+            "ab\u{e9}cdef",
+        ]);
         let c = change(&w, served.clone()).unwrap();
-        assert_eq!(c.remove, ["v=spf1 mx ~all"]);
+        assert_eq!(values(&c.remove), ["v=spf1 mx ~all"]);
         assert_eq!(c.add, ["v=spf1 a -all"]);
         assert_eq!(c.served, served);
-        let same = strings(&["google-site-verification=x", "v=spf1 a -all"]);
+        let same = txts(&["google-site-verification=x", "v=spf1 a -all"]);
         assert_eq!(change(&w, same), None);
+        // Split anywhere, even inside a character: compared as the joined value,
+        // removed with its own strings.
+        let split = Txt::from_strings(vec![b"v=spf1 \xc3".to_vec(), b"\xa9 -all".to_vec()]);
+        assert_eq!(split.value, "v=spf1 \u{e9} -all");
+        let c = change(&w, vec![split.clone()]).unwrap();
+        assert_eq!(c.remove, [split]);
     }
 
     #[test]
     fn dkim_and_dmarc_names_are_ours_whole() {
         let w = wanted("_dmarc.example.com", Kind::Dmarc, &["v=DMARC1; p=none"]);
-        let c = change(&w, strings(&["v=DMARC1; p=reject", "stray"])).unwrap();
-        assert_eq!(c.remove, ["v=DMARC1; p=reject", "stray"]);
+        let c = change(&w, txts(&["v=DMARC1; p=reject", "stray"])).unwrap();
+        assert_eq!(values(&c.remove), ["v=DMARC1; p=reject", "stray"]);
         assert_eq!(c.add, ["v=DMARC1; p=none"]);
         let c = change(&w, Vec::new()).unwrap();
         assert!(c.remove.is_empty() && c.served.is_empty());

@@ -92,11 +92,11 @@ pub fn parse(text: &str) -> Result<Key, String> {
                 }
                 secret = Some(Zeroizing::new(bytes));
             }
-            Some(other) => {
-                return Err(format!(
-                    "unexpected `{}` in the key statement",
-                    other.escape_debug()
-                ));
+            // Not quoted back: a stray word could be a secret.
+            Some(_) => {
+                return Err(
+                    "unexpected word in the key statement: expected `algorithm` or `secret`".into(),
+                );
             }
             None => return Err("the key statement has no closing `}`".into()),
         }

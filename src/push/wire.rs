@@ -18,7 +18,7 @@ use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::{DnsHandle, DnsMultiplexer};
 
 use super::tsig::Algorithm;
-use super::{Zone, ZoneChange};
+use super::{Txt, Zone, ZoneChange};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// Queries in flight at once on the one connection.
@@ -83,8 +83,9 @@ impl Primary {
         })
     }
 
-    /// The TXT values at each name (each record's strings joined), in order.
-    pub fn txt_sets<'a>(&self, names: impl Iterator<Item = &'a str>) -> Result<Vec<Vec<String>>> {
+    /// The TXT records at each name, in order. Only answers for the name itself
+    /// count; a CNAME there is refused (an update cannot go through an alias).
+    pub fn txt_sets<'a>(&self, names: impl Iterator<Item = &'a str>) -> Result<Vec<Vec<Txt>>> {
         let queries: Vec<(String, Message)> = names
             .map(|n| {
                 let mut message = Message::query();
@@ -97,7 +98,10 @@ impl Primary {
                 .map(|(n, message)| async move {
                     let response = self.send(message).await?;
                     match response.metadata.response_code {
-                        ResponseCode::NoError | ResponseCode::NXDomain => Ok(txt_values(&response)),
+                        ResponseCode::NoError | ResponseCode::NXDomain => {
+                            txt_records(&response, &n)
+                                .map_err(|e| anyhow!("zone {}: {e}", self.zone))
+                        }
                         ResponseCode::Refused => bail!(
                             "zone {0}: the primary {1} refused to answer for {n} TXT (REFUSED): \
                              is it the primary server of {0}?",
@@ -138,16 +142,18 @@ impl Primary {
                 message.add_pre_requisite(none);
             } else {
                 // 2.4.2: RRset exists, value dependent: exactly what was read.
-                for v in &c.served {
-                    message.add_pre_requisite(txt(&owner, 0, DNSClass::IN, v));
+                for t in &c.served {
+                    message.add_pre_requisite(txt(&owner, 0, DNSClass::IN, &t.strings));
                 }
             }
-            for v in &c.remove {
-                // 2.5.4: delete an RR from an RRset.
-                message.add_update(txt(&owner, 0, DNSClass::NONE, v));
+            for t in &c.remove {
+                // 2.5.4: delete an RR from an RRset, its strings as served.
+                message.add_update(txt(&owner, 0, DNSClass::NONE, &t.strings));
             }
             for v in &c.add {
-                message.add_update(txt(&owner, ttl, DNSClass::IN, v));
+                // Strings of at most 255 bytes, as the zone output splits them.
+                let strings: Vec<Vec<u8>> = v.as_bytes().chunks(255).map(<[u8]>::to_vec).collect();
+                message.add_update(txt(&owner, ttl, DNSClass::IN, &strings));
             }
         }
         let response = match self.runtime.block_on(self.send(message)) {
@@ -218,27 +224,42 @@ fn name(s: &str) -> Result<Name> {
         .map_err(|e| anyhow!("`{s}` is not a DNS name: {e}"))
 }
 
-/// A TXT record with the value in strings of at most 255 bytes, as the zone
-/// output splits it.
-fn txt(owner: &Name, ttl: u32, class: DNSClass, value: &str) -> Record {
-    let chunks = value.as_bytes().chunks(255).collect();
-    let mut record = Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(chunks)));
+/// A TXT record of these strings.
+fn txt(owner: &Name, ttl: u32, class: DNSClass, strings: &[Vec<u8>]) -> Record {
+    let strings = strings.iter().map(Vec::as_slice).collect();
+    let mut record = Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(strings)));
     record.dns_class = class;
     record
 }
 
-fn txt_values(response: &Message) -> Vec<String> {
-    response
+/// The TXT records of `name` in an answer: a CNAME at the name is an error,
+/// answers for other names (a CNAME's target) are not the name's.
+fn txt_records(response: &Message, name: &str) -> Result<Vec<Txt>> {
+    let owner = |r: &Record| {
+        r.name
+            .to_ascii()
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(name)
+    };
+    if response
         .answers
         .iter()
+        .any(|r| owner(r) && matches!(r.data, RData::CNAME(_)))
+    {
+        bail!(
+            "{name} is a CNAME: mailsetup does not update records through an alias; publish \
+             at its target, or remove the CNAME"
+        );
+    }
+    Ok(response
+        .answers
+        .iter()
+        .filter(|r| owner(r))
         .filter_map(|r| match &r.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s))
-                    .collect(),
-            ),
+            RData::TXT(txt) => Some(Txt::from_strings(
+                txt.txt_data.iter().map(|s| s.to_vec()).collect(),
+            )),
             _ => None,
         })
-        .collect()
+        .collect())
 }

@@ -103,7 +103,7 @@ fn fleet_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
             "hosts",
             "hosts: each host of a fleet names its own hostname; remove host.hostname",
         ),
-        _ => return Ok(()),
+        _ => return selector_check(spec, text, file),
     };
     Err(SpecError::Invalid {
         file: file.to_path_buf(),
@@ -112,6 +112,68 @@ fn fleet_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
         path: String::new(),
         message: message.to_string(),
     })
+}
+
+/// The hosts of a fleet sign with selectors of their own: two hosts whose
+/// patterns can give the same selector would publish, and with `dns --push`
+/// replace, each other's DKIM record.
+fn selector_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
+    let patterns: Vec<(&str, String)> = spec
+        .hosts
+        .iter()
+        .map(|(name, host)| {
+            let pattern = match &host.selector {
+                Some(s) => s.as_str().to_string(),
+                None => format!("{name}-{}", super::names::DATE_PLACEHOLDER),
+            };
+            (name.as_str(), pattern)
+        })
+        .collect();
+    for (i, (a, pa)) in patterns.iter().enumerate() {
+        for (b, pb) in &patterns[i + 1..] {
+            // A second key on one day gets `-2`: sample both forms of each.
+            let clash = [pa, pb].iter().zip([pb, pa]).find_map(|(one, other)| {
+                let sample = one.replace(super::names::DATE_PLACEHOLDER, "20261124");
+                [sample.clone(), format!("{sample}-2")]
+                    .into_iter()
+                    .find(|s| selector_matches(other, s))
+            });
+            if let Some(selector) = clash {
+                return Err(SpecError::Invalid {
+                    file: file.to_path_buf(),
+                    line: top_level_line(text, "hosts"),
+                    column: 1,
+                    path: String::new(),
+                    message: format!(
+                        "hosts: {a} and {b} can sign with the same selector ({selector}): give \
+                         each host a selector of its own, or one host's DKIM record replaces the \
+                         other's"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pattern` (with at most one `{date}`) can give `selector`, a `-N`
+/// suffix for a second key on one day included.
+fn selector_matches(pattern: &str, selector: &str) -> bool {
+    let base = match selector.rsplit_once('-') {
+        Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            [selector, head]
+        }
+        _ => [selector, selector],
+    };
+    base.iter().any(
+        |s| match pattern.split_once(super::names::DATE_PLACEHOLDER) {
+            None => *s == pattern,
+            Some((prefix, suffix)) => s
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .is_some_and(|date| date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())),
+        },
+    )
 }
 
 /// Listed sending subdomains make valid names, each once, none of them a
@@ -501,6 +563,35 @@ mod tests {
         assert!(e.contains("is empty"), "{e}");
         let e = err(&format!("{MIN}dkim:\n  algorithms: [rsa, rsa]\n"));
         assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn fleet_hosts_need_selectors_of_their_own() {
+        let fleet = |a: &str, b: &str| {
+            format!(
+                "hosts:\n  mta01:\n    hostname: a.example.com\n{a}  mta02:\n    hostname: b.example.com\n{b}\
+                 domains:\n  example.com:\naliases:\n  root: ops@example.net\n"
+            )
+        };
+        let sel = |s: &str| format!("    selector: \"{s}\"\n");
+        assert!(parse(&fleet("", ""), Path::new("t.yaml")).is_ok());
+        assert!(parse(&fleet(&sel("mail"), &sel("mail2")), Path::new("t.yaml")).is_ok());
+        assert!(parse(&fleet(&sel("a{date}"), &sel("{date}")), Path::new("t.yaml")).is_ok());
+        for (a, b, clash) in [
+            ("mail", "mail", "mail"),
+            ("{date}", "{date}", "20261124"),
+            ("mta02-20261124", "", "mta02-20261124"),
+            ("{date}", "{date}-2", "20261124-2"),
+        ] {
+            let b = if b.is_empty() { String::new() } else { sel(b) };
+            let e = parse(&fleet(&sel(a), &b), Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("the same selector") && e.contains(clash),
+                "{a} {b}: {e}"
+            );
+        }
     }
 
     #[test]

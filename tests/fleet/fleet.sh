@@ -28,8 +28,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 tools=$repo/target/test-tools/bin
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
-image=$cache/bookworm-fleet.tar
 pkgs="postfix opendkim opendkim-tools apticron libsasl2-modules"
+include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt
+# The image's name says what is in it: a changed package list builds a new one.
+image=$cache/bookworm-fleet-$(printf '%s|%s' "$pkgs" "$include" | sha256sum | cut -c1-12).tar
 ids=(1 2)                     # host N: mta0N at 10.77.0.1N in namespace $ns-hN
 ns=msfleet$$
 ctl=$ns-ctl
@@ -100,9 +102,11 @@ if [ ! -s "$image" ]; then
   mkdir -p "$cache"
   mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   mirror=${mirror:-http://deb.debian.org/debian}
+  build=$(mktemp -d "$cache/build.XXXXXX")
+  tmp=$build/image.tar
   mmdebstrap --quiet --variant=minbase \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-    --include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt \
+    --include="$include" \
     --aptopt='Acquire::Languages "none"' \
     --aptopt='Acquire::GzipIndexes "true"' \
     --aptopt='Acquire::CompressionTypes::Order:: "gz"' \
@@ -118,10 +122,11 @@ if [ ! -s "$image" ]; then
     --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only -o APT::Install-Recommends=true $pkgs" \
     --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
     --skip=cleanup/apt \
-    bookworm "$image.tmp.tar" \
+    bookworm "$tmp" \
     "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
     "deb ${mirror%/debian}/debian-security bookworm-security main"
-  mv "$image.tmp.tar" "$image"
+  mv "$tmp" "$image"
+  rmdir "$build"
   say "ok  built the Debian 12 fleet image ($(elapsed "$t"))"
 fi
 
