@@ -2,7 +2,8 @@
 //!
 //! The pipeline is plain values: `spec` (YAML → Spec) → `desired` (files, keys,
 //! directories the spec asks for) → `actual` (what the host has) → `plan` (the
-//! steps between them) → `apply`. Only `system` touches the host.
+//! steps between them) → `apply`; `cmd` holds one module per command, `system`
+//! the host access. ARCHITECTURE.md says where things go.
 
 pub mod actual;
 pub mod apply;
