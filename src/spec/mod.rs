@@ -30,7 +30,13 @@ use load::{OneOrMany, non_empty_map, unique_map};
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "mailsetup spec",
-    description = "A send-only, DKIM-signing mail server."
+    description = "A send-only, DKIM-signing mail server.",
+    // A fleet names a hostname per host; a single host names its own.
+    extend(
+        "if" = { "required": ["hosts"], "properties": { "hosts": { "minProperties": 1 } } },
+        "then" = { "properties": { "host": { "not": { "required": ["hostname"] } } } },
+        "else" = { "required": ["host"], "properties": { "host": { "required": ["hostname"] } } }
+    )
 )]
 pub struct Spec {
     /// This host; in a fleet, the settings every host shares.
@@ -327,7 +333,8 @@ pub enum Alignment {
 /// 0 to 100.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "u64", into = "u8")]
-pub struct Percent(#[schemars(range(max = 100))] u8);
+#[schemars(extend("maximum" = 100))]
+pub struct Percent(u8);
 
 impl Percent {
     pub fn get(self) -> u8 {
@@ -491,7 +498,9 @@ pub enum KeyMode {
 /// RSA key size in bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "u64", into = "u64")]
-pub struct KeyBits(#[schemars(range(min = 1024, max = 8192))] usize);
+// try_from hides the field from schemars: the bounds are said here.
+#[schemars(extend("minimum" = 1024, "maximum" = 8192, "multipleOf" = 8))]
+pub struct KeyBits(usize);
 
 impl KeyBits {
     pub fn get(self) -> usize {
@@ -552,9 +561,26 @@ impl fmt::Display for HeaderName {
 }
 
 /// A network, address or host name whose mail OpenDKIM signs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TrustedHost(String);
+
+/// What `TryFrom` takes: `localhost`, a network or address, or a host name.
+impl JsonSchema for TrustedHost {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TrustedHost".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A network, address or host name whose mail OpenDKIM signs.",
+            "anyOf": [
+                { "const": "localhost" },
+                generator.subschema_for::<names::Network>(),
+                generator.subschema_for::<names::DomainName>(),
+            ],
+        })
+    }
+}
 
 impl TryFrom<String> for TrustedHost {
     type Error = String;

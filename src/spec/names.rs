@@ -74,7 +74,7 @@ checked_string!(
     /// A DKIM selector, optionally with `{date}` (replaced by YYYYMMDD when the key is made).
     SelectorPattern,
     check_selector_pattern,
-    "^[a-z0-9{}-]+$"
+    "^(?=.)(?!-)(?!.*-$)[a-z0-9-]*(\\{date\\}[a-z0-9-]*)?$"
 );
 checked_string!(
     /// A local alias name (the left side of /etc/aliases).
@@ -98,25 +98,25 @@ checked_string!(
     /// Free text placed in a shell-quoted value: printable, no quotes, `$`, backquote or backslash.
     PlainText,
     check_plain_text,
-    "^[^\"$`\\\\]*$"
+    "^(?=.*\\S)[^\"$`\\\\\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]{1,200}$"
 );
 checked_string!(
     /// An absolute path without `..`, whitespace or control characters.
     AbsPath,
     check_abs_path,
-    "^/[^\\s]*$"
+    "^/(?!(.*/)?\\.{1,2}(/|$))[^\\s,\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]*$"
 );
 checked_string!(
     /// The name of a fleet host (mta01): a DNS label, as it starts its selector.
     FleetName,
     check_selector,
-    "^[a-z0-9-]+$"
+    "^(?!-)(?!.*-$)[a-z0-9-]{1,63}$"
 );
 checked_string!(
     /// One DNS label naming a sending subdomain (`app` for app.example.com).
     Label,
     check_selector,
-    "^[a-z0-9-]+$"
+    "^(?!-)(?!.*-$)[a-z0-9-]{1,63}$"
 );
 checked_string!(
     /// A host name or IP address (a relay host).
@@ -128,7 +128,7 @@ checked_string!(
     /// A SASL user name: no whitespace, control characters or `:`.
     UserName,
     check_user_name,
-    "^[^\\s:]+$"
+    "^[^\\s:\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]+$"
 );
 
 /// A network in CIDR form (`127.0.0.0/8`, `::1/128`); a bare address means a single host.
@@ -193,9 +193,14 @@ impl JsonSchema for Network {
         schemars::json_schema!({
             "type": "string",
             "description": "An IP network in CIDR form (127.0.0.0/8, ::1/128) or a single address.",
+            // IPv4 with a prefix of at most 32; IPv6 (loosely) with at most 128.
+            "pattern": NETWORK_PATTERN,
         })
     }
 }
+
+/// What the schema accepts as a network; `Network::try_from` decides.
+pub const NETWORK_PATTERN: &str = "^(((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(/(3[0-2]|[12]?[0-9]))?|\\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\\]?(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$";
 
 /// No control character, nor an invisible one that reads as a line break or
 /// reorders text (Unicode line/paragraph separators, bidi and zero-width marks).

@@ -54,7 +54,8 @@ fn default_keep_revoked() -> Days {
 /// A number of days, 1 to 3650.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "u64", into = "u16")]
-pub struct Days(#[schemars(range(min = 1, max = 3650))] u16);
+#[schemars(extend("minimum" = 1, "maximum" = 3650))]
+pub struct Days(u16);
 
 impl Days {
     pub fn get(self) -> u16 {
@@ -148,7 +149,8 @@ pub struct ZonePush {
 /// A record TTL in seconds, 60 to 86400.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "u64", into = "u32")]
-pub struct Ttl(#[schemars(range(min = 60, max = 86400))] u32);
+#[schemars(extend("minimum" = 60, "maximum" = 86400))]
+pub struct Ttl(u32);
 
 impl Ttl {
     pub fn get(self) -> u32 {

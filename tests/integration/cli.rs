@@ -894,3 +894,65 @@ fn ci_examples_and_specs_pass_their_published_schemas() {
     specs.extend(examples().into_iter().map(|n| format!("examples/{n}")));
     check(&specs.iter().map(String::as_str).collect::<Vec<_>>());
 }
+
+/// The JSON Schema comes from the same types as the validators: every invalid
+/// spec in tests/schema/invalid/ is refused by `validate` and by the schema
+/// (with check-jsonschema, as an editor would), the examples pass both, and
+/// what the schema cannot say (rules across fields, in tests/schema/beyond/)
+/// is still refused by `validate`.
+#[test]
+fn the_schema_refuses_what_validate_refuses_where_a_schema_can() {
+    let Some(tool) = crate::support::test_tool("check-jsonschema") else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schema");
+    let schema_accepts = |file: &Path| {
+        std::process::Command::new(&tool)
+            .args(["--schemafile", "schemas/mailsetup.schema.json"])
+            .arg(file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let files = |sub: &str| {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    };
+    let invalid = files("invalid");
+    assert!(invalid.len() >= 15, "{invalid:?}");
+    for file in &invalid {
+        let out = run(&["validate", path_str(file)], 1);
+        assert!(
+            out.stderr.contains("error:"),
+            "{}: {}",
+            file.display(),
+            out.stderr
+        );
+        assert!(
+            !schema_accepts(file),
+            "the schema accepts {}",
+            file.display()
+        );
+    }
+    for file in files("beyond") {
+        run(&["validate", path_str(&file)], 1);
+        assert!(
+            schema_accepts(&file),
+            "the schema now refuses {}: move it to tests/schema/invalid/",
+            file.display()
+        );
+    }
+    for example in crate::support::examples() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(&example);
+        run(&["validate", path_str(&file)], 0);
+        assert!(schema_accepts(&file), "the schema refuses {example}");
+    }
+}
