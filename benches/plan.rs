@@ -29,7 +29,11 @@ fn spec_text(domains: usize, per_domain: bool) -> String {
 
 /// One plan, end to end; returns the number of steps so nothing is optimized away.
 fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
-    let (spec, _) = spec::parse(text, Path::new("bench.yaml")).unwrap();
+    let spec = spec::parse(text, Path::new("bench.yaml"))
+        .unwrap()
+        .0
+        .for_host(None)
+        .unwrap();
     let system = System::new(root).unwrap();
     let facts = HostFacts {
         key_selectors: system.key_selectors().unwrap(),
@@ -94,7 +98,11 @@ fn main() {
 /// Writes the desired files and stand-in key files, so the next plan is empty
 /// (real keys would make the setup dominated by RSA key generation).
 fn apply_without_commands(text: &str, root: &Path, templates: &Templates) {
-    let (spec, _) = spec::parse(text, Path::new("bench.yaml")).unwrap();
+    let spec = spec::parse(text, Path::new("bench.yaml"))
+        .unwrap()
+        .0
+        .for_host(None)
+        .unwrap();
     let facts = HostFacts {
         key_selectors: Default::default(),
         signing_selectors: Default::default(),

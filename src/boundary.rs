@@ -194,7 +194,7 @@ mod tests {
             today: "2026-11-24".parse().unwrap(),
         };
         let templates = crate::templates::Templates::load(None).unwrap();
-        desired::desired(spec, &templates, &facts)
+        desired::desired(&spec.for_host(None)?, &templates, &facts)
     }
 
     /// Whatever the desired state names, the boundary allows, with its owner and mode.

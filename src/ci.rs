@@ -13,7 +13,7 @@ use crate::cmd::load_spec;
 use crate::desired::{self, HostFacts};
 use crate::job::{Job, execute, preflight, today};
 use crate::source::Source;
-use crate::spec::{self, Spec};
+use crate::spec::{self, HostSpec};
 use crate::system::System;
 use crate::ui::Ui;
 use crate::{backup, bundle as archive, dns, keys, rotate, signature};
@@ -134,7 +134,7 @@ pub fn public_keys(
 }
 
 /// The signing selector of each key set in an export, for this host.
-fn exported_signing(dir: &Path, spec: &Spec) -> Result<BTreeMap<String, String>> {
+fn exported_signing(dir: &Path, spec: &HostSpec) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (set, _) in desired::key_sets(spec) {
         let path = dir.join(signing_marker(&set, spec.hostname()));
@@ -172,7 +172,7 @@ fn paired_with_export(
 /// The records of one host (a `for_host` spec) from the public keys its host
 /// exported: what `dns --public-keys` prints in CI.
 pub(crate) fn records_from_export(
-    spec: &Spec,
+    spec: &HostSpec,
     dir: &Path,
 ) -> Result<(Vec<dns::Record>, Vec<String>)> {
     let exported = read_public_keys(dir)?;

@@ -9,7 +9,7 @@ use jiff::civil::Date;
 use serde::Serialize;
 
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
-use crate::spec::{DomainName, Interfaces, KeyMode, Protocols, RelayTls, Spec};
+use crate::spec::{DomainName, HostSpec, Interfaces, KeyMode, Protocols, RelayTls, Spec};
 use crate::templates::Templates;
 
 /// Paths of the managed files, in one place.
@@ -481,7 +481,7 @@ struct SecretVars<'a> {
 }
 
 /// Computes the desired state of the host.
-pub fn desired(spec: &Spec, templates: &Templates, facts: &HostFacts) -> Result<Desired> {
+pub fn desired(spec: &HostSpec, templates: &Templates, facts: &HostFacts) -> Result<Desired> {
     let keys = keys(
         spec,
         &facts.key_selectors,
@@ -549,7 +549,7 @@ fn socket_dir() -> &'static str {
         .unwrap_or(MILTER_SOCKET_IN_SPOOL)
 }
 
-fn vars<'a>(spec: &'a Spec, facts: &HostFacts, keys: &'a [Key]) -> Result<Vars<'a>> {
+fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Vars<'a>> {
     let hostname = spec.hostname().to_string();
     let mailname = spec.mailname().to_string();
     let mut mydestination = vec!["$myhostname".to_string(), "localhost".to_string()];

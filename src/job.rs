@@ -10,14 +10,14 @@ use anyhow::{Context, Result, bail};
 use crate::Exit;
 use crate::cli::Target;
 use crate::desired::{self, Desired, HostFacts};
-use crate::spec::{self, Spec};
+use crate::spec::{self, HostSpec, Spec};
 use crate::system::System;
 use crate::ui::Ui;
 use crate::{actual, apply, boundary, plan, rotate, show, source, templates};
 
 /// The loaded spec, templates and target system shared by plan and apply.
 pub(crate) struct Job {
-    pub(crate) spec: Spec,
+    pub(crate) spec: HostSpec,
     /// What the spec and templates were read from; saved plans carry it.
     pub(crate) source: source::Source,
     pub(crate) templates: templates::Templates,
@@ -45,8 +45,12 @@ impl Job {
         label: &Path,
         root: &Path,
     ) -> Result<(Job, Vec<spec::Warning>)> {
-        let (mut spec, warnings) = source.spec(label)?;
-        spec.host.install_packages &= !source.skip_packages;
+        let (spec, warnings) = source.spec(label)?;
+        let spec = if source.skip_packages {
+            spec.without_package_install()
+        } else {
+            spec
+        };
         let job = Job {
             spec,
             templates: source.templates()?,

@@ -33,7 +33,7 @@ use crate::dns::{self, DkimSelector, DkimValue};
 use crate::keys::{DkimKey, DkimPublicKey};
 use crate::resolve::{Dns, Every};
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
-use crate::spec::{Days, DomainName, ResolverAddr, Spec};
+use crate::spec::{Days, DomainName, HostSpec, ResolverAddr, Spec};
 use crate::system::System;
 use crate::ui::Ui;
 
@@ -248,7 +248,7 @@ impl fmt::Display for KeySet {
     }
 }
 
-fn key_sets(spec: &Spec) -> Vec<KeySet> {
+fn key_sets(spec: &HostSpec) -> Vec<KeySet> {
     let state_name = if spec.hosts.is_empty() {
         STATE_FILE.to_string()
     } else {
@@ -295,7 +295,7 @@ fn write_state(system: &System, set: &KeySet, rotation: &Rotation) -> Result<()>
 
 /// The selector each key set signs with according to its rotation state; sets
 /// without one are absent (they follow `dkim.selector`).
-pub fn signing_selectors(spec: &Spec, system: &System) -> Result<BTreeMap<String, String>> {
+pub fn signing_selectors(spec: &HostSpec, system: &System) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for set in key_sets(spec) {
         if let Some(active) = read_state(system, &set)?
@@ -310,7 +310,7 @@ pub fn signing_selectors(spec: &Spec, system: &System) -> Result<BTreeMap<String
 
 /// Every DKIM selector to publish, for `dns` and `check`: all selectors of the
 /// rotation state, or the one `dkim.selector` names for a set without one.
-pub fn published(spec: &Spec, system: &System, today: Date) -> Result<Vec<DkimSelector>> {
+pub fn published(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<DkimSelector>> {
     let host = Host::new(spec, system, today)?;
     let keep = spec.dkim.rotation.keep_revoked_days;
     let mut out = Vec::new();
@@ -347,7 +347,7 @@ pub fn published(spec: &Spec, system: &System, today: Date) -> Result<Vec<DkimSe
 
 /// The selectors whose revoked record has been published `keep_revoked_days`
 /// and is withdrawn now: `(key set, selector)`.
-pub fn withdrawn(spec: &Spec, system: &System, today: Date) -> Result<Vec<(String, String)>> {
+pub fn withdrawn(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<(String, String)>> {
     let host = Host::new(spec, system, today)?;
     let keep = spec.dkim.rotation.keep_revoked_days;
     let mut out = Vec::new();
@@ -407,7 +407,7 @@ fn selector_date(pattern: &str, selector: &str) -> Option<Date> {
 
 /// The spec and target system one rotation step works on.
 struct Host<'a> {
-    spec: &'a Spec,
+    spec: &'a HostSpec,
     system: &'a System,
     today: Date,
     /// Selectors of the private keys present, per key set.
@@ -415,7 +415,7 @@ struct Host<'a> {
 }
 
 impl<'a> Host<'a> {
-    fn new(spec: &'a Spec, system: &'a System, today: Date) -> Result<Host<'a>> {
+    fn new(spec: &'a HostSpec, system: &'a System, today: Date) -> Result<Host<'a>> {
         Ok(Host {
             spec,
             system,
@@ -698,7 +698,7 @@ fn resolvers(given: Vec<ResolverAddr>, spec: &Spec) -> Vec<ResolverAddr> {
 }
 
 /// The spec, for one host of a fleet when `host` names it.
-fn load(spec: &Path, host: Option<&str>, ui: &mut Ui) -> Result<Spec> {
+fn load(spec: &Path, host: Option<&str>, ui: &mut Ui) -> Result<HostSpec> {
     crate::cmd::load_spec(spec, ui)?.for_host(host)
 }
 

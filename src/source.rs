@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Target;
-use crate::spec::{self, Spec, Warning};
+use crate::spec::{self, HostSpec, Warning};
 use crate::templates;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ impl Source {
 
     /// The spec for this source's host; `label` names it in errors (its file,
     /// or the saved plan or bundle it came in).
-    pub fn spec(&self, label: &Path) -> Result<(Spec, Vec<Warning>)> {
+    pub fn spec(&self, label: &Path) -> Result<(HostSpec, Vec<Warning>)> {
         let (spec, warnings) = spec::parse(&self.spec_text, label)?;
         let spec = spec
             .for_host(self.host.as_deref())

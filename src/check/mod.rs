@@ -22,7 +22,7 @@ use crate::desired::{Service, key_set_of, milter_socket};
 use crate::dns::{self, DkimSelector, DkimValue, Kind as RecordKind};
 use crate::resolve::{self, Dns, Family, Resolver};
 use crate::rotate::State;
-use crate::spec::{Protocols, ResolverAddr, Spec};
+use crate::spec::{HostSpec, Protocols, ResolverAddr};
 use crate::system::System;
 use crate::ui::Ui;
 use dkim::Served;
@@ -128,7 +128,7 @@ pub fn run(
 }
 
 /// Everything DNS should serve for the spec, with `dkim` the selectors to publish.
-pub fn dns_findings(spec: &Spec, dkim: &[DkimSelector], dns: &dyn Dns) -> Vec<Finding> {
+pub fn dns_findings(spec: &HostSpec, dkim: &[DkimSelector], dns: &dyn Dns) -> Vec<Finding> {
     let mut out = Vec::new();
     let (expected, _) = dns::records_for(spec, dkim);
     let expected: std::collections::HashMap<(RecordKind, &str), &str> = expected
@@ -184,7 +184,7 @@ pub fn dns_findings(spec: &Spec, dkim: &[DkimSelector], dns: &dyn Dns) -> Vec<Fi
 
 /// The addresses to check: `check.addresses`, else the hostname's (for the
 /// protocols Postfix uses); none when a relay sends the mail.
-fn host_addresses(spec: &Spec, dns: &dyn Dns, out: &mut Vec<Finding>) -> Vec<IpAddr> {
+fn host_addresses(spec: &HostSpec, dns: &dyn Dns, out: &mut Vec<Finding>) -> Vec<IpAddr> {
     let hostname = spec.hostname().as_str();
     if !spec.check.addresses.is_empty() {
         return spec.check.addresses.clone();
@@ -708,7 +708,7 @@ mod tests {
     use super::*;
 
     /// A one-domain spec with `host` lines added to its host section.
-    fn spec(host: &str) -> Spec {
+    fn spec(host: &str) -> HostSpec {
         crate::spec::parse(
             &format!(
                 "host:\n  hostname: mail.example.com\n{host}domains:\n  example.com:\naliases:\n  root: ops@example.net\n"
@@ -717,6 +717,8 @@ mod tests {
         )
         .unwrap()
         .0
+        .for_host(None)
+        .unwrap()
     }
 
     fn status_of(findings: &[Finding], check: Kind) -> Vec<(String, Status)> {

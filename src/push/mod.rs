@@ -20,7 +20,7 @@ use crate::dns::{Kind, Record};
 
 pub use wire::Primary;
 
-use crate::spec::{ResolverAddr, Spec};
+use crate::spec::{HostSpec, ResolverAddr, Spec};
 use crate::system::System;
 
 /// What the command line says of every zone's server and key.
@@ -145,7 +145,7 @@ impl Pushed {
 /// published) pushed when the spec names a primary server; `None` otherwise.
 /// For `rotate auto`, so keys are published and withdrawn with no human step.
 pub fn rotation_records(
-    spec: &Spec,
+    spec: &HostSpec,
     system: &System,
     today: jiff::civil::Date,
 ) -> Result<Option<Pushed>> {
@@ -173,7 +173,7 @@ pub fn rotation_records(
 
 /// The DKIM names of every withdrawn selector.
 pub fn withdrawn_names(
-    spec: &Spec,
+    spec: &HostSpec,
     system: &System,
     today: jiff::civil::Date,
 ) -> Result<Vec<String>> {

@@ -485,7 +485,10 @@ mod tests {
     fn minimal_spec_gets_defaults() {
         let (spec, warnings) = parse(MIN, Path::new("t.yaml")).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(spec.mailname().as_str(), "mail.example.com");
+        assert_eq!(
+            spec.for_host(None).unwrap().mailname().as_str(),
+            "mail.example.com"
+        );
         assert_eq!(spec.dkim.bits.get(), 2048);
         assert_eq!(spec.dkim.selector.as_str(), "{date}");
         let postmaster = spec.aliases.get("postmaster").unwrap();

@@ -68,6 +68,48 @@ pub struct Spec {
     pub dns: DnsPush,
 }
 
+/// The spec as one host sees it (`Spec::for_host`): its hostname is known,
+/// and for a fleet host its own selector is the spec's.
+#[derive(Clone, Debug)]
+pub struct HostSpec {
+    spec: Spec,
+    hostname: DomainName,
+}
+
+impl HostSpec {
+    fn new(spec: Spec) -> anyhow::Result<HostSpec> {
+        let hostname = spec
+            .host
+            .hostname
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("host.hostname: required"))?;
+        Ok(HostSpec { spec, hostname })
+    }
+
+    /// This host's name.
+    pub fn hostname(&self) -> &DomainName {
+        &self.hostname
+    }
+
+    /// `/etc/mailname`: the domain of system mail.
+    pub fn mailname(&self) -> &DomainName {
+        self.spec.host.mailname.as_ref().unwrap_or(&self.hostname)
+    }
+
+    /// The same, with packages left to the operator (`--no-install-packages`).
+    pub fn without_package_install(mut self) -> HostSpec {
+        self.spec.host.install_packages = false;
+        self
+    }
+}
+
+impl std::ops::Deref for HostSpec {
+    type Target = Spec;
+    fn deref(&self) -> &Spec {
+        &self.spec
+    }
+}
+
 /// One host of a fleet.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -724,25 +766,8 @@ impl Spec {
         })
     }
 
-    /// This host's name. A fleet spec has one only once a host is picked with
-    /// `for_host`, which every command does first.
-    pub fn hostname(&self) -> &DomainName {
-        self.host
-            .hostname
-            .as_ref()
-            .expect("a host is picked (Spec::for_host) before use")
-    }
-
-    /// `/etc/mailname`: the domain of system mail.
-    pub fn mailname(&self) -> &DomainName {
-        self.host
-            .mailname
-            .as_ref()
-            .unwrap_or_else(|| self.hostname())
-    }
-
     /// The spec as seen by one host: for a fleet, `name`'s hostname and selector.
-    pub fn for_host(&self, name: Option<&str>) -> anyhow::Result<Spec> {
+    pub fn for_host(&self, name: Option<&str>) -> anyhow::Result<HostSpec> {
         let names = || {
             self.hosts
                 .keys()
@@ -751,7 +776,7 @@ impl Spec {
                 .join(", ")
         };
         match name {
-            None if self.hosts.is_empty() => Ok(self.clone()),
+            None if self.hosts.is_empty() => HostSpec::new(self.clone()),
             None => anyhow::bail!(
                 "the spec lists the hosts {}: pick one with --host NAME",
                 names()
@@ -775,7 +800,7 @@ impl Spec {
                         .parse()
                         .map_err(|e: String| anyhow::anyhow!("hosts.{fleet_name}: {e}"))?,
                 };
-                Ok(spec)
+                HostSpec::new(spec)
             }
         }
     }
