@@ -36,9 +36,7 @@ ids=(1 2)                     # host N: mta0N at 10.77.0.1N in namespace $ns-hN
 ns=msfleet$$
 ctl=$ns-ctl
 work=$(mktemp -d /tmp/mailsetup-fleet.XXXXXX)
-hierarchies=()
-for h in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do [ -d "$h" ] && hierarchies+=("$h"); done
-[ ${#hierarchies[@]} -gt 0 ] || hierarchies=(/sys/fs/cgroup)
+. "$repo/tests/lib/containers.sh"
 declare -A nspawn=()
 
 say() { printf '%s\n' "$*"; }
@@ -64,19 +62,8 @@ cleanup() {
     for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
   done
-  # Nothing of the containers may outlive the test: wait for their cgroups to
-  # empty, kill what is left.
-  for i in "${ids[@]}"; do
-    c=$(cg "$i")
-    procs() { for h in "${hierarchies[@]}"; do
-      [ -d "$h/$c" ] && find "$h/$c" -name cgroup.procs -exec cat {} + 2>/dev/null; done; }
-    for _ in $(seq 100); do [ -z "$(procs)" ] && break; sleep 0.1; done
-    left=$(procs | sort -u)
-    [ -n "$left" ] && { kill -KILL $left; for _ in $(seq 50); do [ -z "$(procs)" ] && break; sleep 0.1; done; }
-    for h in "${hierarchies[@]}"; do
-      [ -d "$h/$c" ] && find "$h/$c" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-  done
+  # Nothing of the containers may outlive the test.
+  for i in "${ids[@]}"; do cgroup_clear "$(cg "$i")"; done
   # What still runs in our namespaces is ours (ssh's ControlPersist masters).
   for n in "$ctl" "${ids[@]/#/$ns-h}"; do
     if [ -e "/run/netns/$n" ]; then
@@ -100,8 +87,7 @@ trap cleanup EXIT
 t=$(now)
 if [ ! -s "$image" ]; then
   mkdir -p "$cache"
-  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  mirror=${mirror:-http://deb.debian.org/debian}
+  mapfile -t sources < <(debian_sources)
   build=$(mktemp -d "$cache/build.XXXXXX")
   tmp=$build/image.tar
   mmdebstrap --quiet --variant=minbase \
@@ -122,9 +108,7 @@ if [ ! -s "$image" ]; then
     --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only -o APT::Install-Recommends=true $pkgs" \
     --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
     --skip=cleanup/apt \
-    bookworm "$tmp" \
-    "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
-    "deb ${mirror%/debian}/debian-security bookworm-security main"
+    bookworm "$tmp" "${sources[@]}"
   mv "$tmp" "$image"
   rmdir "$build"
   say "ok  built the Debian 12 fleet image ($(elapsed "$t"))"
@@ -175,9 +159,9 @@ done
 t=$(now)
 for i in "${ids[@]}"; do
   c=$(cg "$i")
-  for h in "${hierarchies[@]}"; do mkdir -p "$h/$c"; done
+  cgroup_make "$c"
   (
-    for h in "${hierarchies[@]}"; do echo $BASHPID > "$h/$c/cgroup.procs"; done
+    cgroup_join "$c"
     exec setsid systemd-nspawn --quiet --register=no --keep-unit --console=read-only \
       --network-namespace-path="/run/netns/$ns-h$i" -M "mta0$i" -D "$(root "$i")" -b \
       </dev/null >"$work/h$i/console.log" 2>&1

@@ -22,12 +22,7 @@ root=$work/root
 name=mailsetup-fresh-$$
 cgroup=mailsetup-$name
 nspawn=
-# The container gets a cgroup of its own in each hierarchy (else nspawn makes
-# /payload and /supervisor at the top of the machine's): the v1 "systemd" and
-# v2 "unified" trees of a hybrid layout, or the one v2 tree.
-hierarchies=()
-for h in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do [ -d "$h" ] && hierarchies+=("$h"); done
-[ ${#hierarchies[@]} -gt 0 ] || hierarchies=(/sys/fs/cgroup)
+. "$here/../lib/containers.sh"
 
 say() { printf '%s\n' "$*"; }
 fail() { say "FAIL $*"; exit 1; }
@@ -40,22 +35,8 @@ cleanup() {
     kill -KILL "$nspawn" 2>/dev/null || true
   fi
   # Nothing of the container may outlive the test (the end-to-end suite checks
-  # that no daemon runs on the machine): wait for its cgroups to empty, then kill
-  # what is left.
-  procs() {
-    for h in "${hierarchies[@]}"; do
-      [ -d "$h/$cgroup" ] && find "$h/$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null
-    done
-  }
-  for _ in $(seq 100); do [ -z "$(procs)" ] && break; sleep 0.1; done
-  left=$(procs | sort -u)
-  if [ -n "$left" ]; then
-    kill -KILL $left 2>/dev/null || true
-    for _ in $(seq 50); do [ -z "$(procs)" ] && break; sleep 0.1; done
-  fi
-  for h in "${hierarchies[@]}"; do
-    [ -d "$h/$cgroup" ] && find "$h/$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
-  done
+  # that no daemon runs on the machine).
+  cgroup_clear "$cgroup"
   mountpoint -q "$root" && umount "$root"
   rm -rf "$work"
 }
@@ -69,17 +50,14 @@ dpkg_before=$(sha256sum /var/lib/dpkg/status)
 t=$(date +%s.%N)
 if [ ! -s "$image" ]; then
   mkdir -p "$cache"
-  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  mirror=${mirror:-http://deb.debian.org/debian}
+  mapfile -t sources < <(debian_sources)
   mmdebstrap --quiet --variant=minbase --include=systemd,systemd-sysv,dbus \
     --customize-hook='echo fresh > "$1/etc/hostname"' \
     --customize-hook='printf "127.0.0.1\tlocalhost\n127.0.1.1\tfresh\n::1\tlocalhost\n" > "$1/etc/hosts"' \
     --customize-hook='chroot "$1" apt-get clean' \
     --customize-hook='chroot "$1" apt-get install -y -q --download-only --no-install-recommends postfix opendkim opendkim-tools apticron libsasl2-modules' \
     --skip=cleanup/apt \
-    bookworm "$image.tmp.tar" \
-    "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
-    "deb ${mirror%/debian}/debian-security bookworm-security main"
+    bookworm "$image.tmp.tar" "${sources[@]}"
   mv "$image.tmp.tar" "$image"
   say "ok  built the Debian 12 image ($(elapsed "$t"))"
 fi
@@ -113,10 +91,10 @@ aliases:
   root: ops@example.net
 EOF
 mkdir -p "$root/root/sink"
-for h in "${hierarchies[@]}"; do mkdir -p "$h/$cgroup"; done
+cgroup_make "$cgroup"
 t=$(date +%s.%N)
 (
-  for h in "${hierarchies[@]}"; do echo $BASHPID > "$h/$cgroup/cgroup.procs"; done
+  cgroup_join "$cgroup"
   exec setsid systemd-nspawn --quiet --register=no --keep-unit --console=read-only \
     --private-network -M "$name" -D "$root" -b </dev/null >"$work/console.log" 2>&1
 ) &

@@ -10,36 +10,25 @@ use crate::support::{missing_in_ci, path_str, test_tool};
 
 #[test]
 fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI runs the tests as root (systemd-nspawn needs it)"
-        );
-        eprintln!("skipping: the Ansible fleet test needs root");
-        return;
-    }
-    if missing_in_ci(&[
-        "mmdebstrap",
-        "systemd-nspawn",
-        "nsenter",
-        "ip",
-        "ssh-keygen",
-    ]) {
+    if !crate::support::root_or_skip()
+        || missing_in_ci(&[
+            "mmdebstrap",
+            "systemd-nspawn",
+            "nsenter",
+            "ip",
+            "ssh-keygen",
+        ])
+    {
         return;
     }
     let Some(_ansible) = test_tool("ansible-playbook") else {
         return;
     };
-    let has_cargo_deb = Command::new("cargo")
+    let cargo_deb = Command::new("cargo")
         .args(["deb", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_cargo_deb {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs cargo-deb (tests/run.sh installs it)"
-        );
-        eprintln!("skipping: cargo-deb is not installed (tests/run.sh installs it)");
+    if !crate::support::available(cargo_deb, "cargo-deb") {
         return;
     }
 

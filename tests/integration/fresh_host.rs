@@ -8,13 +8,7 @@ use std::process::Command;
 
 #[test]
 fn a_bare_debian_host_is_taken_all_the_way() {
-    let in_ci = std::env::var("CI").as_deref() == Ok("true");
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            !in_ci,
-            "CI runs the tests as root (systemd-nspawn needs it)"
-        );
-        eprintln!("skipping: the fresh-host test needs root");
+    if !crate::support::root_or_skip() {
         return;
     }
     if crate::support::missing_in_ci(&["mmdebstrap", "systemd-nspawn", "nsenter"]) {

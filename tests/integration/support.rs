@@ -103,8 +103,21 @@ pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Whether a test can run: `present`, or else (with a note saying what is
+/// missing) it returns early — except in CI (`CI=true`), where that is a failure.
+pub fn available(present: bool, what: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs {what} (tests/run.sh installs it; the tests run as root)"
+        );
+        eprintln!("skipping: needs {what} (tests/run.sh installs it)");
+    }
+    present
+}
+
 /// True (with a note) when one of `programs` is not installed, so a test that
-/// needs it can return early — except in CI (`CI=true`), where that is a failure.
+/// needs it can return early — except in CI, where that is a failure.
 pub fn missing_in_ci(programs: &[&str]) -> bool {
     let missing: Vec<&str> = programs
         .iter()
@@ -115,15 +128,12 @@ pub fn missing_in_ci(programs: &[&str]) -> bool {
                 .any(|d| Path::new(d).join(p).exists())
         })
         .collect();
-    if missing.is_empty() {
-        return false;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI needs {missing:?} installed (tests/run.sh installs it)"
-    );
-    eprintln!("skipping: {missing:?} not installed (tests/run.sh installs it)");
-    true
+    !available(missing.is_empty(), &format!("{missing:?}"))
+}
+
+/// Whether the tests run as root (named, systemd-nspawn and namespaces need it).
+pub fn root_or_skip() -> bool {
+    available(nix::unistd::geteuid().is_root(), "root")
 }
 
 /// A tool tests/run.sh installs from PyPI into the tests' own virtual
@@ -132,19 +142,7 @@ pub fn test_tool(name: &str) -> Option<PathBuf> {
     let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/test-tools/bin")
         .join(name);
-    if tool.exists() {
-        return Some(tool);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI needs {} (tests/run.sh installs it)",
-        tool.display()
-    );
-    eprintln!(
-        "skipping: {} is missing (tests/run.sh installs it)",
-        tool.display()
-    );
-    None
+    available(tool.exists(), &tool.display().to_string()).then_some(tool)
 }
 
 /// One thing to apply: an example, or one host of a fleet example.

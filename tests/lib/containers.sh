@@ -1,0 +1,58 @@
+# Shared by the tests that boot Debian in systemd-nspawn (tests/fresh_host,
+# tests/fleet): the Debian sources for mmdebstrap, and cgroups of the test's
+# own so that nothing a container starts outlives the test.
+#
+#   . "$repo/tests/lib/containers.sh"
+
+# The cgroup hierarchies a container gets a cgroup of its own in (else nspawn
+# makes /payload and /supervisor at the top of the machine's): the v1
+# "systemd" and v2 "unified" trees of a hybrid layout, or the one v2 tree.
+hierarchies=()
+for h in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do [ -d "$h" ] && hierarchies+=("$h"); done
+[ ${#hierarchies[@]} -gt 0 ] || hierarchies=(/sys/fs/cgroup)
+
+# The apt sources of Debian 12 on this machine's mirror, as mmdebstrap takes them.
+debian_sources() {
+  local mirror
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  printf '%s\n' "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
+    "deb ${mirror%/debian}/debian-security bookworm-security main"
+}
+
+# cgroup_make NAME: the cgroup NAME in every hierarchy.
+cgroup_make() {
+  local h
+  for h in "${hierarchies[@]}"; do mkdir -p "$h/$1"; done
+}
+
+# cgroup_join NAME: moves the calling (sub)shell into NAME.
+cgroup_join() {
+  local h
+  for h in "${hierarchies[@]}"; do echo "$BASHPID" > "$h/$1/cgroup.procs"; done
+}
+
+# cgroup_procs NAME: every process in NAME and below.
+cgroup_procs() {
+  local h
+  for h in "${hierarchies[@]}"; do
+    [ -d "$h/$1" ] && find "$h/$1" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done
+  return 0   # under `set -e -o pipefail` a missing cgroup is no error
+}
+
+# cgroup_clear NAME: waits for NAME to empty (a halted container), kills what
+# is left, and removes the cgroups.
+cgroup_clear() {
+  local left h
+  for _ in $(seq 100); do [ -z "$(cgroup_procs "$1")" ] && break; sleep 0.1; done
+  left=$(cgroup_procs "$1" | sort -u)
+  if [ -n "$left" ]; then
+    kill -KILL $left 2>/dev/null || true
+    for _ in $(seq 50); do [ -z "$(cgroup_procs "$1")" ] && break; sleep 0.1; done
+  fi
+  for h in "${hierarchies[@]}"; do
+    [ -d "$h/$1" ] && find "$h/$1" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  return 0
+}
