@@ -35,7 +35,7 @@ pub fn read(system: &System, desired: &Desired) -> Result<Actual> {
         .iter()
         .map(|f| Ok((f.path.clone(), system.read_file(&f.path)?)))
         .collect::<Result<_>>()?;
-    let applied = crate::backup::read_applied(system)?;
+    let applied = crate::state::read_applied(system)?;
     let mut dropped = BTreeMap::new();
     for path in applied.keys() {
         if desired.files.iter().any(|f| &f.path == path) {

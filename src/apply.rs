@@ -11,6 +11,7 @@ use crate::backup;
 use crate::desired::{Service, paths};
 use crate::keys::DkimKey;
 use crate::plan::{FollowUp, Plan, Seen, Step, applied_digest};
+use crate::state;
 use crate::system::{ServiceAction, System};
 
 /// What apply did, line by line, for the operator.
@@ -35,9 +36,9 @@ const CHECKED: &[&str] = &[
 /// change are taken as they are.
 pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
     // A stage left by a killed apply (we hold the lock: no other apply runs).
-    system.remove_debris(backup::STATE_DIR, "stage")?;
+    system.remove_debris(state::STATE_DIR, "stage")?;
     // Removed when dropped, so a failure (a full disk, a refused check) leaves nothing.
-    let stage_dir = system.temp_dir(backup::STATE_DIR, "stage-")?;
+    let stage_dir = system.temp_dir(state::STATE_DIR, "stage-")?;
     let stage = stage_dir.path();
     let stage_str = stage.to_string_lossy().into_owned();
     for path in CHECKED {
@@ -137,8 +138,8 @@ pub fn apply(system: &System, plan: &Plan, keys: &HashMap<String, DkimKey>) -> R
             return Err(e.context(format!("apply stopped; {how}")));
         }
     }
-    let applied = applied_after(backup::read_applied(system)?, plan)?;
-    backup::write_applied(system, &applied)?;
+    let applied = applied_after(state::read_applied(system)?, plan)?;
+    state::write_applied(system, &applied)?;
     run_follow_ups(system, &follow_ups, &mut report)?;
     report
         .done

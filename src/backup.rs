@@ -4,21 +4,13 @@
 //! The first time mailsetup takes over a file, a copy also goes to
 //! /var/lib/mailsetup/originals/, which is never overwritten.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::FollowUp;
+use crate::state::{BACKUPS, ORIGINALS, ensure_state_dir, read_applied, write_applied};
 use crate::system::{Ids, System};
 
-pub const STATE_DIR: &str = "/var/lib/mailsetup";
-pub const LOCK: &str = "/var/lib/mailsetup/lock";
-/// The sha256 of every file as mailsetup last wrote it: a file that differs was
-/// edited by hand, and one no longer in the spec is removed.
-const APPLIED: &str = "/var/lib/mailsetup/applied.json";
-const BACKUPS: &str = "/var/lib/mailsetup/backups";
-const ORIGINALS: &str = "/var/lib/mailsetup/originals";
 const MANIFEST: &str = "manifest.json";
 /// A backup that was rolled back gets this suffix and is not used again.
 const DONE: &str = ".rolled-back";
@@ -43,25 +35,6 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// What the apply ran after writing; a rollback runs it again.
     pub follow_ups: Vec<FollowUp>,
-}
-
-/// Makes sure the state directory exists (0700: backups may hold credentials).
-pub fn ensure_state_dir(system: &System) -> Result<()> {
-    let mut target = String::new();
-    for part in STATE_DIR.trim_start_matches('/').split('/') {
-        target.push('/');
-        target.push_str(part);
-        if system.read_dir_meta(&target)?.is_none() {
-            let mode = if target == STATE_DIR { 0o700 } else { 0o755 };
-            system.create_dir(&target, mode, None)?;
-        }
-    }
-    for dir in [BACKUPS, ORIGINALS] {
-        if system.read_dir_meta(dir)?.is_none() {
-            system.create_dir(dir, 0o700, None)?;
-        }
-    }
-    Ok(())
 }
 
 /// Saves the current state of `paths` and returns the backup's directory.
@@ -186,19 +159,4 @@ pub fn mark_rolled_back(system: &System, dir: &str) -> Result<()> {
         bail!("{} already exists", to.display());
     }
     std::fs::rename(&from, &to).with_context(|| format!("rename {}", from.display()))
-}
-
-/// What mailsetup last wrote: path → digest (`plan::applied_digest`).
-pub fn read_applied(system: &System) -> Result<BTreeMap<String, String>> {
-    match system.read_file(APPLIED)? {
-        None => Ok(BTreeMap::new()),
-        Some(file) => serde_json::from_slice(&file.content)
-            .with_context(|| format!("read {APPLIED} (remove it if it was damaged)")),
-    }
-}
-
-pub fn write_applied(system: &System, applied: &BTreeMap<String, String>) -> Result<()> {
-    ensure_state_dir(system)?;
-    let json = serde_json::to_string_pretty(applied)? + "\n";
-    system.write_file(APPLIED, json.as_bytes(), 0o600, None)
 }

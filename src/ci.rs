@@ -9,14 +9,14 @@ use anyhow::{Context, Result, bail};
 
 use crate::Exit;
 use crate::cli::BundleArgs;
-use crate::cmd::load_spec;
 use crate::desired::{self, HostFacts};
-use crate::job::{Job, execute, preflight, today};
+use crate::job::{Job, execute, load_spec, preflight, today};
 use crate::source::Source;
 use crate::spec::{self, HostSpec};
+use crate::state;
 use crate::system::System;
 use crate::ui::Ui;
-use crate::{backup, bundle as archive, dns, keys, rotate, signature};
+use crate::{bundle as archive, dns, keys, rotate, signature};
 
 /// Pairs each key with its public half, read from the private key on `system`.
 fn with_public_keys(
@@ -396,8 +396,8 @@ pub fn apply_bundle(
         })
         .collect::<Result<_>>()?;
 
-    backup::ensure_state_dir(&job.system)?;
-    let _lock = job.system.lock(backup::LOCK)?;
+    state::ensure_state_dir(&job.system)?;
+    let _lock = job.system.lock(state::LOCK)?;
     for (key, pem) in &shipped {
         install_private_key(&job.system, key, pem)?;
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::desired::{Key, key_set_of};
 use crate::keys::DkimPublicKey;
-use crate::rotate::State;
+use crate::selector::{DkimSelector, DkimValue, State};
 use crate::spec::{Alignment, DmarcPolicy, Domain, DomainName, Spec, SpfAll};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -45,25 +45,6 @@ fn txt(kind: Kind, name: String, value: String) -> Record {
 
 /// What DKIM publishes for a revoked selector (RFC 6376 3.6.1: empty `p=`).
 pub const REVOKED: &str = "v=DKIM1; p=";
-
-/// One DKIM selector of a key set and what to publish for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DkimSelector {
-    pub set: String,
-    pub selector: String,
-    pub state: State,
-    pub value: DkimValue,
-    /// Why it is published, for selectors other than the active one.
-    pub note: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DkimValue {
-    Key(DkimPublicKey),
-    Revoked,
-    /// The key is not on the host: why, and what to do.
-    Missing(String),
-}
 
 /// The records of every domain. `keys` pairs each desired key with its public
 /// half, or `None` when the key does not exist yet (reported in the second value).

@@ -121,6 +121,13 @@ impl Job {
     }
 }
 
+/// The spec at `path`, its warnings said.
+pub(crate) fn load_spec(path: &Path, ui: &mut Ui) -> Result<Spec> {
+    let (spec, warnings) = spec::load(path)?;
+    ui.warn_spec(path, &warnings);
+    Ok(spec)
+}
+
 /// The day new keys are dated: today in UTC, or SOURCE_DATE_EPOCH when set
 /// (reproducible builds and tests).
 pub(crate) fn today() -> Result<jiff::civil::Date> {

@@ -25,44 +25,23 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use crate::Exit;
-use crate::backup;
-use crate::check::dkim::{self, Served};
 use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
 use crate::desired::{self, OPENDKIM, key_dir, key_set_of, paths};
-use crate::dns::{self, DkimSelector, DkimValue};
 use crate::keys::{DkimKey, DkimPublicKey};
 use crate::resolve::{Dns, Every};
+use crate::selector::{self, DkimSelector, DkimValue, Served, State};
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
 use crate::spec::{Days, DomainName, HostSpec, ResolverAddr, Spec};
+use crate::state;
 use crate::system::System;
 use crate::ui::Ui;
+use crate::{dns, push};
 
 /// The rotation state of a key set, in its key directory. Hosts of a fleet that
 /// share a key directory each have their own: `rotation-HOSTNAME.json`.
 pub const STATE_FILE: &str = "rotation.json";
 /// Where revoked private keys go, inside the key directory (0700).
 const ARCHIVE_DIR: &str = "archive";
-
-/// Where a selector is in its life. The order is the order they are listed in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Active,
-    Staged,
-    Retiring,
-    Revoked,
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Active => "active",
-            State::Staged => "staged",
-            State::Retiring => "retiring",
-            State::Revoked => "revoked",
-        })
-    }
-}
 
 /// One selector of a key set and the days it changed state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,6 +343,39 @@ pub fn withdrawn(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<(S
     Ok(out)
 }
 
+/// This host's records (`dns`'s, with every selector the rotation keeps
+/// published) pushed when the spec names a primary server; `None` otherwise.
+/// For `rotate auto`, so keys are published and withdrawn with no human step.
+fn push_records(spec: &HostSpec, system: &System, today: Date) -> Result<Option<push::Pushed>> {
+    if spec.dns.server.is_none()
+        && spec
+            .dns
+            .zones
+            .values()
+            .all(|z| z.as_ref().is_none_or(|z| z.server.is_none()))
+    {
+        return Ok(None);
+    }
+    let (records, missing) = dns::records_for(spec, &published(spec, system, today)?);
+    if !missing.is_empty() {
+        bail!("not pushed: {}", missing.join("; "));
+    }
+    let withdrawn = withdrawn_names(spec, system, today)?;
+    let targets = push::Targets {
+        server: None,
+        tsig_key: None,
+    };
+    push::run(spec, system, &targets, &records, &withdrawn, true).map(Some)
+}
+
+/// The DKIM names of every withdrawn selector: what a push deletes.
+pub fn withdrawn_names(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<String>> {
+    Ok(withdrawn(spec, system, today)?
+        .iter()
+        .flat_map(|(set, selector)| dns::dkim_names(spec, set, selector))
+        .collect())
+}
+
 /// Why a selector other than the active one is published.
 fn note(entry: &Entry, grace: Days) -> Option<String> {
     let day = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into());
@@ -553,13 +565,13 @@ impl<'a> Host<'a> {
             .iter()
             .filter_map(|d| {
                 let name = format!("{selector}._domainkey.{d}");
-                let problem = match dkim::served(dns, &name) {
+                let problem = match selector::served(dns, &name) {
                     Ok(Served::Key(key)) if key == *public => return None,
                     Ok(Served::Key(_)) => "serves a different key than the staged one".to_string(),
                     Ok(Served::Missing) => "not published".to_string(),
                     Ok(Served::Revoked) => "published as revoked (empty p=)".to_string(),
                     // The lookup error names the record itself.
-                    Err(dkim::ServedError::Lookup(e)) => return Some(e.to_string()),
+                    Err(selector::ServedError::Lookup(e)) => return Some(e.to_string()),
                     Err(e) => e.to_string(),
                 };
                 Some(format!("{name}: {problem}"))
@@ -620,8 +632,8 @@ impl<'a> Host<'a> {
 
 /// The apply lock, so rotation steps and applies never interleave.
 fn lock(system: &System) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    backup::ensure_state_dir(system)?;
-    system.lock(backup::LOCK)
+    state::ensure_state_dir(system)?;
+    system.lock(state::LOCK)
 }
 
 /// A set whose signing key changes: its state before and after.
@@ -699,7 +711,7 @@ fn resolvers(given: Vec<ResolverAddr>, spec: &Spec) -> Vec<ResolverAddr> {
 
 /// The spec, for one host of a fleet when `host` names it.
 fn load(spec: &Path, host: Option<&str>, ui: &mut Ui) -> Result<HostSpec> {
-    crate::cmd::load_spec(spec, ui)?.for_host(host)
+    crate::job::load_spec(spec, ui)?.for_host(host)
 }
 
 fn start(keys: &KeysTarget, ui: &mut Ui) -> Result<Exit> {
@@ -1005,16 +1017,15 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, ui: &mut Ui) -> Result<Exi
     // deleted. Idempotent: only what differs from what the server has is sent.
     // A push that fails stops neither this run's steps (already saved) nor a due
     // activation: it is reported, the run exits 1, and the next run retries.
-    let pushed =
-        crate::push::rotation_records(&spec, &system, host.today).and_then(|pushed| match pushed {
-            Some(pushed) => {
-                if pushed.changed {
-                    text += &pushed.text;
-                }
-                pushed.result()
+    let pushed = push_records(&spec, &system, host.today).and_then(|pushed| match pushed {
+        Some(pushed) => {
+            if pushed.changed {
+                text += &pushed.text;
             }
-            None => Ok(()),
-        });
+            pushed.result()
+        }
+        None => Ok(()),
+    });
     let done = if !switches.is_empty() {
         switch_signing(&system, target, &lock, &switches, text, ui)?
     } else {

@@ -5,7 +5,6 @@
 //! Every finding is pass, warn, fail or skip with the reason. A lookup DNS
 //! cannot answer is a warning that says so, never a pass.
 
-pub mod dkim;
 pub mod dmarc;
 pub mod spf;
 
@@ -19,13 +18,12 @@ use serde::Serialize;
 use crate::Exit;
 use crate::cli::ReportFormat;
 use crate::desired::{Service, key_set_of, milter_socket};
-use crate::dns::{self, DkimSelector, DkimValue, Kind as RecordKind};
+use crate::dns::{self, Kind as RecordKind};
 use crate::resolve::{self, Dns, Family, Resolver};
-use crate::rotate::State;
+use crate::selector::{self, DkimSelector, DkimValue, Served, State};
 use crate::spec::{HostSpec, Protocols, ResolverAddr};
 use crate::system::System;
 use crate::ui::Ui;
-use dkim::Served;
 use spf::SpfResult;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -110,7 +108,7 @@ pub fn run(
     format: ReportFormat,
     ui: &mut Ui,
 ) -> Result<Exit> {
-    let spec = crate::cmd::load_spec(spec_path, ui)?.for_host(host)?;
+    let spec = crate::job::load_spec(spec_path, ui)?.for_host(host)?;
     let system = System::new(root)?;
     let dkim = crate::rotate::published(&spec, &system, crate::job::today()?)?;
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
@@ -315,9 +313,9 @@ fn dkim_finding(dns: &dyn Dns, domain: &str, selector: &DkimSelector) -> Finding
             format!("{state}: {detail}"),
         )
     };
-    let served = match dkim::served(dns, &name) {
+    let served = match selector::served(dns, &name) {
         Ok(served) => served,
-        Err(dkim::ServedError::Lookup(e)) => return result(Status::Warn, e.to_string()),
+        Err(selector::ServedError::Lookup(e)) => return result(Status::Warn, e.to_string()),
         Err(e) => return result(Status::Fail, e.to_string()),
     };
     match (&selector.value, served) {

@@ -7,8 +7,9 @@ use anyhow::{Result, bail};
 use crate::Exit;
 use crate::cli::Target;
 use crate::job::{Job, apply_rendered, execute, preflight, today};
+use crate::state;
 use crate::ui::Ui;
-use crate::{backup, plan, saved};
+use crate::{plan, saved};
 
 pub fn run(target: &Target, ui: &mut Ui) -> Result<Exit> {
     let job = Job::new(target, ui)?;
@@ -16,8 +17,8 @@ pub fn run(target: &Target, ui: &mut Ui) -> Result<Exit> {
     let facts = job.facts(today()?)?;
     let desired = job.desired(&facts)?;
     preflight(&job.system, &job.spec)?;
-    backup::ensure_state_dir(&job.system)?;
-    let lock = job.system.lock(backup::LOCK)?;
+    state::ensure_state_dir(&job.system)?;
+    let lock = job.system.lock(state::LOCK)?;
     apply_rendered(&job, &lock, Some((facts, desired)), ui)
 }
 
@@ -50,8 +51,8 @@ pub fn saved(file: &Path, root: &Path, ui: &mut Ui) -> Result<Exit> {
     };
     // Compared before the state directory is made, and again under the lock.
     matching()?;
-    backup::ensure_state_dir(&job.system)?;
-    let _lock = job.system.lock(backup::LOCK)?;
+    state::ensure_state_dir(&job.system)?;
+    let _lock = job.system.lock(state::LOCK)?;
     execute(
         &job.system,
         matching()?,

@@ -11,7 +11,7 @@ use crate::ui::Ui;
 use crate::{ci, dns, octodns, push, rotate};
 
 pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
-    let spec = super::load_spec(&args.spec, ui)?;
+    let spec = crate::job::load_spec(&args.spec, ui)?;
     let system = System::new(&args.root)?;
     // One host, or every host of a fleet (keys under --root, or exported by each host).
     let hosts: Vec<Option<&str>> = match args.host.as_deref() {
@@ -52,7 +52,7 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
         if args.public_keys.is_none() {
             for host in &hosts {
                 let spec = spec.for_host(*host)?;
-                withdrawn.extend(push::withdrawn_names(&spec, &system, today()?)?);
+                withdrawn.extend(rotate::withdrawn_names(&spec, &system, today()?)?);
             }
         }
         let pushed = push::run(

@@ -8,15 +8,12 @@ mod init;
 mod plan;
 mod rollback;
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 
 pub use docs::schema_json;
 
 use crate::Exit;
 use crate::cli::{Cli, Command, Target};
-use crate::spec::{self, Spec};
 use crate::ui::Ui;
 use crate::{check, ci, rotate};
 
@@ -90,11 +87,4 @@ pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
             format,
         } => check::run(&spec, &root, host.as_deref(), resolver, format, ui),
     }
-}
-
-/// The spec at `path`, its warnings said.
-pub(crate) fn load_spec(path: &Path, ui: &mut Ui) -> Result<Spec> {
-    let (spec, warnings) = spec::load(path)?;
-    ui.warn_spec(path, &warnings);
-    Ok(spec)
 }

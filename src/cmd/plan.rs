@@ -11,7 +11,7 @@ use crate::ui::Ui;
 use crate::{saved, show};
 
 pub fn validate(spec: &Path, ui: &mut Ui) -> Result<Exit> {
-    let domains = super::load_spec(spec, ui)?.domains.len();
+    let domains = crate::job::load_spec(spec, ui)?.domains.len();
     ui.out(&format!(
         "{}: valid ({domains} domain{})\n",
         spec.display(),

@@ -5,23 +5,24 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::Exit;
+use crate::state;
 use crate::system::System;
 use crate::ui::Ui;
 use crate::{apply, backup, desired, plan};
 
 pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
     let system = System::new(root)?;
-    if system.read_dir_meta(backup::STATE_DIR)?.is_none() {
+    if system.read_dir_meta(state::STATE_DIR)?.is_none() {
         bail!(
             "nothing to roll back: {} has no mailsetup backups",
             system.root().display()
         );
     }
-    let _lock = system.lock(backup::LOCK)?;
+    let _lock = system.lock(state::LOCK)?;
     let Some(dir) = backup::latest(&system)? else {
         bail!(
             "nothing to roll back: no backup left under {}",
-            backup::STATE_DIR
+            state::STATE_DIR
         );
     };
     let manifest = backup::restore(&system, &dir)?;

@@ -20,7 +20,7 @@ use crate::dns::{Kind, Record};
 
 pub use wire::Primary;
 
-use crate::spec::{HostSpec, ResolverAddr, Spec};
+use crate::spec::{ResolverAddr, Spec};
 use crate::system::System;
 
 /// What the command line says of every zone's server and key.
@@ -139,48 +139,6 @@ impl Pushed {
             )
         }
     }
-}
-
-/// The records of this host (`dns`'s, with every selector rotation keeps
-/// published) pushed when the spec names a primary server; `None` otherwise.
-/// For `rotate auto`, so keys are published and withdrawn with no human step.
-pub fn rotation_records(
-    spec: &HostSpec,
-    system: &System,
-    today: jiff::civil::Date,
-) -> Result<Option<Pushed>> {
-    if spec.dns.server.is_none()
-        && spec
-            .dns
-            .zones
-            .values()
-            .all(|z| z.as_ref().is_none_or(|z| z.server.is_none()))
-    {
-        return Ok(None);
-    }
-    let (records, missing) =
-        crate::dns::records_for(spec, &crate::rotate::published(spec, system, today)?);
-    if !missing.is_empty() {
-        bail!("not pushed: {}", missing.join("; "));
-    }
-    let withdrawn = withdrawn_names(spec, system, today)?;
-    let targets = Targets {
-        server: None,
-        tsig_key: None,
-    };
-    run(spec, system, &targets, &records, &withdrawn, true).map(Some)
-}
-
-/// The DKIM names of every withdrawn selector.
-pub fn withdrawn_names(
-    spec: &HostSpec,
-    system: &System,
-    today: jiff::civil::Date,
-) -> Result<Vec<String>> {
-    Ok(crate::rotate::withdrawn(spec, system, today)?
-        .iter()
-        .flat_map(|(set, selector)| crate::dns::dkim_names(spec, set, selector))
-        .collect())
 }
 
 /// A TSIG key file: under the target system for the spec's, as given for `--tsig-key`.

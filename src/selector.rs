@@ -1,8 +1,54 @@
-//! What DNS serves at a DKIM selector (RFC 6376 3.6.1), for `check` and for
-//! `rotate activate`, which switches signing only once the new key is served.
+//! DKIM selectors, the leaf the rotation, the records and the checks share:
+//! where a selector is in its life, what is published for it, and what DNS
+//! serves at it (RFC 6376 3.6.1) — `check` reports it, `rotate activate`
+//! switches signing only once the new key is served.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::keys::DkimPublicKey;
 use crate::resolve::{Dns, LookupError};
+
+/// Where a selector is in its life. The order is the order they are listed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Active,
+    Staged,
+    Retiring,
+    Revoked,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Active => "active",
+            State::Staged => "staged",
+            State::Retiring => "retiring",
+            State::Revoked => "revoked",
+        })
+    }
+}
+
+/// One DKIM selector of a key set and what to publish for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkimSelector {
+    pub set: String,
+    pub selector: String,
+    pub state: State,
+    pub value: DkimValue,
+    /// Why it is published, for selectors other than the active one.
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DkimValue {
+    Key(DkimPublicKey),
+    Revoked,
+    /// The key is not on the host: why, and what to do.
+    Missing(String),
+}
 
 /// A selector's record as DNS serves it.
 #[derive(Clone, Debug, PartialEq, Eq)]

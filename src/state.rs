@@ -1,0 +1,51 @@
+//! The state directory, /var/lib/mailsetup: the apply lock, the checksums of
+//! what apply last wrote, and the directories backups go to. A leaf: reading
+//! the host's state needs nothing of the plan.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use crate::system::System;
+
+pub const STATE_DIR: &str = "/var/lib/mailsetup";
+pub const LOCK: &str = "/var/lib/mailsetup/lock";
+/// The sha256 of every file as mailsetup last wrote it: a file that differs was
+/// edited by hand, and one no longer in the spec is removed.
+const APPLIED: &str = "/var/lib/mailsetup/applied.json";
+pub(crate) const BACKUPS: &str = "/var/lib/mailsetup/backups";
+pub(crate) const ORIGINALS: &str = "/var/lib/mailsetup/originals";
+
+/// Makes sure the state directory exists (0700: backups may hold credentials).
+pub fn ensure_state_dir(system: &System) -> Result<()> {
+    let mut target = String::new();
+    for part in STATE_DIR.trim_start_matches('/').split('/') {
+        target.push('/');
+        target.push_str(part);
+        if system.read_dir_meta(&target)?.is_none() {
+            let mode = if target == STATE_DIR { 0o700 } else { 0o755 };
+            system.create_dir(&target, mode, None)?;
+        }
+    }
+    for dir in [BACKUPS, ORIGINALS] {
+        if system.read_dir_meta(dir)?.is_none() {
+            system.create_dir(dir, 0o700, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// What mailsetup last wrote: path → digest (`plan::applied_digest`).
+pub fn read_applied(system: &System) -> Result<BTreeMap<String, String>> {
+    match system.read_file(APPLIED)? {
+        None => Ok(BTreeMap::new()),
+        Some(file) => serde_json::from_slice(&file.content)
+            .with_context(|| format!("read {APPLIED} (remove it if it was damaged)")),
+    }
+}
+
+pub fn write_applied(system: &System, applied: &BTreeMap<String, String>) -> Result<()> {
+    ensure_state_dir(system)?;
+    let json = serde_json::to_string_pretty(applied)? + "\n";
+    system.write_file(APPLIED, json.as_bytes(), 0o600, None)
+}
