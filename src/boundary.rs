@@ -110,10 +110,11 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                 ..
             } => {
                 let dir = key_dir(set);
+                let path = crate::desired::KeyPath::new(set, selector);
                 if !is_key_set(set)
                     || check_selector(selector).is_err()
-                    || *private_path != format!("{dir}/{selector}.private")
-                    || *txt_path != format!("{dir}/{selector}.txt")
+                    || *private_path != path.private
+                    || *txt_path != path.txt
                 {
                     return Err(refuse(format!(
                         "a key goes to {dir}/SELECTOR.private and .txt, named by its set and selector"

@@ -100,7 +100,7 @@ pub fn public_keys(
     };
     for (set, selectors) in system.key_selectors()? {
         for selector in selectors {
-            let private_path = format!("{}/{selector}.private", desired::key_dir(&set));
+            let private_path = desired::KeyPath::new(&set, &selector).private;
             let file = system
                 .read_file(&private_path)?
                 .with_context(|| format!("{private_path} vanished"))?;

@@ -278,6 +278,24 @@ pub fn key_dir(set: &str) -> String {
     format!("{}/{set}", paths::KEYS_DIR)
 }
 
+/// Where one key lives, the one place its file names are made:
+/// `/etc/opendkim/keys/SET/SELECTOR.private` and `.txt` (opendkim-genkey's names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPath {
+    pub private: String,
+    pub txt: String,
+}
+
+impl KeyPath {
+    pub fn new(set: &str, selector: &str) -> KeyPath {
+        let dir = key_dir(set);
+        KeyPath {
+            private: format!("{dir}/{selector}.private"),
+            txt: format!("{dir}/{selector}.txt"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupMember {
     pub user: &'static str,
@@ -373,10 +391,10 @@ pub fn keys(
             };
             // The pattern was checked with a stand-in date; check the real one too.
             check_selector(&selector).map_err(|e| anyhow::anyhow!("dkim.selector: {e}"))?;
-            let dir = key_dir(&set);
+            let path = KeyPath::new(&set, &selector);
             Ok(Key {
-                private_path: format!("{dir}/{selector}.private"),
-                txt_path: format!("{dir}/{selector}.txt"),
+                private_path: path.private,
+                txt_path: path.txt,
                 set,
                 selector,
                 bits: spec.dkim.bits.get(),

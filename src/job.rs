@@ -147,11 +147,7 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
 /// Applies while the caller holds the apply lock (`apply` itself, and `rotate`,
 /// which saves its state and switches signing under one lock). The host is read
 /// again under the lock.
-pub(crate) fn apply_locked(
-    job: &Job,
-    held: &nix::fcntl::Flock<std::fs::File>,
-    ui: &mut Ui,
-) -> Result<Exit> {
+pub(crate) fn apply_locked(job: &Job, held: &crate::system::Lock, ui: &mut Ui) -> Result<Exit> {
     apply_rendered(job, held, None, ui)
 }
 
@@ -160,7 +156,7 @@ pub(crate) fn apply_locked(
 /// takes seconds).
 pub(crate) fn apply_rendered(
     job: &Job,
-    _held: &nix::fcntl::Flock<std::fs::File>,
+    _held: &crate::system::Lock,
     rendered: Option<(HostFacts, Desired)>,
     ui: &mut Ui,
 ) -> Result<Exit> {

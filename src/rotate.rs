@@ -196,10 +196,10 @@ impl KeySet {
         key_dir(&self.name)
     }
     fn private(&self, selector: &str) -> String {
-        format!("{}/{selector}.private", self.dir())
+        desired::KeyPath::new(&self.name, selector).private
     }
     fn txt(&self, selector: &str) -> String {
-        format!("{}/{selector}.txt", self.dir())
+        desired::KeyPath::new(&self.name, selector).txt
     }
     fn archive(&self) -> String {
         format!("{}/{ARCHIVE_DIR}", self.dir())
@@ -631,7 +631,7 @@ impl<'a> Host<'a> {
 }
 
 /// The apply lock, so rotation steps and applies never interleave.
-fn lock(system: &System) -> Result<nix::fcntl::Flock<std::fs::File>> {
+fn lock(system: &System) -> Result<crate::system::Lock> {
     state::ensure_state_dir(system)?;
     system.lock(state::LOCK)
 }
@@ -649,7 +649,7 @@ struct Switch {
 fn switch_signing(
     system: &System,
     target: &Target,
-    lock: &nix::fcntl::Flock<std::fs::File>,
+    lock: &crate::system::Lock,
     switches: &[Switch],
     text: String,
     ui: &mut Ui,

@@ -96,6 +96,13 @@ pub enum ServiceAction {
 }
 
 /// Access to one target system: `/` or a tree under `--root`.
+/// The apply lock, held until dropped. Functions that must run under it take
+/// a `&Lock`, so they cannot be called without it.
+pub struct Lock {
+    /// Released when dropped.
+    _held: nix::fcntl::Flock<fs::File>,
+}
+
 pub struct System {
     root: PathBuf,
     /// Directories already found to be real directories (no symlink on the way).
@@ -502,7 +509,7 @@ impl System {
     }
 
     /// Holds the apply lock until dropped; a second apply fails at once.
-    pub fn lock(&self, target: &str) -> Result<nix::fcntl::Flock<fs::File>> {
+    pub fn lock(&self, target: &str) -> Result<Lock> {
         let path = self.path(target);
         let file = fs::OpenOptions::new()
             .create(true)
@@ -511,14 +518,14 @@ impl System {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("open the lock file {}", path.display()))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-            |(_, errno)| {
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map(|held| Lock { _held: held })
+            .map_err(|(_, errno)| {
                 anyhow::anyhow!(
                     "another mailsetup is changing this system (lock {} is held): {errno}",
                     path.display()
                 )
-            },
-        )
+            })
     }
 
     /// Whether a program is installed (searched in PATH and the sbin directories).
