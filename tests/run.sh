@@ -40,7 +40,7 @@ if { [ ! -x "$tools/bin/check-jsonschema" ] || [ ! -x "$tools/bin/octodns-sync" 
 fi
 # cargo-deb builds the .deb the fleet test installs (pinned: it warns that its
 # dev-profile packages, which spare the test a release build, will change).
-command -v cargo-deb >/dev/null || cargo install -q --locked cargo-deb --version 3.8.0
+command -v cargo-deb >/dev/null || cargo install -q --debug --locked cargo-deb --version 3.8.0
 
 cargo fmt --check
 cargo clippy --locked --all-targets --quiet -- -D warnings
