@@ -39,7 +39,8 @@ if { [ ! -x "$tools/bin/check-jsonschema" ] || [ ! -x "$tools/bin/octodns-sync" 
     'ansible-core==2.18.*'
 fi
 # cargo-deb builds the .deb the fleet test installs (pinned: it warns that its
-# dev-profile packages, which spare the test a release build, will change).
+# dev-profile packages, which spare the test a release build, will change). A
+# debug build of the tool: 37 s to build instead of 86, and 2 s to package.
 command -v cargo-deb >/dev/null || cargo install -q --debug --locked cargo-deb --version 3.8.0
 
 cargo fmt --check
