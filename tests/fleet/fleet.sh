@@ -27,11 +27,6 @@ deb=$2
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 tools=$repo/target/test-tools/bin
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
-pkgs="postfix opendkim opendkim-tools apticron libsasl2-modules"
-include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt
-# The image's name says what is in it: a changed package list builds a new one.
-image=$cache/bookworm-fleet-$(printf '%s|%s' "$pkgs" "$include" | sha256sum | cut -c1-12).tar
 ids=(1 2)                     # host N: mta0N at 10.77.0.1N in namespace $ns-hN
 ns=msfleet$$
 ctl=$ns-ctl
@@ -80,39 +75,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 0. The image: minbase with systemd, sshd and python3 (Ansible's modules run
-#    on it), no mail package. Their .debs are fetched now, with Recommends as
-#    apt on a real host installs them, so apt inside (no network) installs them
-#    for real. The merged-usr hook keeps usrmerge and perl out.
+# 0. The image (tests/lib/containers.sh): Debian 12 minbase with systemd, sshd
+#    and python3, no mail package, their .debs fetched for apt inside.
 t=$(now)
-if [ ! -s "$image" ]; then
-  mkdir -p "$cache"
-  mapfile -t sources < <(debian_sources)
-  build=$(mktemp -d "$cache/build.XXXXXX")
-  tmp=$build/image.tar
-  mmdebstrap --quiet --variant=minbase \
-    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-    --include="$include" \
-    --aptopt='Acquire::Languages "none"' \
-    --aptopt='Acquire::GzipIndexes "true"' \
-    --aptopt='Acquire::CompressionTypes::Order:: "gz"' \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --dpkgopt='path-include=/usr/share/locale/locale.alias' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --customize-hook='echo "Dir::Cache::srcpkgcache \"\";" > "$1/etc/apt/apt.conf.d/90no-srcpkgcache"' \
-    --customize-hook='for u in apt-daily.timer apt-daily-upgrade.timer; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
-    --customize-hook='chroot "$1" apt-get clean' \
-    --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only -o APT::Install-Recommends=true $pkgs" \
-    --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
-    --skip=cleanup/apt \
-    bookworm "$tmp" "${sources[@]}"
-  mv "$tmp" "$image"
-  rmdir "$build"
-  say "ok  built the Debian 12 fleet image ($(elapsed "$t"))"
-fi
+image=$(debian_image)
+say "ok  the Debian 12 image ($(elapsed "$t"))"
 
 # The network: a bridge in the controller's namespace, a veth to each host's;
 # every link is made inside the namespaces.

@@ -15,8 +15,6 @@
 set -euo pipefail
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
-image=$cache/bookworm-minbase-mail-debs.tar
 work=$(mktemp -d /tmp/mailsetup-fresh-host.XXXXXX)
 root=$work/root
 name=mailsetup-fresh-$$
@@ -44,28 +42,20 @@ trap cleanup EXIT
 
 dpkg_before=$(sha256sum /var/lib/dpkg/status)
 
-# 1. The image: Debian 12 minbase with systemd, no mail package installed. The
-#    packages' .deb files and apt's lists are fetched from the mirror now, so
-#    apt inside the container (which has no network) installs them for real.
+# 1. The image (tests/lib/containers.sh): Debian 12 minbase with systemd, no
+#    mail package installed; the packages' .deb files and apt's lists were
+#    fetched from the mirror when it was built, so apt inside the container
+#    (which has no network) installs them for real.
 t=$(date +%s.%N)
-if [ ! -s "$image" ]; then
-  mkdir -p "$cache"
-  mapfile -t sources < <(debian_sources)
-  mmdebstrap --quiet --variant=minbase --include=systemd,systemd-sysv,dbus \
-    --customize-hook='echo fresh > "$1/etc/hostname"' \
-    --customize-hook='printf "127.0.0.1\tlocalhost\n127.0.1.1\tfresh\n::1\tlocalhost\n" > "$1/etc/hosts"' \
-    --customize-hook='chroot "$1" apt-get clean' \
-    --customize-hook='chroot "$1" apt-get install -y -q --download-only --no-install-recommends postfix opendkim opendkim-tools apticron libsasl2-modules' \
-    --skip=cleanup/apt \
-    bookworm "$image.tmp.tar" "${sources[@]}"
-  mv "$image.tmp.tar" "$image"
-  say "ok  built the Debian 12 image ($(elapsed "$t"))"
-fi
+image=$(debian_image)
+say "ok  the Debian 12 image ($(elapsed "$t"))"
 
 # 2. Unpack onto a tmpfs and boot it, in a cgroup of its own.
 mkdir -p "$root"
 mount -t tmpfs -o mode=755,size=4g mailsetup-fresh "$root"
 tar -C "$root" --numeric-owner --xattrs --xattrs-include='*' -xpf "$image"
+echo fresh > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tfresh\n::1\tlocalhost\n' > "$root/etc/hosts"
 for p in postfix opendkim opendkim-tools apticron; do
   if chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
     fail "the fresh root already has $p installed"

@@ -20,6 +20,50 @@ debian_sources() {
     "deb ${mirror%/debian}/debian-security bookworm-security main"
 }
 
+# debian_image: prints the path of the tests' Debian 12 image (a tar), built
+# once and cached in ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests: minbase with
+# systemd, sshd and python3 (for Ansible's modules), no mail package, and the
+# mail packages' .debs fetched now — with Recommends, as apt on a real host
+# (and so Ansible's apt) installs them — so apt inside a container without
+# network installs them for real. The merged-usr hook keeps usrmerge and perl
+# out. The name says what is in it; tests building it at once wait for one.
+debian_image() {
+  local pkgs="postfix opendkim opendkim-tools apticron libsasl2-modules"
+  local include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
+  local image
+  image=$cache/bookworm-$(printf '%s|%s' "$pkgs" "$include" | sha256sum | cut -c1-12).tar
+  mkdir -p "$cache"
+  (
+    flock 9
+    [ -s "$image" ] && exit 0
+    mapfile -t sources < <(debian_sources)
+    build=$(mktemp -d "$cache/build.XXXXXX")
+    mmdebstrap --quiet --variant=minbase \
+      --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+      --include="$include" \
+      --aptopt='Acquire::Languages "none"' \
+      --aptopt='Acquire::GzipIndexes "true"' \
+      --aptopt='Acquire::CompressionTypes::Order:: "gz"' \
+      --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' \
+      --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/info/*' \
+      --customize-hook='echo "Dir::Cache::srcpkgcache \"\";" > "$1/etc/apt/apt.conf.d/90no-srcpkgcache"' \
+      --customize-hook='for u in apt-daily.timer apt-daily-upgrade.timer; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
+      --customize-hook='chroot "$1" apt-get clean' \
+      --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only -o APT::Install-Recommends=true $pkgs" \
+      --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
+      --skip=cleanup/apt \
+      bookworm "$build/image.tar" "${sources[@]}" >&2
+    mv "$build/image.tar" "$image"
+    rmdir "$build"
+  ) 9>"$cache/image.lock"
+  echo "$image"
+}
+
 # cgroup_make NAME: the cgroup NAME in every hierarchy.
 cgroup_make() {
   local h
