@@ -24,6 +24,7 @@ pub mod plan;
 pub mod push;
 pub mod resolve;
 pub mod rotate;
+pub mod rotation;
 pub mod saved;
 pub mod selector;
 pub mod show;
