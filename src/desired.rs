@@ -361,13 +361,9 @@ pub fn selector_for(pattern: &str, existing: &[String], today: Date) -> String {
     let Some((prefix, suffix)) = pattern.split_once(DATE_PLACEHOLDER) else {
         return pattern.to_string();
     };
-    let dated = |s: &String| -> Option<String> {
-        let date = s.strip_prefix(prefix)?.strip_suffix(suffix)?;
-        (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())).then(|| date.to_string())
-    };
     existing
         .iter()
-        .filter_map(|s| dated(s).map(|d| (d, s)))
+        .filter_map(|s| crate::spec::names::date_in(pattern, s).map(|d| (d, s)))
         .max()
         .map(|(_, s)| s.clone())
         .unwrap_or_else(|| format!("{prefix}{}{suffix}", today.strftime("%Y%m%d")))

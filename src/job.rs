@@ -75,10 +75,13 @@ impl Job {
     fn host_facts(&self, today: jiff::civil::Date, planning: Option<&mut Ui>) -> Result<HostFacts> {
         let relay_password = match self.spec.host.relay.as_ref().and_then(|r| r.auth.as_ref()) {
             None => None,
-            Some(auth) => match self.system.read_secret_line(auth.password_file.as_str())? {
-                Some(password) => Some(password),
-                None if planning.is_some() => {
-                    planning.expect("planning").warn(format!(
+            Some(auth) => match (
+                self.system.read_secret_line(auth.password_file.as_str())?,
+                planning,
+            ) {
+                (Some(password), _) => Some(password),
+                (None, Some(ui)) => {
+                    ui.warn(format!(
                         "the relay password file {} does not exist yet: the plan shows \
                          /etc/postfix/sasl_passwd without it, and apply refuses until it exists \
                          (one line, root's, mode 0600)",
@@ -86,7 +89,7 @@ impl Job {
                     ));
                     Some(String::new())
                 }
-                None => bail!(
+                (None, None) => bail!(
                     "the relay password file {} does not exist: create it (one line, the \
                      password; owned by root, mode 0600), then apply again",
                     self.system.path(auth.password_file.as_str()).display()

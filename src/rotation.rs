@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::selector::State;
 use crate::spec::Days;
-use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
+use crate::spec::names::{check_selector, date_in};
 
 /// One selector of a key set and the days it changed state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,9 +173,7 @@ pub(crate) fn note(entry: &Entry, grace: Days) -> Option<String> {
 
 /// The date in a selector made from `pattern` (`mta1-{date}` and `mta1-20261124`).
 pub(crate) fn selector_date(pattern: &str, selector: &str) -> Option<Date> {
-    let (prefix, suffix) = pattern.split_once(DATE_PLACEHOLDER)?;
-    let stamp = selector.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    Date::strptime("%Y%m%d", stamp).ok()
+    Date::strptime("%Y%m%d", date_in(pattern, selector)?).ok()
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
             let mut text = String::new();
             for (zone, yaml) in files {
                 let path = dir.join(format!("{zone}.yaml"));
-                std::fs::write(&path, yaml).with_context(|| format!("write {}", path.display()))?;
+                ci::write_atomically(&path, yaml.as_bytes(), 0o644)?;
                 text += &format!("wrote {}\n", path.display());
             }
             for name in outside {

@@ -165,15 +165,8 @@ fn selector_matches(pattern: &str, selector: &str) -> bool {
         }
         _ => [selector, selector],
     };
-    base.iter().any(
-        |s| match pattern.split_once(super::names::DATE_PLACEHOLDER) {
-            None => *s == pattern,
-            Some((prefix, suffix)) => s
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(suffix))
-                .is_some_and(|date| date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())),
-        },
-    )
+    base.iter()
+        .any(|s| *s == pattern || super::names::date_in(pattern, s).is_some())
 }
 
 /// Listed sending subdomains make valid names, each once, none of them a

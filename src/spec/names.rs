@@ -270,6 +270,14 @@ fn check_domain(s: &str) -> Result<String, String> {
 /// `{date}` in a selector pattern stands for the key's creation day.
 pub const DATE_PLACEHOLDER: &str = "{date}";
 
+/// The YYYYMMDD stamp `{date}` stands for in `selector`, when `pattern` (one
+/// with `{date}`) made it: the one reading of dated selectors.
+pub fn date_in<'a>(pattern: &str, selector: &'a str) -> Option<&'a str> {
+    let (prefix, suffix) = pattern.split_once(DATE_PLACEHOLDER)?;
+    let stamp = selector.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    (stamp.len() == 8 && stamp.bytes().all(|b| b.is_ascii_digit())).then_some(stamp)
+}
+
 fn check_selector_pattern(s: &str) -> Result<String, String> {
     ascii_printable(s)?;
     if s.matches(DATE_PLACEHOLDER).count() > 1 {

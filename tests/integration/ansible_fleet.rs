@@ -73,17 +73,9 @@ fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("cargo deb wrote a .deb");
 
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet/fleet.sh"))
-        .args([bin, path_str(&deb)])
-        .output()
-        .expect("run fleet.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the Ansible fleet run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::support::run_script(
+        "tests/fleet/fleet.sh",
+        &[bin, path_str(&deb)],
+        "mta01 converges",
     );
-    assert!(stdout.contains("mta01 converges"), "{stdout}");
 }

@@ -4,8 +4,6 @@
 //! paths, so in CI (`CI=true`) it must run; elsewhere it needs root,
 //! mmdebstrap and systemd-nspawn and says it is skipped without them.
 
-use std::process::Command;
-
 #[test]
 fn a_bare_debian_host_is_taken_all_the_way() {
     if !crate::support::root_or_skip() {
@@ -17,24 +15,9 @@ fn a_bare_debian_host_is_taken_all_the_way() {
     let _alone = crate::support::DAEMONS
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fresh_host/fresh-host.sh"
-    );
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_mailsetup"))
-        .output()
-        .expect("run fresh-host.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the fresh-host run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("a second apply changes nothing"),
-        "{stdout}"
+    crate::support::run_script(
+        "tests/fresh_host/fresh-host.sh",
+        &[env!("CARGO_BIN_EXE_mailsetup")],
+        "a second apply changes nothing",
     );
 }

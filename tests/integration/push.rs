@@ -180,18 +180,21 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
     .unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
     let before = bind.txt("_dmarc.example.com");
-    let e = run(
-        &[
-            "dns",
-            s,
-            "--root",
-            r,
-            "--push",
-            "--tsig-key",
-            path_str(&bad),
-        ],
-        1,
-    );
+    let push_with_bad_key = || {
+        run(
+            &[
+                "dns",
+                s,
+                "--root",
+                r,
+                "--push",
+                "--tsig-key",
+                path_str(&bad),
+            ],
+            1,
+        )
+    };
+    let e = push_with_bad_key();
     let said = format!("{}{}", e.stdout, e.stderr);
     assert!(
         e.stdout
@@ -207,19 +210,7 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
     assert_eq!(bind.txt("_dmarc.example.com"), before);
 
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = run(
-        &[
-            "dns",
-            s,
-            "--root",
-            r,
-            "--push",
-            "--tsig-key",
-            path_str(&bad),
-        ],
-        1,
-    )
-    .stderr;
+    let e = push_with_bad_key().stderr;
     assert!(
         e.contains("readable by others") && e.contains("chmod 600"),
         "{e}"

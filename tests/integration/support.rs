@@ -145,6 +145,24 @@ pub fn test_tool(name: &str) -> Option<PathBuf> {
     available(tool.exists(), &tool.display().to_string()).then_some(tool)
 }
 
+/// Runs a test script of tests/ with bash, prints what it said, and asserts
+/// it succeeded and said `done` (its last step).
+pub fn run_script(script: &str, args: &[&str], done: &str) {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(done), "{stdout}");
+}
+
 /// One thing to apply: an example, or one host of a fleet example.
 pub struct Target {
     /// `guide`, or `fleet-mta01` for a fleet host.
