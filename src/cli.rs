@@ -355,10 +355,10 @@ pub struct DnsArgs {
     /// `zone`: BIND zone lines, TXT split in 255-byte strings; `json`: one object
     /// per record with name, type and the whole value; `octodns`: octoDNS YAML
     /// zone files, DIR/ZONE.yaml (needs --out).
-    #[arg(long, value_enum, default_value_t = DnsFormat::Zone)]
+    #[arg(long, value_enum, default_value_t = DnsFormat::Zone, conflicts_with = "push")]
     pub format: DnsFormat,
     /// With --format octodns: the directory the zone files are written to.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "push")]
     pub out: Option<PathBuf>,
     /// Publish the records at each zone's primary server: RFC 2136 updates signed
     /// with TSIG (`dns.server`, `dns.tsig_key` in the spec). Only mailsetup's

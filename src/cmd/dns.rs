@@ -19,14 +19,21 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
         None if spec.hosts.is_empty() => vec![None],
         None => spec.hosts.keys().map(|h| Some(h.as_str())).collect(),
     };
+    if args.out.is_some() && args.format != DnsFormat::Octodns {
+        bail!("--out goes with --format octodns (the other formats print)");
+    }
+    let today = today()?;
+    let host_specs = hosts
+        .iter()
+        .map(|host| spec.for_host(*host))
+        .collect::<Result<Vec<_>>>()?;
     let (mut records, mut missing) = (Vec::new(), Vec::new());
     // Records every host shares (SPF, DMARC) are listed once.
     let mut seen = std::collections::HashSet::new();
-    for host in &hosts {
-        let spec = spec.for_host(*host)?;
+    for spec in &host_specs {
         let (more, gaps) = match args.public_keys.as_deref() {
-            Some(dir) => ci::records_from_export(&spec, dir)?,
-            None => dns::records_for(&spec, &rotate::published(&spec, &system, today()?)?),
+            Some(dir) => ci::records_from_export(spec, dir)?,
+            None => dns::records_for(spec, &rotate::published(spec, &system, today)?),
         };
         for record in more {
             if seen.insert((record.kind, record.name.clone(), record.value.clone())) {
@@ -50,9 +57,8 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
         // rotation state is not here, so nothing is withdrawn.
         let mut withdrawn = Vec::new();
         if args.public_keys.is_none() {
-            for host in &hosts {
-                let spec = spec.for_host(*host)?;
-                withdrawn.extend(rotate::withdrawn_names(&spec, &system, today()?)?);
+            for spec in &host_specs {
+                withdrawn.extend(rotate::withdrawn_names(spec, &system, today)?);
             }
         }
         let pushed = push::run(
