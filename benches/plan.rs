@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailsetup::desired::HostFacts;
-use mailsetup::system::System;
+use mailsetup::host::{Host, HostMut, ReadOnly, System};
 use mailsetup::templates::Templates;
 use mailsetup::{actual, desired, plan, show, spec};
 
@@ -34,7 +34,7 @@ fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
         .0
         .for_host(None)
         .unwrap();
-    let system = System::new(root).unwrap();
+    let system = ReadOnly::new(root).unwrap();
     let facts = HostFacts {
         key_selectors: system.key_selectors().unwrap(),
         signing_selectors: Default::default(),

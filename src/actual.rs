@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 
 use crate::desired::Desired;
-use crate::system::{Accounts, FileState, Meta, System};
+use crate::host::{Accounts, FileState, Host, Meta};
 
 #[derive(Clone, Debug)]
 pub struct Actual {
@@ -29,7 +29,7 @@ pub struct Actual {
     pub has_postmap: bool,
 }
 
-pub fn read(system: &System, desired: &Desired) -> Result<Actual> {
+pub fn read(system: &impl Host, desired: &Desired) -> Result<Actual> {
     let files = desired
         .files
         .iter()

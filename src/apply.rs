@@ -9,10 +9,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::backup;
 use crate::desired::{Service, paths};
+use crate::host::{Host, HostMut, ServiceAction, System};
 use crate::keys::DkimKey;
 use crate::plan::{FollowUp, Plan, Seen, Step, applied_digest};
 use crate::state;
-use crate::system::{ServiceAction, System};
 
 /// What apply did, line by line, for the operator.
 #[derive(Debug, Default)]
@@ -38,9 +38,8 @@ pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
     // A stage left by a killed apply (we hold the lock: no other apply runs).
     system.remove_debris(state::STATE_DIR, "stage")?;
     // Removed when dropped, so a failure (a full disk, a refused check) leaves nothing.
-    let stage_dir = system.temp_dir(state::STATE_DIR, "stage-")?;
-    let stage = stage_dir.path();
-    let stage_str = stage.to_string_lossy().into_owned();
+    let stage = system.scratch(state::STATE_DIR, "stage-")?;
+    let stage_str = stage.path().to_string_lossy().into_owned();
     for path in CHECKED {
         let planned = plan.steps.iter().find_map(|s| match s {
             Step::CreateFile(f) | Step::UpdateFile(f) if f.path == *path => Some(f.new.clone()),
@@ -58,21 +57,14 @@ pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
             &format!("file:{}/", paths::OPENDKIM_DIR),
             &format!("file:{stage_str}{}/", paths::OPENDKIM_DIR),
         );
-        let file = stage.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(file.parent().expect("parent"))
-            .with_context(|| format!("create {}", file.display()))?;
-        std::fs::write(&file, content).with_context(|| format!("write {}", file.display()))?;
-        // Postfix waits until a just-modified main.cf is a second old; a staged
-        // copy can be dated back instead.
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .and_then(|f| f.set_modified(past))
-            .with_context(|| format!("date {}", file.display()))?;
+        stage.put(path, content.as_bytes())?;
     }
     let mut notes = Vec::new();
-    let postfix_dir = stage.join("etc/postfix").to_string_lossy().into_owned();
+    let postfix_dir = stage
+        .path()
+        .join("etc/postfix")
+        .to_string_lossy()
+        .into_owned();
     if system.find_program("postconf").is_some() {
         let out = system.run("postconf", &["-c", &postfix_dir, "-n"])?;
         let warnings: Vec<&str> = out
@@ -90,6 +82,7 @@ pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
         notes.push("postconf is not installed: the new main.cf was not checked by Postfix".into());
     }
     let conf = stage
+        .path()
         .join("etc/opendkim.conf")
         .to_string_lossy()
         .into_owned();
@@ -324,15 +317,13 @@ fn map_tool(system: &System, tool: &str, file: &str) -> Result<()> {
     // dated back instead of waiting — the difference between 1.5 s and 10 ms.
     let map = format!("hash:{file}");
     if system.is_live() {
-        system.date_back(&system.path(paths::MAIN_CF))?;
+        system.date_back(paths::MAIN_CF)?;
         return system.run(tool, &[&map]).map(drop);
     }
-    let config = tempfile::tempdir().context("create a temporary directory")?;
-    let main_cf = config.path().join("main.cf");
-    std::fs::write(&main_cf, "").context("write an empty main.cf for the map tool")?;
-    system.date_back(&main_cf)?;
-    let config = config.path().to_string_lossy().into_owned();
-    system.run(tool, &["-c", &config, &map]).map(drop)
+    let config = system.scratch(state::STATE_DIR, "stage-map-")?;
+    config.put("main.cf", b"")?;
+    let dir = config.path().to_string_lossy().into_owned();
+    system.run(tool, &["-c", &dir, &map]).map(drop)
 }
 
 fn service_step(

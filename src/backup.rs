@@ -4,12 +4,12 @@
 //! The first time mailsetup takes over a file, a copy also goes to
 //! /var/lib/mailsetup/originals/, which is never overwritten.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::host::{Host, HostMut, Ids, System};
 use crate::plan::FollowUp;
 use crate::state::{BACKUPS, ORIGINALS, ensure_state_dir, read_applied, write_applied};
-use crate::system::{Ids, System};
 
 const MANIFEST: &str = "manifest.json";
 /// A backup that was rolled back gets this suffix and is not used again.
@@ -95,9 +95,8 @@ fn save_into(
 }
 
 fn make_parents(system: &System, target: &str) -> Result<()> {
-    let parent = std::path::Path::new(target).parent().expect("has a parent");
-    std::fs::create_dir_all(system.path(&parent.to_string_lossy()))
-        .with_context(|| format!("create {}", parent.display()))
+    let (parent, _) = target.rsplit_once('/').expect("an absolute path");
+    system.create_dirs(parent)
 }
 
 /// Restores the files of one backup; returns its manifest.
@@ -136,27 +135,15 @@ pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
 }
 
 /// The newest backup not yet rolled back.
-pub fn latest(system: &System) -> Result<Option<String>> {
-    let dir = system.path(BACKUPS);
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("list {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(DONE) && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    Ok(names.pop().map(|n| format!("{BACKUPS}/{n}")))
+pub fn latest(system: &impl Host) -> Result<Option<String>> {
+    let newest = system
+        .list_dir(BACKUPS)?
+        .into_iter()
+        .rfind(|n| !n.ends_with(DONE) && !n.starts_with('.'));
+    Ok(newest.map(|n| format!("{BACKUPS}/{n}")))
 }
 
 /// Marks a backup as used, so the next rollback goes one further back.
 pub fn mark_rolled_back(system: &System, dir: &str) -> Result<()> {
-    let from = system.path(dir);
-    let to = system.path(&format!("{dir}{DONE}"));
-    if to.exists() {
-        bail!("{} already exists", to.display());
-    }
-    std::fs::rename(&from, &to).with_context(|| format!("rename {}", from.display()))
+    system.rename_noreplace(dir, &format!("{dir}{DONE}"))
 }

@@ -156,7 +156,7 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                         // plan that installs, or the one made again after it.
                         let installing = !plan.installed.is_empty()
                             || matches!(plan.steps.first(), Some(Step::InstallPackages { .. }));
-                        if *action == crate::system::ServiceAction::Start {
+                        if *action == crate::host::ServiceAction::Start {
                             installing
                         } else {
                             changed
@@ -316,7 +316,7 @@ mod tests {
         // Starting a service belongs to a fresh install.
         let start = Step::FollowUp(FollowUp::Service {
             service: desired::Service::Postfix,
-            action: crate::system::ServiceAction::Start,
+            action: crate::host::ServiceAction::Start,
         });
         let main_cf = Step::UpdateFile(write(paths::MAIN_CF, 0o644, ROOT));
         assert!(check(&plan_of(vec![main_cf.clone(), start.clone()])).is_err());

@@ -10,17 +10,17 @@ use anyhow::{Context, Result, bail};
 use crate::Exit;
 use crate::cli::BundleArgs;
 use crate::desired::{self, HostFacts};
+use crate::host::{Host, HostMut, ReadOnly, System, local};
 use crate::job::{Job, execute, load_spec, preflight, today};
 use crate::source::Source;
 use crate::spec::{self, HostSpec};
 use crate::state;
-use crate::system::System;
 use crate::ui::Ui;
 use crate::{bundle as archive, dns, keys, rotate, signature};
 
 /// Pairs each key with its public half, read from the private key on `system`.
 fn with_public_keys(
-    system: &System,
+    system: &impl Host,
     keys: Vec<desired::Key>,
 ) -> Result<Vec<(desired::Key, Option<keys::DkimPublicKey>)>> {
     keys.into_iter()
@@ -40,24 +40,18 @@ fn with_public_keys(
 /// Public keys exported with `public-keys`: DIR/SET/SELECTOR.txt.
 fn read_public_keys(dir: &Path) -> Result<Exported> {
     let mut out: Exported = BTreeMap::new();
-    let sets = std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))?;
-    for set in sets {
-        let set = set?;
-        if !set.file_type()?.is_dir() {
+    for set in local::entries(dir)? {
+        if !set.is_dir {
             continue;
         }
-        let set_name = set.file_name().to_string_lossy().into_owned();
-        for file in std::fs::read_dir(set.path())? {
-            let path = file?.path();
-            let Some(selector) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".txt"))
-            else {
+        let set_name = set.name;
+        for file in local::entries(&set.path)? {
+            let path = file.path;
+            let Some(selector) = file.name.strip_suffix(".txt") else {
                 continue;
             };
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("read {}", path.display()))?;
+            let text =
+                local::read_text(&path).with_context(|| format!("read {}", path.display()))?;
             // The record's quoted strings joined, then its p= tag.
             let value: String = text.split('"').skip(1).step_by(2).collect();
             let p = value
@@ -88,13 +82,12 @@ pub fn public_keys(
     ui: &mut Ui,
 ) -> Result<Exit> {
     let spec = load_spec(spec_path, ui)?.for_host(host)?;
-    let system = System::new(root)?;
+    let system = ReadOnly::new(root)?;
     let mut written = Vec::new();
     let mut write = |rel: String, text: String| -> Result<()> {
         let path = out_dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("has a directory"))
-            .with_context(|| format!("create the directory of {}", path.display()))?;
-        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        local::create_dir_all(path.parent().expect("has a directory"))?;
+        local::write_atomically(&path, text.as_bytes(), 0o644)?;
         written.push(path.display().to_string());
         Ok(())
     };
@@ -138,14 +131,10 @@ fn exported_signing(dir: &Path, spec: &HostSpec) -> Result<BTreeMap<String, Stri
     let mut out = BTreeMap::new();
     for (set, _) in desired::key_sets(spec) {
         let path = dir.join(signing_marker(&set, spec.hostname()));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let selector = spec::names::check_selector(text.trim())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                out.insert(set, selector);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        if let Some(text) = local::read_text_if_present(&path)? {
+            let selector = spec::names::check_selector(text.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            out.insert(set, selector);
         }
     }
     Ok(out)
@@ -190,7 +179,7 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
     let templates = source.templates()?;
     let (known, system) = match (&args.root, &args.public_keys) {
         (Some(root), _) => {
-            let system = System::new(root)?;
+            let system = ReadOnly::new(root)?;
             (system.key_selectors()?, Some(system))
         }
         (None, Some(dir)) => {
@@ -266,7 +255,7 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
         dns_missing: missing,
         private_keys,
     })?;
-    write_atomically(
+    local::write_atomically(
         &args.out,
         &bytes,
         if args.include_private_keys {
@@ -279,7 +268,7 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
     if let Some(key) = &args.sign {
         let sig_path = signature::signature_path(&args.out);
         let armored = signature::sign(&bytes, key)?;
-        write_atomically(&sig_path, armored.as_bytes(), 0o644)?;
+        local::write_atomically(&sig_path, armored.as_bytes(), 0o644)?;
         text += &format!(
             "wrote {} (SSH signature, namespace {})\n",
             sig_path.display(),
@@ -288,24 +277,6 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
     }
     ui.out(&text)?;
     Ok(Exit::Ok)
-}
-
-/// Writes a file outside any managed tree (a bundle, a saved plan), all or nothing.
-pub(crate) fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("write {}", path.display()))?;
-    Ok(())
 }
 
 /// Applies a bundle: its signature is checked before anything else is read,
@@ -319,7 +290,7 @@ pub fn apply_bundle(
     skip_packages: bool,
     ui: &mut Ui,
 ) -> Result<Exit> {
-    let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let bytes = local::read(file)?;
     verify_signature(file, &bytes, root, allowed_signers, ui)
         .with_context(|| format!("refuse {}; nothing was written", file.display()))?;
     let bundle =
@@ -329,7 +300,7 @@ pub fn apply_bundle(
         skip_packages,
         ..bundle.source()
     };
-    let (job, warnings) = Job::from_source(source, &label, root)?;
+    let (job, warnings) = Job::<System>::from_source(source, &label, root)?;
     ui.warn_spec(&label, &warnings);
     preflight(&job.system, &job.spec)?;
 
@@ -453,10 +424,12 @@ fn verify_signature(
     allowed_signers: Option<&Path>,
     ui: &mut Ui,
 ) -> Result<()> {
-    let host_file = System::new(root)?.path(signature::HOST_ALLOWED_SIGNERS);
+    let host = ReadOnly::new(root)?;
     let signers_file = match allowed_signers {
         Some(f) => f.to_path_buf(),
-        None if host_file.exists() => host_file,
+        None if host.exists(signature::HOST_ALLOWED_SIGNERS) => {
+            host.path(signature::HOST_ALLOWED_SIGNERS)
+        }
         None => {
             ui.warn(format_args!(
                 "{} is applied without a signature check: whoever could change it chose what \
@@ -470,14 +443,12 @@ fn verify_signature(
     };
     let signers = signature::AllowedSigners::read(&signers_file)?;
     let sig_path = signature::signature_path(file);
-    let sig = match std::fs::read_to_string(&sig_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+    let Some(sig) = local::read_text_if_present(&sig_path)? else {
+        bail!(
             "it is not signed ({} is missing), and {} requires a signature",
             sig_path.display(),
             signers_file.display()
-        ),
-        Err(e) => return Err(e).with_context(|| format!("read {}", sig_path.display())),
+        );
     };
     let signer = signers.verify(bytes, &sig, jiff::Timestamp::now())?;
     eprintln!("{}: signed by {signer}", file.display());

@@ -10,23 +10,41 @@ use anyhow::{Context, Result, bail};
 use crate::Exit;
 use crate::cli::Target;
 use crate::desired::{self, Desired, HostFacts};
+use crate::host::{Host, HostMut, Lock, ReadOnly, System};
 use crate::spec::{self, HostSpec, Spec};
-use crate::system::System;
 use crate::ui::Ui;
 use crate::{actual, apply, boundary, plan, rotate, show, source, templates};
 
-/// The loaded spec, templates and target system shared by plan and apply.
-pub(crate) struct Job {
+/// The loaded spec, templates and target system shared by plan and apply. A
+/// plan's job holds a `ReadOnly` host; only an apply's holds the `System`.
+pub(crate) struct Job<H = System> {
     pub(crate) spec: HostSpec,
     /// What the spec and templates were read from; saved plans carry it.
     pub(crate) source: source::Source,
     pub(crate) templates: templates::Templates,
-    pub(crate) system: System,
+    pub(crate) system: H,
 }
 
-impl Job {
+/// Opening the host a job works on, at a root.
+pub(crate) trait Open: Host + Sized {
+    fn open(root: &Path) -> Result<Self>;
+}
+
+impl Open for System {
+    fn open(root: &Path) -> Result<System> {
+        System::new(root)
+    }
+}
+
+impl Open for ReadOnly {
+    fn open(root: &Path) -> Result<ReadOnly> {
+        ReadOnly::new(root)
+    }
+}
+
+impl<H: Open> Job<H> {
     /// The job a command line names; prints the spec's warnings.
-    pub(crate) fn new(target: &Target, ui: &mut Ui) -> Result<Job> {
+    pub(crate) fn new(target: &Target, ui: &mut Ui) -> Result<Job<H>> {
         let (job, warnings) =
             Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?;
         ui.warn_spec(&target.spec, &warnings);
@@ -34,7 +52,7 @@ impl Job {
     }
 
     /// Like `new`, for callers that printed the spec's warnings already.
-    pub(crate) fn quiet(target: &Target) -> Result<Job> {
+    pub(crate) fn quiet(target: &Target) -> Result<Job<H>> {
         Ok(Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?.0)
     }
 
@@ -44,7 +62,7 @@ impl Job {
         source: source::Source,
         label: &Path,
         root: &Path,
-    ) -> Result<(Job, Vec<spec::Warning>)> {
+    ) -> Result<(Job<H>, Vec<spec::Warning>)> {
         let (spec, warnings) = source.spec(label)?;
         let spec = if source.skip_packages {
             spec.without_package_install()
@@ -55,11 +73,13 @@ impl Job {
             spec,
             templates: source.templates()?,
             source,
-            system: System::new(root)?,
+            system: H::open(root)?,
         };
         Ok((job, warnings))
     }
+}
 
+impl<H: Host> Job<H> {
     /// What the host says the desired state depends on. The relay password
     /// file must exist, since the credentials file is written from it.
     pub(crate) fn facts(&self, today: jiff::civil::Date) -> Result<HostFacts> {
@@ -150,7 +170,7 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
 /// Applies while the caller holds the apply lock (`apply` itself, and `rotate`,
 /// which saves its state and switches signing under one lock). The host is read
 /// again under the lock.
-pub(crate) fn apply_locked(job: &Job, held: &crate::system::Lock, ui: &mut Ui) -> Result<Exit> {
+pub(crate) fn apply_locked(job: &Job, held: &Lock, ui: &mut Ui) -> Result<Exit> {
     apply_rendered(job, held, None, ui)
 }
 
@@ -159,7 +179,7 @@ pub(crate) fn apply_locked(job: &Job, held: &crate::system::Lock, ui: &mut Ui) -
 /// takes seconds).
 pub(crate) fn apply_rendered(
     job: &Job,
-    _held: &crate::system::Lock,
+    _held: &Lock,
     rendered: Option<(HostFacts, Desired)>,
     ui: &mut Ui,
 ) -> Result<Exit> {
@@ -174,7 +194,7 @@ pub(crate) fn apply_rendered(
 }
 
 /// The live system needs the daemons' packages before anything is written.
-pub(crate) fn preflight(system: &System, spec: &Spec) -> Result<()> {
+pub(crate) fn preflight(system: &impl Host, spec: &Spec) -> Result<()> {
     // Where mailsetup installs the packages, the plan does it first.
     if !system.is_live() || spec.host.install_packages {
         return Ok(());

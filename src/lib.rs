@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cmd;
 pub mod desired;
 pub mod dns;
+pub mod host;
 pub mod job;
 pub mod keys;
 pub mod octodns;
@@ -32,7 +33,6 @@ pub mod signature;
 pub mod source;
 pub mod spec;
 pub mod state;
-pub mod system;
 pub mod templates;
 pub mod ui;
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::actual::Actual;
 use crate::desired::{Desired, Effect, Owner, Service, effects_of, paths};
-use crate::system::{FileState, Ids, Meta, ServiceAction};
+use crate::host::{FileState, Ids, Meta, ServiceAction};
 
 /// A file's content, mode and owner to be written.
 #[derive(Clone, Debug, Serialize, Deserialize)]

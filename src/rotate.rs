@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::Exit;
 use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
 use crate::desired::{self, OPENDKIM, key_dir, key_set_of, paths};
+use crate::host::{Host, HostMut, Lock, ReadOnly, System};
 use crate::keys::{DkimKey, DkimPublicKey};
 use crate::resolve::{Dns, Every};
 use crate::rotation::{Entry, Rotation, after, note, selector_date};
@@ -35,7 +36,6 @@ use crate::selector::{self, DkimSelector, DkimValue, Served, State};
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
 use crate::spec::{DomainName, HostSpec, ResolverAddr, Spec};
 use crate::state;
-use crate::system::System;
 use crate::ui::Ui;
 use crate::{dns, push};
 
@@ -113,7 +113,7 @@ fn key_sets(spec: &HostSpec) -> Vec<KeySet> {
         .collect()
 }
 
-fn read_state(system: &System, set: &KeySet) -> Result<Option<Rotation>> {
+fn read_state(system: &impl Host, set: &KeySet) -> Result<Option<Rotation>> {
     let path = set.state_file();
     let Some(file) = system.read_file(&path)? else {
         return Ok(None);
@@ -127,7 +127,7 @@ fn read_state(system: &System, set: &KeySet) -> Result<Option<Rotation>> {
 }
 
 /// Replaces `rotation.json` atomically. It holds no secret; 0644 like the .txt files.
-fn write_state(system: &System, set: &KeySet, rotation: &Rotation) -> Result<()> {
+fn write_state(system: &impl HostMut, set: &KeySet, rotation: &Rotation) -> Result<()> {
     let json = serde_json::to_string_pretty(rotation)? + "\n";
     system
         .write_file(&set.state_file(), json.as_bytes(), 0o644, None)
@@ -136,7 +136,7 @@ fn write_state(system: &System, set: &KeySet, rotation: &Rotation) -> Result<()>
 
 /// The selector each key set signs with according to its rotation state; sets
 /// without one are absent (they follow `dkim.selector`).
-pub fn signing_selectors(spec: &HostSpec, system: &System) -> Result<BTreeMap<String, String>> {
+pub fn signing_selectors(spec: &HostSpec, system: &impl Host) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for set in key_sets(spec) {
         if let Some(active) = read_state(system, &set)?
@@ -151,8 +151,8 @@ pub fn signing_selectors(spec: &HostSpec, system: &System) -> Result<BTreeMap<St
 
 /// Every DKIM selector to publish, for `dns` and `check`: all selectors of the
 /// rotation state, or the one `dkim.selector` names for a set without one.
-pub fn published(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<DkimSelector>> {
-    let host = Host::new(spec, system, today)?;
+pub fn published(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Vec<DkimSelector>> {
+    let host = Work::new(spec, system, today)?;
     let keep = spec.dkim.rotation.keep_revoked_days;
     let mut out = Vec::new();
     for set in key_sets(spec) {
@@ -188,8 +188,12 @@ pub fn published(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<Dk
 
 /// The selectors whose revoked record has been published `keep_revoked_days`
 /// and is withdrawn now: `(key set, selector)`.
-pub fn withdrawn(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<(String, String)>> {
-    let host = Host::new(spec, system, today)?;
+pub fn withdrawn(
+    spec: &HostSpec,
+    system: &impl Host,
+    today: Date,
+) -> Result<Vec<(String, String)>> {
+    let host = Work::new(spec, system, today)?;
     let keep = spec.dkim.rotation.keep_revoked_days;
     let mut out = Vec::new();
     for set in key_sets(spec) {
@@ -208,7 +212,7 @@ pub fn withdrawn(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<(S
 /// This host's records (`dns`'s, with every selector the rotation keeps
 /// published) pushed when the spec names a primary server; `None` otherwise.
 /// For `rotate auto`, so keys are published and withdrawn with no human step.
-fn push_records(spec: &HostSpec, system: &System, today: Date) -> Result<Option<push::Pushed>> {
+fn push_records(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Option<push::Pushed>> {
     if spec.dns.server.is_none()
         && spec
             .dns
@@ -231,14 +235,14 @@ fn push_records(spec: &HostSpec, system: &System, today: Date) -> Result<Option<
 }
 
 /// The DKIM names of every withdrawn selector: what a push deletes.
-pub fn withdrawn_names(spec: &HostSpec, system: &System, today: Date) -> Result<Vec<String>> {
+pub fn withdrawn_names(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Vec<String>> {
     Ok(withdrawn(spec, system, today)?
         .iter()
         .flat_map(|(set, selector)| dns::dkim_names(spec, set, selector))
         .collect())
 }
 
-fn public_key(system: &System, path: &str) -> Result<Option<DkimPublicKey>> {
+fn public_key(system: &impl Host, path: &str) -> Result<Option<DkimPublicKey>> {
     let Some(file) = system.read_file(path)? else {
         return Ok(None);
     };
@@ -247,22 +251,18 @@ fn public_key(system: &System, path: &str) -> Result<Option<DkimPublicKey>> {
         .map(Some)
 }
 
-fn exists(system: &System, target: &str) -> bool {
-    system.path(target).symlink_metadata().is_ok()
-}
-
 /// The spec and target system one rotation step works on.
-struct Host<'a> {
+struct Work<'a, H> {
     spec: &'a HostSpec,
-    system: &'a System,
+    system: &'a H,
     today: Date,
     /// Selectors of the private keys present, per key set.
     key_files: BTreeMap<String, Vec<String>>,
 }
 
-impl<'a> Host<'a> {
-    fn new(spec: &'a HostSpec, system: &'a System, today: Date) -> Result<Host<'a>> {
-        Ok(Host {
+impl<'a, H: Host> Work<'a, H> {
+    fn new(spec: &'a HostSpec, system: &'a H, today: Date) -> Result<Work<'a, H>> {
+        Ok(Work {
             spec,
             system,
             today,
@@ -319,14 +319,16 @@ impl<'a> Host<'a> {
             let taken = rotation.selectors.iter().any(|e| e.selector == selector)
                 || [set.private(&selector), set.txt(&selector), archived]
                     .iter()
-                    .any(|p| exists(self.system, p));
+                    .any(|p| self.system.exists(p));
             if !taken {
                 return Ok(selector);
             }
         }
         bail!("{set}: no free selector for {date}")
     }
+}
 
+impl<H: HostMut> Work<'_, H> {
     /// Makes the key pair of a new selector: the private key 0600 from its
     /// creation, the .txt as opendkim-genkey writes it.
     fn generate(&self, set: &KeySet, selector: &str) -> Result<DkimPublicKey> {
@@ -369,7 +371,7 @@ impl<'a> Host<'a> {
         let active = rotation
             .active()
             .expect("a checked rotation has an active key");
-        if !exists(self.system, &set.private(&active.selector)) {
+        if !self.system.exists(&set.private(&active.selector)) {
             bail!(
                 "{set}: there is no signing key yet ({}): run mailsetup apply first",
                 set.private(&active.selector)
@@ -386,7 +388,9 @@ impl<'a> Host<'a> {
             set.zone_lines(&selector, &public.dns_value())
         ))
     }
+}
 
+impl<H: Host> Work<'_, H> {
     /// Where DNS does not yet serve `public` at `selector` for one of the set's domains.
     fn unserved(
         &self,
@@ -430,7 +434,9 @@ impl<'a> Host<'a> {
         let problems = self.unserved(dns, set, &staged.selector, &public);
         Ok(Some((staged.selector.clone(), problems)))
     }
+}
 
+impl<H: HostMut> Work<'_, H> {
     /// Archives the private key of a retiring selector and marks it revoked;
     /// refused while opendkim's KeyTable still names it.
     fn revoke(&self, set: &KeySet, rotation: &mut Rotation, selector: &str) -> Result<String> {
@@ -449,7 +455,7 @@ impl<'a> Host<'a> {
             self.system.create_dir(&archive, 0o700, None)?;
         }
         for from in [private, set.txt(selector)] {
-            if exists(self.system, &from) {
+            if self.system.exists(&from) {
                 let name = from.rsplit('/').next().expect("a file name");
                 self.system
                     .rename_noreplace(&from, &format!("{archive}/{name}"))?;
@@ -465,7 +471,7 @@ impl<'a> Host<'a> {
 }
 
 /// The apply lock, so rotation steps and applies never interleave.
-fn lock(system: &System) -> Result<crate::system::Lock> {
+fn lock(system: &System) -> Result<Lock> {
     state::ensure_state_dir(system)?;
     system.lock(state::LOCK)
 }
@@ -483,7 +489,7 @@ struct Switch {
 fn switch_signing(
     system: &System,
     target: &Target,
-    lock: &crate::system::Lock,
+    lock: &Lock,
     switches: &[Switch],
     text: String,
     ui: &mut Ui,
@@ -552,7 +558,7 @@ fn start(keys: &KeysTarget, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
     let _lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::job::today()?)?;
+    let host = Work::new(&spec, &system, crate::job::today()?)?;
     let mut text = String::new();
     for set in key_sets(&spec) {
         let (mut rotation, _) = host.current(&set)?;
@@ -575,7 +581,7 @@ fn activate(
     let spec = load(&target.spec, target.host.as_deref(), ui)?;
     let system = System::new(&target.root)?;
     let lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::job::today()?)?;
+    let host = Work::new(&spec, &system, crate::job::today()?)?;
     let dns = Every::new(resolvers(resolver, &spec))?;
     let mut text = String::new();
     let mut problems = Vec::new();
@@ -629,7 +635,7 @@ fn finish(keys: &KeysTarget, force: bool, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
     let _lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::job::today()?)?;
+    let host = Work::new(&spec, &system, crate::job::today()?)?;
     let grace = spec.dkim.rotation.grace_days;
     let mut done = String::new();
     let mut waiting = Vec::new();
@@ -693,8 +699,8 @@ struct StatusRow<'a> {
 
 fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
-    let system = System::new(&keys.root)?;
-    let host = Host::new(&spec, &system, crate::job::today()?)?;
+    let system = ReadOnly::new(&keys.root)?;
+    let host = Work::new(&spec, &system, crate::job::today()?)?;
     let rotation = &spec.dkim.rotation;
     let sets = key_sets(&spec);
     let mut states = Vec::new();
@@ -800,7 +806,7 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, ui: &mut Ui) -> Result<Exi
     let spec = load(&target.spec, target.host.as_deref(), ui)?;
     let system = System::new(&target.root)?;
     let lock = lock(&system)?;
-    let host = Host::new(&spec, &system, crate::job::today()?)?;
+    let host = Work::new(&spec, &system, crate::job::today()?)?;
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();

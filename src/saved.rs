@@ -28,12 +28,12 @@ pub fn save(plan: &Plan, source: &Source, date: Date, file: &Path) -> Result<()>
         plan: plan.redacted(),
     };
     let text = serde_json::to_string_pretty(&saved)? + "\n";
-    crate::ci::write_atomically(file, text.as_bytes(), 0o644)
+    crate::host::local::write_atomically(file, text.as_bytes(), 0o644)
         .with_context(|| format!("save the plan to {}", file.display()))
 }
 
 pub fn load(file: &Path) -> Result<SavedPlan> {
-    let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let text = crate::host::local::read(file)?;
     let saved: SavedPlan = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a mailsetup plan", file.display()))?;
     if saved.plan.format != FORMAT {

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+
+use crate::host::local;
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
 /// The SSHSIG namespace of bundle signatures: a signature made for anything else
@@ -29,7 +31,7 @@ pub fn signature_path(bundle: &Path) -> PathBuf {
 /// Signs `data` with the OpenSSH private key in `key_file`; returns the armored
 /// signature, byte for byte what `ssh-keygen -Y sign` writes.
 pub fn sign(data: &[u8], key_file: &Path) -> Result<String> {
-    let text = read_small(key_file, "the signing key")?;
+    let text = local::read_small(key_file, MAX_FILE, "the signing key")?;
     let key = PrivateKey::from_openssh(&text).map_err(|e| {
         anyhow::anyhow!(
             "{}: not an OpenSSH private key ({e}); make one with `ssh-keygen -t ed25519`",
@@ -75,7 +77,10 @@ pub struct AllowedSigners {
 
 impl AllowedSigners {
     pub fn read(file: &Path) -> Result<AllowedSigners> {
-        Self::parse(&read_small(file, "the allowed signers")?, file)
+        Self::parse(
+            &local::read_small(file, MAX_FILE, "the allowed signers")?,
+            file,
+        )
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<AllowedSigners> {
@@ -183,15 +188,6 @@ impl AllowedSigners {
         }
         bail!("signed by {fingerprint}, but {}", refusals.join("; "))
     }
-}
-
-fn read_small(file: &Path, what: &str) -> Result<String> {
-    let meta =
-        std::fs::metadata(file).with_context(|| format!("read {what} {}", file.display()))?;
-    if meta.len() > MAX_FILE {
-        bail!("{}: too large for {what}", file.display());
-    }
-    std::fs::read_to_string(file).with_context(|| format!("read {what} {}", file.display()))
 }
 
 /// One whitespace-delimited field, or a double-quoted one; returns it and the rest.

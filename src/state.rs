@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use crate::system::System;
+use crate::host::{Host, HostMut};
 
 pub const STATE_DIR: &str = "/var/lib/mailsetup";
 pub const LOCK: &str = "/var/lib/mailsetup/lock";
@@ -17,7 +17,7 @@ pub(crate) const BACKUPS: &str = "/var/lib/mailsetup/backups";
 pub(crate) const ORIGINALS: &str = "/var/lib/mailsetup/originals";
 
 /// Makes sure the state directory exists (0700: backups may hold credentials).
-pub fn ensure_state_dir(system: &System) -> Result<()> {
+pub fn ensure_state_dir(system: &impl HostMut) -> Result<()> {
     let mut target = String::new();
     for part in STATE_DIR.trim_start_matches('/').split('/') {
         target.push('/');
@@ -36,7 +36,7 @@ pub fn ensure_state_dir(system: &System) -> Result<()> {
 }
 
 /// What mailsetup last wrote: path → digest (`plan::applied_digest`).
-pub fn read_applied(system: &System) -> Result<BTreeMap<String, String>> {
+pub fn read_applied(system: &impl Host) -> Result<BTreeMap<String, String>> {
     match system.read_file(APPLIED)? {
         None => Ok(BTreeMap::new()),
         Some(file) => serde_json::from_slice(&file.content)
@@ -44,7 +44,7 @@ pub fn read_applied(system: &System) -> Result<BTreeMap<String, String>> {
     }
 }
 
-pub fn write_applied(system: &System, applied: &BTreeMap<String, String>) -> Result<()> {
+pub fn write_applied(system: &impl HostMut, applied: &BTreeMap<String, String>) -> Result<()> {
     ensure_state_dir(system)?;
     let json = serde_json::to_string_pretty(applied)? + "\n";
     system.write_file(APPLIED, json.as_bytes(), 0o600, None)

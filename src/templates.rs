@@ -91,17 +91,16 @@ impl Templates {
 
 /// The templates in a directory, as (file name, text).
 pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
-    let entries = std::fs::read_dir(dir)
+    let entries = crate::host::local::entries(dir)
         .with_context(|| format!("read the templates directory {}", dir.display()))?;
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("read {}", dir.display()))?;
-        let text = std::fs::read_to_string(entry.path())
-            .with_context(|| format!("read {}", entry.path().display()))?;
-        found.push((entry.file_name().to_string_lossy().into_owned(), text));
-    }
-    found.sort();
-    Ok(found)
+    entries
+        .into_iter()
+        .map(|entry| {
+            let text = crate::host::local::read_text(&entry.path)
+                .with_context(|| format!("read {}", entry.path.display()))?;
+            Ok((entry.name, text))
+        })
+        .collect()
 }
 
 /// Tera's top-level error says only "failed to render"; the cause is in the chain.

@@ -19,10 +19,10 @@ use crate::Exit;
 use crate::cli::ReportFormat;
 use crate::desired::{Service, key_set_of, milter_socket};
 use crate::dns::{self, Kind as RecordKind};
+use crate::host::{Host, ReadOnly};
 use crate::resolve::{self, Dns, Family, Resolver};
 use crate::selector::{self, DkimSelector, DkimValue, Served, State};
 use crate::spec::{HostSpec, Protocols, ResolverAddr};
-use crate::system::System;
 use crate::ui::Ui;
 use spf::SpfResult;
 
@@ -109,7 +109,7 @@ pub fn run(
     ui: &mut Ui,
 ) -> Result<Exit> {
     let spec = crate::job::load_spec(spec_path, ui)?.for_host(host)?;
-    let system = System::new(root)?;
+    let system = ReadOnly::new(root)?;
     let dkim = crate::rotate::published(&spec, &system, crate::job::today()?)?;
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
     let mut findings = dns_findings(&spec, &dkim, &dns);
@@ -539,7 +539,7 @@ fn is_public(ip: IpAddr) -> bool {
 }
 
 /// Postfix, OpenDKIM and the milter socket: only on the running system.
-fn host_findings(system: &System) -> Vec<Finding> {
+fn host_findings(system: &impl Host) -> Vec<Finding> {
     let socket = milter_socket();
     let socket = socket.as_str();
     if !system.is_live() {

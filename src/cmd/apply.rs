@@ -6,13 +6,14 @@ use anyhow::{Result, bail};
 
 use crate::Exit;
 use crate::cli::Target;
+use crate::host::{Host, HostMut, System};
 use crate::job::{Job, apply_rendered, execute, preflight, today};
 use crate::state;
 use crate::ui::Ui;
 use crate::{plan, saved};
 
 pub fn run(target: &Target, ui: &mut Ui) -> Result<Exit> {
-    let job = Job::new(target, ui)?;
+    let job = Job::<System>::new(target, ui)?;
     // Render before touching anything: template or spec errors write nothing.
     let facts = job.facts(today()?)?;
     let desired = job.desired(&facts)?;
@@ -28,7 +29,7 @@ pub fn run(target: &Target, ui: &mut Ui) -> Result<Exit> {
 pub fn saved(file: &Path, root: &Path, ui: &mut Ui) -> Result<Exit> {
     let saved = saved::load(file)?;
     let label = PathBuf::from(format!("{} (the spec saved in it)", file.display()));
-    let (job, warnings) = Job::from_source(saved.source.clone(), &label, root)?;
+    let (job, warnings) = Job::<System>::from_source(saved.source.clone(), &label, root)?;
     ui.warn_spec(&label, &warnings);
     if saved.plan.root != job.system.root().display().to_string() {
         bail!(

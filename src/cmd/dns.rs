@@ -5,14 +5,14 @@ use anyhow::{Context, Result, bail};
 
 use crate::Exit;
 use crate::cli::{DnsArgs, DnsFormat};
+use crate::host::{ReadOnly, local};
 use crate::job::today;
-use crate::system::System;
 use crate::ui::Ui;
 use crate::{ci, dns, octodns, push, rotate};
 
 pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
     let spec = crate::job::load_spec(&args.spec, ui)?;
-    let system = System::new(&args.root)?;
+    let system = ReadOnly::new(&args.root)?;
     // One host, or every host of a fleet (keys under --root, or exported by each host).
     let hosts: Vec<Option<&str>> = match args.host.as_deref() {
         Some(h) => vec![Some(h)],
@@ -80,12 +80,11 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
             )?;
             let (files, outside) =
                 octodns::zone_files(&records, &push::zone_names(&spec), spec.dns.ttl.get());
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("create the directory {}", dir.display()))?;
+            local::create_dir_all(dir)?;
             let mut text = String::new();
             for (zone, yaml) in files {
                 let path = dir.join(format!("{zone}.yaml"));
-                ci::write_atomically(&path, yaml.as_bytes(), 0o644)?;
+                local::write_atomically(&path, yaml.as_bytes(), 0o644)?;
                 text += &format!("wrote {}\n", path.display());
             }
             for name in outside {

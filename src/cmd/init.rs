@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::Exit;
+use crate::host::local;
 use crate::ui::Ui;
 
 /// The starter spec written by `init`.
@@ -21,10 +22,10 @@ pub fn run(path: &Path, force: bool, ui: &mut Ui) -> Result<Exit> {
         ui.out(&text)?;
         return Ok(Exit::Ok);
     }
-    if path.exists() && !force {
+    if local::exists(path) && !force {
         bail!("{} exists; use --force to overwrite it", path.display());
     }
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    local::write_atomically(path, text.as_bytes(), 0o644)?;
     ui.out(&format!(
         "wrote {}: edit it, then run `mailsetup plan {}`\n",
         path.display(),

@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::Exit;
 use crate::cli::{PlanFormat, Target};
+use crate::host::ReadOnly;
 use crate::job::{Job, today};
 use crate::ui::Ui;
 use crate::{saved, show};
@@ -27,7 +28,7 @@ pub fn run(
     save: Option<&Path>,
     ui: &mut Ui,
 ) -> Result<Exit> {
-    let job = Job::new(target, ui)?;
+    let job = Job::<ReadOnly>::new(target, ui)?;
     let date = today()?;
     let plan = job.plan(&job.plan_facts(date, ui)?)?;
     if let Some(file) = save {

@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::Exit;
+use crate::host::{Host, HostMut, System};
 use crate::state;
-use crate::system::System;
 use crate::ui::Ui;
 use crate::{apply, backup, desired, plan};
 

@@ -20,8 +20,8 @@ use crate::dns::{Kind, Record};
 
 pub use wire::Primary;
 
+use crate::host::{Host, ReadOnly};
 use crate::spec::{ResolverAddr, Spec};
-use crate::system::System;
 
 /// What the command line says of every zone's server and key.
 pub struct Targets<'a> {
@@ -43,7 +43,7 @@ pub fn zone_names(spec: &Spec) -> Vec<String> {
 /// names (`send` false: a dry run).
 pub fn run(
     spec: &Spec,
-    system: &System,
+    system: &impl Host,
     targets: &Targets,
     records: &[crate::dns::Record],
     withdrawn: &[String],
@@ -86,7 +86,7 @@ pub fn run(
                         )
                     })?
                     .to_string(),
-                Some(system),
+                Some(system as &dyn Host),
             ),
         };
         let key = match keys.get(&file) {
@@ -142,12 +142,12 @@ impl Pushed {
 }
 
 /// A TSIG key file: under the target system for the spec's, as given for `--tsig-key`.
-fn read_key(system: Option<&System>, file: &str) -> Result<tsig::Key> {
+fn read_key(system: Option<&dyn Host>, file: &str) -> Result<tsig::Key> {
     let here;
     let system = match system {
         Some(s) => s,
         None => {
-            here = System::new(std::path::Path::new("/"))?;
+            here = ReadOnly::new(std::path::Path::new("/"))?;
             &here
         }
     };

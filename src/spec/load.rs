@@ -54,7 +54,7 @@ pub fn load(file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
 
 /// The text of a spec file.
 pub fn read_text(file: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(file).map_err(|error| SpecError::Read {
+    crate::host::local::read_text(file).map_err(|error| SpecError::Read {
         file: file.to_path_buf(),
         error,
     })

@@ -11,6 +11,7 @@ mod e2e;
 mod fleet;
 mod fresh_host;
 mod golden;
+mod keys;
 mod push;
 mod rotate;
 mod support;

@@ -1,5 +1,5 @@
-//! The only module that touches the host: files under the root prefix, the
-//! account database, commands and services. Everything else is pure.
+//! The real system: files under the root prefix, the account database,
+//! commands and services.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -11,6 +11,7 @@ use std::process::Command;
 use crate::keys::Zeroizing;
 use anyhow::{Context, Result, bail};
 
+use super::{Host, HostMut};
 use crate::desired::{Service, paths};
 
 /// A file as found on the host.
@@ -122,26 +123,6 @@ impl System {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The running system itself, where services and accounts are managed.
-    pub fn is_live(&self) -> bool {
-        self.root == Path::new("/")
-    }
-
-    /// Only root can give files to other users; without it ownership is left alone.
-    pub fn can_chown(&self) -> bool {
-        nix::unistd::geteuid().is_root()
-    }
-
-    /// The host path of a target path (`/etc/x` → `ROOT/etc/x`).
-    pub fn path(&self, target: &str) -> PathBuf {
-        debug_assert!(target.starts_with('/') && !target.split('/').any(|p| p == ".."));
-        self.root.join(target.trim_start_matches('/'))
-    }
-
     /// The host path of a target path that is read or written: a plain absolute
     /// path (no `.`, `..` or empty parts) under the root, none of whose existing
     /// directories is a symlink, so nothing is read or written outside the tree.
@@ -181,365 +162,12 @@ impl System {
         Ok(path)
     }
 
-    /// A managed file; a symlink or anything but a regular file is refused, since
-    /// writing through it would change a file mailsetup does not manage.
-    pub fn read_file(&self, target: &str) -> Result<Option<FileState>> {
-        let path = self.resolve(target)?;
-        let Some(meta) = self.lstat(&path)? else {
-            return Ok(None);
-        };
-        if !meta.file_type().is_file() {
-            bail!(
-                "{} is not a regular file (a symlink or other kind); mailsetup will not write through it — remove it or replace it with a plain file",
-                path.display()
-            );
-        }
-        let content = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        Ok(Some(FileState {
-            content,
-            meta: to_meta(&meta),
-        }))
-    }
-
-    /// A managed directory; a symlink in its place is refused.
-    pub fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
-        let path = self.resolve(target)?;
-        let Some(meta) = self.lstat(&path)? else {
-            return Ok(None);
-        };
-        if !meta.file_type().is_dir() {
-            bail!(
-                "{} is not a directory (a symlink or other kind); mailsetup will not follow it",
-                path.display()
-            );
-        }
-        Ok(Some(to_meta(&meta)))
-    }
-
     fn lstat(&self, path: &Path) -> Result<Option<fs::Metadata>> {
         match fs::symlink_metadata(path) {
             Ok(m) => Ok(Some(m)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("inspect {}", path.display())),
         }
-    }
-
-    /// Selectors of the private keys present, per key set (`keys/<set>/<sel>.private`).
-    pub fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>> {
-        let mut out = BTreeMap::new();
-        let keys = self.path(paths::KEYS_DIR);
-        if self.read_dir_meta(paths::KEYS_DIR)?.is_none() {
-            return Ok(out);
-        }
-        for set in fs::read_dir(&keys).with_context(|| format!("list {}", keys.display()))? {
-            let set = set.with_context(|| format!("list {}", keys.display()))?;
-            if !set.file_type()?.is_dir() {
-                continue;
-            }
-            let mut selectors = Vec::new();
-            for key in fs::read_dir(set.path())? {
-                let name = key?.file_name().to_string_lossy().into_owned();
-                if let Some(selector) = name.strip_suffix(".private") {
-                    selectors.push(selector.to_string());
-                }
-            }
-            selectors.sort();
-            out.insert(set.file_name().to_string_lossy().into_owned(), selectors);
-        }
-        Ok(out)
-    }
-
-    /// A secret file (the relay password, a TSIG key). It must be a plain file
-    /// readable by its owner only, and that owner root when mailsetup runs as
-    /// root: otherwise a spec could have any file (/etc/shadow, say) sent to a
-    /// server of its choosing, or the secret was never private. `what` names
-    /// it in errors. `None` when the file does not exist (yet).
-    pub fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>> {
-        let path = self.resolve(target)?;
-        let Some(meta) = self.lstat(&path)? else {
-            return Ok(None);
-        };
-        if !meta.is_file() {
-            bail!("the {what} {} is not a plain file", path.display());
-        }
-        if meta.mode() & 0o077 != 0 {
-            bail!(
-                "the {what} {} is readable by others (mode {:04o}): chmod 600 it",
-                path.display(),
-                meta.mode() & 0o7777
-            );
-        }
-        if self.can_chown() && meta.uid() != 0 {
-            bail!(
-                "the {what} {} belongs to uid {}, not root: chown root it",
-                path.display(),
-                meta.uid()
-            );
-        }
-        fs::read_to_string(&path)
-            .map(|text| Some(Zeroizing::new(text)))
-            .with_context(|| format!("read the {what} {}", path.display()))
-    }
-
-    /// The first line of the relay password file (see `read_secret`).
-    pub fn read_secret_line(&self, target: &str) -> Result<Option<String>> {
-        let Some(text) = self.read_secret(target, "password file")? else {
-            return Ok(None);
-        };
-        let line = text.lines().next().unwrap_or("").to_string();
-        if line.is_empty() || line.chars().any(char::is_control) {
-            bail!(
-                "{}: the first line must hold the password (non-empty, no control characters)",
-                self.path(target).display()
-            );
-        }
-        Ok(Some(line))
-    }
-
-    /// The target's accounts; a tree without its own /etc/passwd (a staging
-    /// directory) uses the running system's.
-    pub fn accounts(&self) -> Result<Accounts> {
-        let base = if self.path("/etc/passwd").exists() {
-            self.root.clone()
-        } else {
-            PathBuf::from("/")
-        };
-        let read = |name: &str| -> Result<String> {
-            let path = base.join(name.trim_start_matches('/'));
-            match fs::read_to_string(&path) {
-                Ok(s) => Ok(s),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-                Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
-            }
-        };
-        Ok(Accounts::parse(&read("/etc/passwd")?, &read("/etc/group")?))
-    }
-
-    /// Replaces a file atomically: a temporary file in the same directory gets the
-    /// content, mode and owner, is synced, then renamed over the target.
-    pub fn write_file(
-        &self,
-        target: &str,
-        content: &[u8],
-        mode: u32,
-        ids: Option<Ids>,
-    ) -> Result<()> {
-        let path = self.resolve(target)?;
-        let dir = path.parent().expect("target has a parent");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".mailsetup-")
-            .tempfile_in(dir)
-            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .with_context(|| format!("set the mode of {}", tmp.path().display()))?;
-        if let Some(ids) = ids {
-            std::os::unix::fs::fchown(tmp.as_file(), Some(ids.uid), Some(ids.gid))
-                .with_context(|| format!("set the owner of {}", tmp.path().display()))?;
-        }
-        tmp.write_all(content)
-            .and_then(|_| tmp.as_file().sync_all())
-            .with_context(|| format!("write {}", tmp.path().display()))?;
-        tmp.persist(&path)
-            .with_context(|| format!("rename into {}", path.display()))?;
-        sync_dir(dir)
-    }
-
-    /// Creates a private key file that is 0600 from its first byte and never
-    /// replaces an existing key.
-    pub fn create_private_file(
-        &self,
-        target: &str,
-        content: &[u8],
-        ids: Option<Ids>,
-    ) -> Result<()> {
-        let path = self.resolve(target)?;
-        let dir = path.parent().expect("target has a parent");
-        let tmp = dir.join(format!(
-            ".mailsetup-new-{}-{}",
-            std::process::id(),
-            path.file_name().expect("file name").to_string_lossy()
-        ));
-        let result = (|| -> Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .with_context(|| format!("create {}", tmp.display()))?;
-            if let Some(ids) = ids {
-                std::os::unix::fs::fchown(&file, Some(ids.uid), Some(ids.gid))
-                    .with_context(|| format!("set the owner of {}", tmp.display()))?;
-            }
-            file.write_all(content)
-                .and_then(|_| file.sync_all())
-                .with_context(|| format!("write {}", tmp.display()))?;
-            nix::fcntl::renameat2(
-                nix::fcntl::AT_FDCWD,
-                &tmp,
-                nix::fcntl::AT_FDCWD,
-                &path,
-                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-            )
-            .with_context(|| format!("move the new key into place at {}", path.display()))?;
-            sync_dir(dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    pub fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.resolve(target)?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("create the directory {}", parent.display()))?;
-        }
-        fs::DirBuilder::new()
-            .mode(mode)
-            .create(&path)
-            .with_context(|| format!("create the directory {}", path.display()))?;
-        self.set_meta(target, mode, ids)
-    }
-
-    /// Sets mode and (when given) owner, without following a symlink.
-    pub fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.resolve(target)?;
-        if let Some(ids) = ids {
-            std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
-                .with_context(|| format!("set the owner of {}", path.display()))?;
-        }
-        if self
-            .lstat(&path)?
-            .is_some_and(|m| m.file_type().is_symlink())
-        {
-            bail!("{} is a symlink; not changing it", path.display());
-        }
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("set the mode of {}", path.display()))
-    }
-
-    /// Dates a just-written file two seconds back, so Postfix's tools take it
-    /// at once. `path` is a host path from `path()`; a missing file is left be.
-    pub fn date_back(&self, path: &Path) -> Result<()> {
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
-        let file = match fs::File::options().write(true).open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-        };
-        if file.metadata()?.modified()? > past {
-            file.set_modified(past)
-                .with_context(|| format!("date {}", path.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Removes a directory and everything in it (a half-made backup).
-    pub fn remove_tree(&self, target: &str) -> Result<()> {
-        let path = self.resolve(target)?;
-        match fs::remove_dir_all(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("remove {}", path.display()))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Removes what a killed run left in `dir`: entries named `prefix` or
-    /// `prefix-…`. Only call it holding the apply lock.
-    pub fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()> {
-        let path = self.resolve(&format!("{dir}/{prefix}"))?;
-        let parent = path.parent().expect("has a parent");
-        let Ok(entries) = fs::read_dir(parent) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == prefix || name.starts_with(&format!("{prefix}-")) {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
-        Ok(())
-    }
-
-    /// A private temporary directory in `dir`, removed when dropped.
-    pub fn temp_dir(&self, dir: &str, prefix: &str) -> Result<tempfile::TempDir> {
-        let parent = self.resolve(&format!("{dir}/x"))?;
-        let parent = parent.parent().expect("has a parent");
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(parent)
-            .with_context(|| format!("create a temporary directory in {}", parent.display()))
-    }
-
-    pub fn remove_file(&self, target: &str) -> Result<()> {
-        let path = self.resolve(target)?;
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("remove {}", path.display()))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Moves a file (a retired DKIM key into its archive) without ever replacing
-    /// one already at `to`; both directories are synced.
-    pub fn rename_noreplace(&self, from: &str, to: &str) -> Result<()> {
-        let (src, dst) = (self.resolve(from)?, self.resolve(to)?);
-        nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &src,
-            nix::fcntl::AT_FDCWD,
-            &dst,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        )
-        .with_context(|| format!("move {} to {}", src.display(), dst.display()))?;
-        sync_dir(dst.parent().expect("target has a parent"))?;
-        sync_dir(src.parent().expect("target has a parent"))
-    }
-
-    /// Whether something accepts connections on a Unix socket (the milter's).
-    pub fn connect_unix(&self, target: &str) -> Result<()> {
-        let path = self.path(target);
-        std::os::unix::net::UnixStream::connect(&path)
-            .map(drop)
-            .with_context(|| format!("connect to {}", path.display()))
-    }
-
-    /// Holds the apply lock until dropped; a second apply fails at once.
-    pub fn lock(&self, target: &str) -> Result<Lock> {
-        let path = self.path(target);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("open the lock file {}", path.display()))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map(|held| Lock { _held: held })
-            .map_err(|(_, errno)| {
-                anyhow::anyhow!(
-                    "another mailsetup is changing this system (lock {} is held): {errno}",
-                    path.display()
-                )
-            })
-    }
-
-    /// Whether a program is installed (searched in PATH and the sbin directories).
-    pub fn find_program(&self, name: &str) -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    }
-
-    /// Runs a command; a non-zero exit is an error carrying its output.
-    pub fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
-        self.run_with(program, args, &[], None)
     }
 
     /// `run` with extra environment variables and text on standard input.
@@ -589,12 +217,424 @@ impl System {
         Ok(result)
     }
 
+    fn systemd(&self) -> bool {
+        Path::new("/run/systemd/system").is_dir()
+    }
+}
+
+impl Host for System {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The running system itself, where services and accounts are managed.
+    fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Only root can give files to other users; without it ownership is left alone.
+    fn can_chown(&self) -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// The host path of a target path (`/etc/x` → `ROOT/etc/x`).
+    fn path(&self, target: &str) -> PathBuf {
+        debug_assert!(target.starts_with('/') && !target.split('/').any(|p| p == ".."));
+        self.root.join(target.trim_start_matches('/'))
+    }
+
+    fn exists(&self, target: &str) -> bool {
+        self.resolve(target)
+            .is_ok_and(|p| self.lstat(&p).is_ok_and(|m| m.is_some()))
+    }
+
+    /// A managed file; a symlink or anything but a regular file is refused, since
+    /// writing through it would change a file mailsetup does not manage.
+    fn read_file(&self, target: &str) -> Result<Option<FileState>> {
+        let path = self.resolve(target)?;
+        let Some(meta) = self.lstat(&path)? else {
+            return Ok(None);
+        };
+        if !meta.file_type().is_file() {
+            bail!(
+                "{} is not a regular file (a symlink or other kind); mailsetup will not write through it — remove it or replace it with a plain file",
+                path.display()
+            );
+        }
+        let content = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        Ok(Some(FileState {
+            content,
+            meta: to_meta(&meta),
+        }))
+    }
+
+    /// A managed directory; a symlink in its place is refused.
+    fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
+        let path = self.resolve(target)?;
+        let Some(meta) = self.lstat(&path)? else {
+            return Ok(None);
+        };
+        if !meta.file_type().is_dir() {
+            bail!(
+                "{} is not a directory (a symlink or other kind); mailsetup will not follow it",
+                path.display()
+            );
+        }
+        Ok(Some(to_meta(&meta)))
+    }
+
+    fn list_dir(&self, target: &str) -> Result<Vec<String>> {
+        if self.read_dir_meta(target)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let path = self.path(target);
+        let mut names = fs::read_dir(&path)
+            .and_then(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect::<std::io::Result<Vec<String>>>()
+            })
+            .with_context(|| format!("list {}", path.display()))?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Selectors of the private keys present, per key set (`keys/<set>/<sel>.private`).
+    fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut out = BTreeMap::new();
+        let keys = self.path(paths::KEYS_DIR);
+        if self.read_dir_meta(paths::KEYS_DIR)?.is_none() {
+            return Ok(out);
+        }
+        for set in fs::read_dir(&keys).with_context(|| format!("list {}", keys.display()))? {
+            let set = set.with_context(|| format!("list {}", keys.display()))?;
+            if !set.file_type()?.is_dir() {
+                continue;
+            }
+            let mut selectors = Vec::new();
+            for key in fs::read_dir(set.path())? {
+                let name = key?.file_name().to_string_lossy().into_owned();
+                if let Some(selector) = name.strip_suffix(".private") {
+                    selectors.push(selector.to_string());
+                }
+            }
+            selectors.sort();
+            out.insert(set.file_name().to_string_lossy().into_owned(), selectors);
+        }
+        Ok(out)
+    }
+
+    /// A secret file (the relay password, a TSIG key). It must be a plain file
+    /// readable by its owner only, and that owner root when mailsetup runs as
+    /// root: otherwise a spec could have any file (/etc/shadow, say) sent to a
+    /// server of its choosing, or the secret was never private. `what` names
+    /// it in errors. `None` when the file does not exist (yet).
+    fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>> {
+        let path = self.resolve(target)?;
+        let Some(meta) = self.lstat(&path)? else {
+            return Ok(None);
+        };
+        if !meta.is_file() {
+            bail!("the {what} {} is not a plain file", path.display());
+        }
+        if meta.mode() & 0o077 != 0 {
+            bail!(
+                "the {what} {} is readable by others (mode {:04o}): chmod 600 it",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        if self.can_chown() && meta.uid() != 0 {
+            bail!(
+                "the {what} {} belongs to uid {}, not root: chown root it",
+                path.display(),
+                meta.uid()
+            );
+        }
+        fs::read_to_string(&path)
+            .map(|text| Some(Zeroizing::new(text)))
+            .with_context(|| format!("read the {what} {}", path.display()))
+    }
+
+    /// The target's accounts; a tree without its own /etc/passwd (a staging
+    /// directory) uses the running system's.
+    fn accounts(&self) -> Result<Accounts> {
+        let base = if self.path("/etc/passwd").exists() {
+            self.root.clone()
+        } else {
+            PathBuf::from("/")
+        };
+        let read = |name: &str| -> Result<String> {
+            let path = base.join(name.trim_start_matches('/'));
+            match fs::read_to_string(&path) {
+                Ok(s) => Ok(s),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+            }
+        };
+        Ok(Accounts::parse(&read("/etc/passwd")?, &read("/etc/group")?))
+    }
+
+    /// Whether something accepts connections on a Unix socket (the milter's).
+    fn connect_unix(&self, target: &str) -> Result<()> {
+        let path = self.path(target);
+        std::os::unix::net::UnixStream::connect(&path)
+            .map(drop)
+            .with_context(|| format!("connect to {}", path.display()))
+    }
+
+    /// Whether a program is installed (searched in PATH and the sbin directories).
+    fn find_program(&self, name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// Whether Cyrus SASL's PLAIN/LOGIN plugins (libsasl2-modules) are installed,
+    /// which Postfix needs to log in to a relay.
+    fn has_sasl_login_mechanisms(&self) -> bool {
+        let Ok(dirs) = fs::read_dir("/usr/lib") else {
+            return false;
+        };
+        dirs.filter_map(|d| d.ok())
+            .map(|d| d.path().join("sasl2"))
+            .chain([PathBuf::from("/usr/lib/sasl2")])
+            .any(|dir| {
+                fs::read_dir(dir).is_ok_and(|mut files| {
+                    files.any(|f| {
+                        f.is_ok_and(|f| {
+                            let name = f.file_name();
+                            let name = name.to_string_lossy();
+                            name.starts_with("libplain.so") || name.starts_with("liblogin.so")
+                        })
+                    })
+                })
+            })
+    }
+
+    /// Whether a service is running on the live system.
+    fn service_running(&self, service: Service) -> bool {
+        if self.systemd() {
+            return self
+                .run(
+                    "systemctl",
+                    &["is-active", "--quiet", service_unit(service)],
+                )
+                .is_ok();
+        }
+        match service {
+            Service::Postfix => self.run("postfix", &["status"]).is_ok(),
+            Service::Opendkim => fs::read_to_string(paths::OPENDKIM_PID)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                }),
+        }
+    }
+}
+
+impl HostMut for System {
+    /// Replaces a file atomically: a temporary file in the same directory gets the
+    /// content, mode and owner, is synced, then renamed over the target.
+    fn write_file(&self, target: &str, content: &[u8], mode: u32, ids: Option<Ids>) -> Result<()> {
+        let path = self.resolve(target)?;
+        let dir = path.parent().expect("target has a parent");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".mailsetup-")
+            .tempfile_in(dir)
+            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("set the mode of {}", tmp.path().display()))?;
+        if let Some(ids) = ids {
+            std::os::unix::fs::fchown(tmp.as_file(), Some(ids.uid), Some(ids.gid))
+                .with_context(|| format!("set the owner of {}", tmp.path().display()))?;
+        }
+        tmp.write_all(content)
+            .and_then(|_| tmp.as_file().sync_all())
+            .with_context(|| format!("write {}", tmp.path().display()))?;
+        tmp.persist(&path)
+            .with_context(|| format!("rename into {}", path.display()))?;
+        sync_dir(dir)
+    }
+
+    /// Creates a private key file that is 0600 from its first byte and never
+    /// replaces an existing key.
+    fn create_private_file(&self, target: &str, content: &[u8], ids: Option<Ids>) -> Result<()> {
+        let path = self.resolve(target)?;
+        let dir = path.parent().expect("target has a parent");
+        let tmp = dir.join(format!(
+            ".mailsetup-new-{}-{}",
+            std::process::id(),
+            path.file_name().expect("file name").to_string_lossy()
+        ));
+        let result = (|| -> Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("create {}", tmp.display()))?;
+            if let Some(ids) = ids {
+                std::os::unix::fs::fchown(&file, Some(ids.uid), Some(ids.gid))
+                    .with_context(|| format!("set the owner of {}", tmp.display()))?;
+            }
+            file.write_all(content)
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("write {}", tmp.display()))?;
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AT_FDCWD,
+                &path,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            )
+            .with_context(|| format!("move the new key into place at {}", path.display()))?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
+        let path = self.resolve(target)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("create the directory {}", parent.display()))?;
+        }
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(&path)
+            .with_context(|| format!("create the directory {}", path.display()))?;
+        self.set_meta(target, mode, ids)
+    }
+
+    /// Sets mode and (when given) owner, without following a symlink.
+    fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
+        let path = self.resolve(target)?;
+        if let Some(ids) = ids {
+            std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
+                .with_context(|| format!("set the owner of {}", path.display()))?;
+        }
+        if self
+            .lstat(&path)?
+            .is_some_and(|m| m.file_type().is_symlink())
+        {
+            bail!("{} is a symlink; not changing it", path.display());
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("set the mode of {}", path.display()))
+    }
+
+    fn date_back(&self, target: &str) -> Result<()> {
+        date_back(&self.resolve(target)?, 2)
+    }
+
+    /// Removes a directory and everything in it (a half-made backup).
+    fn remove_tree(&self, target: &str) -> Result<()> {
+        let path = self.resolve(target)?;
+        match fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes what a killed run left in `dir`: entries named `prefix` or
+    /// `prefix-…`. Only call it holding the apply lock.
+    fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()> {
+        let path = self.resolve(&format!("{dir}/{prefix}"))?;
+        let parent = path.parent().expect("has a parent");
+        let Ok(entries) = fs::read_dir(parent) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == prefix || name.starts_with(&format!("{prefix}-")) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn scratch(&self, dir: &str, prefix: &str) -> Result<Scratch> {
+        let parent = self.resolve(&format!("{dir}/x"))?;
+        let parent = parent.parent().expect("has a parent");
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .map(|dir| Scratch { dir })
+            .with_context(|| format!("create a temporary directory in {}", parent.display()))
+    }
+
+    fn create_dirs(&self, target: &str) -> Result<()> {
+        let path = self.resolve(target)?;
+        fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))
+    }
+
+    fn remove_file(&self, target: &str) -> Result<()> {
+        let path = self.resolve(target)?;
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves a file (a retired DKIM key into its archive) without ever replacing
+    /// one already at `to`; both directories are synced.
+    fn rename_noreplace(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.resolve(from)?, self.resolve(to)?);
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &src,
+            nix::fcntl::AT_FDCWD,
+            &dst,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .with_context(|| format!("move {} to {}", src.display(), dst.display()))?;
+        sync_dir(dst.parent().expect("target has a parent"))?;
+        sync_dir(src.parent().expect("target has a parent"))
+    }
+
+    /// Holds the apply lock until dropped; a second apply fails at once.
+    fn lock(&self, target: &str) -> Result<Lock> {
+        let path = self.path(target);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("open the lock file {}", path.display()))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map(|held| Lock { _held: held })
+            .map_err(|(_, errno)| {
+                anyhow::anyhow!(
+                    "another mailsetup is changing this system (lock {} is held): {errno}",
+                    path.display()
+                )
+            })
+    }
+
+    /// Runs a command; a non-zero exit is an error carrying its output.
+    fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput> {
+        self.run_with(program, args, &[], None)
+    }
+
     /// Installs Debian packages with apt, answering no question: Postfix's
     /// debconf question is preseeded to "No configuration" (mailsetup writes
     /// main.cf), no recommends, existing configuration files kept. Waits up to
     /// two minutes for another package manager's lock; the package lists are
     /// refreshed once when a package is not found.
-    pub fn install_packages(&self, packages: &[&str]) -> Result<()> {
+    fn install_packages(&self, packages: &[&str]) -> Result<()> {
         self.run_with(
             "debconf-set-selections",
             &[],
@@ -648,56 +688,9 @@ impl System {
         }
     }
 
-    /// Whether Cyrus SASL's PLAIN/LOGIN plugins (libsasl2-modules) are installed,
-    /// which Postfix needs to log in to a relay.
-    pub fn has_sasl_login_mechanisms(&self) -> bool {
-        let Ok(dirs) = fs::read_dir("/usr/lib") else {
-            return false;
-        };
-        dirs.filter_map(|d| d.ok())
-            .map(|d| d.path().join("sasl2"))
-            .chain([PathBuf::from("/usr/lib/sasl2")])
-            .any(|dir| {
-                fs::read_dir(dir).is_ok_and(|mut files| {
-                    files.any(|f| {
-                        f.is_ok_and(|f| {
-                            let name = f.file_name();
-                            let name = name.to_string_lossy();
-                            name.starts_with("libplain.so") || name.starts_with("liblogin.so")
-                        })
-                    })
-                })
-            })
-    }
-
-    fn systemd(&self) -> bool {
-        Path::new("/run/systemd/system").is_dir()
-    }
-
-    /// Whether a service is running on the live system.
-    pub fn service_running(&self, service: Service) -> bool {
-        if self.systemd() {
-            return self
-                .run(
-                    "systemctl",
-                    &["is-active", "--quiet", service_unit(service)],
-                )
-                .is_ok();
-        }
-        match service {
-            Service::Postfix => self.run("postfix", &["status"]).is_ok(),
-            Service::Opendkim => fs::read_to_string(paths::OPENDKIM_PID)
-                .ok()
-                .and_then(|pid| pid.trim().parse::<i32>().ok())
-                .is_some_and(|pid| {
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-                }),
-        }
-    }
-
     /// Reloads or restarts a service with systemd when it is PID 1, else with the
     /// daemons' own tools and init scripts.
-    pub fn service(&self, service: Service, action: ServiceAction) -> Result<()> {
+    fn service(&self, service: Service, action: ServiceAction) -> Result<()> {
         let unit = service_unit(service);
         if self.systemd() {
             let args: &[&str] = match action {
@@ -732,6 +725,44 @@ fn service_unit(service: Service) -> &'static str {
         Service::Postfix => "postfix",
         Service::Opendkim => "opendkim",
     }
+}
+
+/// A private scratch directory on the host, removed when dropped: the staged
+/// configuration the daemons check, an empty main.cf for Postfix's map tools.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `content` at `rel` inside, dated 10 s back: Postfix waits until
+    /// a just-modified main.cf is a second old, and a copy can be dated instead.
+    pub fn put(&self, rel: &str, content: &[u8]) -> Result<PathBuf> {
+        let file = self.dir.path().join(rel.trim_start_matches('/'));
+        fs::create_dir_all(file.parent().expect("parent"))
+            .with_context(|| format!("create {}", file.display()))?;
+        fs::write(&file, content).with_context(|| format!("write {}", file.display()))?;
+        date_back(&file, 10)?;
+        Ok(file)
+    }
+}
+
+/// Dates a file `secs` seconds back unless it is older; a missing file is left be.
+fn date_back(path: &Path, secs: u64) -> Result<()> {
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    let file = match fs::File::options().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    if file.metadata()?.modified()? > past {
+        file.set_modified(past)
+            .with_context(|| format!("date {}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub struct CommandOutput {

@@ -1,0 +1,167 @@
+//! The host: the only module that touches files, accounts, commands, services
+//! and locks. Everything else is pure, or reaches the host through these traits.
+//!
+//! Two traits split what a command may do. [`Host`] looks: files under the
+//! root prefix, accounts, installed programs, running services. [`HostMut`]
+//! changes: writes, keys, directories, packages, reloads, the apply lock. The
+//! real system ([`System`]) is both; [`ReadOnly`] is only a `Host`, and it is
+//! what `plan`, `dns`, `check` and `rotate status` get, so they cannot write by
+//! construction (chezmoi's `System` with its read-only wrapper is the model).
+//! The operator's own files (the spec, templates, saved plans, bundles,
+//! outputs named on the command line) are in [`local`].
+
+pub mod local;
+mod system;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::desired::Service;
+use crate::keys::Zeroizing;
+
+pub use system::{
+    Accounts, CommandOutput, FileState, Ids, Lock, Meta, Scratch, ServiceAction, System,
+};
+
+/// Looking at one target system (`/` or a tree under `--root`); target paths
+/// are absolute paths inside it.
+pub trait Host {
+    /// The root prefix, as the host names it.
+    fn root(&self) -> &Path;
+    /// The running system itself, where services and accounts are managed.
+    fn is_live(&self) -> bool;
+    /// Only root can give files to other users; without it ownership is left alone.
+    fn can_chown(&self) -> bool;
+    /// The host path of a target path (`/etc/x` → `ROOT/etc/x`), for messages
+    /// and for the daemons' own tools, which take host paths.
+    fn path(&self, target: &str) -> PathBuf;
+    /// Whether anything (a file, a directory, a dangling symlink) is at `target`.
+    fn exists(&self, target: &str) -> bool;
+    /// A managed file; a symlink or anything but a regular file is refused.
+    fn read_file(&self, target: &str) -> Result<Option<FileState>>;
+    /// A managed directory; a symlink in its place is refused.
+    fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>>;
+    /// The names in a directory, sorted; none when it does not exist.
+    fn list_dir(&self, target: &str) -> Result<Vec<String>>;
+    /// Selectors of the private keys present, per key set (`keys/<set>/<sel>.private`).
+    fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>>;
+    /// A secret file: plain, its owner's only (root's when running as root).
+    fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>>;
+    /// The target's accounts (/etc/passwd, /etc/group).
+    fn accounts(&self) -> Result<Accounts>;
+    /// Whether something accepts connections on a Unix socket (the milter's).
+    fn connect_unix(&self, target: &str) -> Result<()>;
+    /// Whether a program is installed (searched in PATH and the sbin directories).
+    fn find_program(&self, name: &str) -> Option<PathBuf>;
+    /// Whether Cyrus SASL's PLAIN/LOGIN plugins are installed.
+    fn has_sasl_login_mechanisms(&self) -> bool;
+    /// Whether a service is running on the live system.
+    fn service_running(&self, service: Service) -> bool;
+
+    /// The first line of the relay password file (see `read_secret`).
+    fn read_secret_line(&self, target: &str) -> Result<Option<String>> {
+        let Some(text) = self.read_secret(target, "password file")? else {
+            return Ok(None);
+        };
+        let line = text.lines().next().unwrap_or("").to_string();
+        if line.is_empty() || line.chars().any(char::is_control) {
+            bail!(
+                "{}: the first line must hold the password (non-empty, no control characters)",
+                self.path(target).display()
+            );
+        }
+        Ok(Some(line))
+    }
+}
+
+/// Changing the target system: only apply (through `job::execute`), rollback,
+/// `apply --bundle`'s key install and rotation get one.
+pub trait HostMut: Host {
+    /// Replaces a file atomically (temporary file, mode, owner, sync, rename).
+    fn write_file(&self, target: &str, content: &[u8], mode: u32, ids: Option<Ids>) -> Result<()>;
+    /// Creates a private key file, 0600 from its first byte; never replaces one.
+    fn create_private_file(&self, target: &str, content: &[u8], ids: Option<Ids>) -> Result<()>;
+    fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()>;
+    /// Sets mode and (when given) owner, without following a symlink.
+    fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()>;
+    /// Dates a just-written file two seconds back, so Postfix's tools take it at once.
+    fn date_back(&self, target: &str) -> Result<()>;
+    /// Removes a directory and everything in it (a half-made backup).
+    fn remove_tree(&self, target: &str) -> Result<()>;
+    /// Removes what a killed run left in `dir`: entries named `prefix` or `prefix-…`.
+    fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()>;
+    /// A private scratch directory in `dir`, removed when dropped.
+    fn scratch(&self, dir: &str, prefix: &str) -> Result<Scratch>;
+    /// Creates a directory and its missing parents, with the default mode.
+    fn create_dirs(&self, target: &str) -> Result<()>;
+    fn remove_file(&self, target: &str) -> Result<()>;
+    /// Moves a file without ever replacing one at `to`.
+    fn rename_noreplace(&self, from: &str, to: &str) -> Result<()>;
+    /// Holds the apply lock until dropped; a second apply fails at once.
+    fn lock(&self, target: &str) -> Result<Lock>;
+    /// Runs a command; a non-zero exit is an error carrying its output.
+    fn run(&self, program: &str, args: &[&str]) -> Result<CommandOutput>;
+    /// Installs Debian packages with apt, answering no question.
+    fn install_packages(&self, packages: &[&str]) -> Result<()>;
+    /// Reloads, restarts or starts a service.
+    fn service(&self, service: Service, action: ServiceAction) -> Result<()>;
+}
+
+/// The real system, able only to look: what plan, dns and check get.
+pub struct ReadOnly(System);
+
+impl ReadOnly {
+    pub fn new(root: &Path) -> Result<ReadOnly> {
+        System::new(root).map(ReadOnly)
+    }
+}
+
+impl Host for ReadOnly {
+    fn root(&self) -> &Path {
+        self.0.root()
+    }
+    fn is_live(&self) -> bool {
+        self.0.is_live()
+    }
+    fn can_chown(&self) -> bool {
+        self.0.can_chown()
+    }
+    fn path(&self, target: &str) -> PathBuf {
+        self.0.path(target)
+    }
+    fn exists(&self, target: &str) -> bool {
+        self.0.exists(target)
+    }
+    fn read_file(&self, target: &str) -> Result<Option<FileState>> {
+        self.0.read_file(target)
+    }
+    fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
+        self.0.read_dir_meta(target)
+    }
+    fn list_dir(&self, target: &str) -> Result<Vec<String>> {
+        self.0.list_dir(target)
+    }
+    fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        self.0.key_selectors()
+    }
+    fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>> {
+        self.0.read_secret(target, what)
+    }
+    fn accounts(&self) -> Result<Accounts> {
+        self.0.accounts()
+    }
+    fn connect_unix(&self, target: &str) -> Result<()> {
+        self.0.connect_unix(target)
+    }
+    fn find_program(&self, name: &str) -> Option<PathBuf> {
+        self.0.find_program(name)
+    }
+    fn has_sasl_login_mechanisms(&self) -> bool {
+        self.0.has_sasl_login_mechanisms()
+    }
+    fn service_running(&self, service: Service) -> bool {
+        self.0.service_running(service)
+    }
+}
