@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use crate::support::{missing_in_ci, path_str, test_tool};
+use crate::support::{Test, missing_in_ci, path_str, test_tool};
 
 #[test]
 fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
@@ -44,9 +44,7 @@ fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
         (&["completions", "zsh"][..], "_mailsetup"),
         (&["completions", "fish"][..], "mailsetup.fish"),
     ] {
-        let out = Command::new(bin).args(args).output().unwrap();
-        assert!(out.status.success());
-        std::fs::write(assets.join(file), out.stdout).unwrap();
+        std::fs::write(assets.join(file), Test::new().args(args).run().stdout).unwrap();
     }
     let debs = tempfile::tempdir().unwrap();
     let out = Command::new("cargo")
@@ -73,6 +71,7 @@ fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("cargo deb wrote a .deb");
 
+    // Not support::Test: the script runs the binary on the fleet's hosts.
     crate::support::run_script(
         "tests/fleet/fleet.sh",
         &[bin, path_str(&deb)],

@@ -1,7 +1,7 @@
 //! Bad input in every kind of field: a clear error naming file, line and field,
 //! exit 1, and nothing written by validate, plan or apply.
 
-use crate::support::{path_str, root, run, tree};
+use crate::support::{Test, path_str, root, tree};
 
 const BASE: &str = "\
 host:
@@ -198,7 +198,7 @@ fn every_bad_value_is_refused_with_its_location_and_nothing_is_written() {
         let spec = dir.path().join("bad.yaml");
         std::fs::write(&spec, BASE.replacen(from, to, 1)).unwrap();
         let s = path_str(&spec);
-        let out = run(&["validate", s], 1);
+        let out = Test::new().args(&["validate", s]).status(1).run();
         let first = out.stderr.lines().next().unwrap_or("");
         assert!(
             first.starts_with(&format!("error: {s}:")) && first.contains(field),
@@ -215,7 +215,10 @@ fn every_bad_value_is_refused_with_its_location_and_nothing_is_written() {
         for cmd in ["plan", "apply"] {
             let root = root();
             let before = tree(root.path());
-            run(&[cmd, s, "--root", path_str(root.path())], 1);
+            Test::new()
+                .args(&[cmd, s, "--root", path_str(root.path())])
+                .status(1)
+                .run();
             assert_eq!(tree(root.path()), before, "case {to:?}: {cmd} wrote files");
         }
     }
@@ -226,26 +229,30 @@ fn the_good_base_passes() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("good.yaml");
     std::fs::write(&spec, BASE).unwrap();
-    run(&["validate", path_str(&spec)], 0);
+    Test::new().args(&["validate", path_str(&spec)]).run();
 }
 
 #[test]
 fn a_missing_file_and_broken_yaml_are_clear() {
-    let out = run(&["validate", "/nonexistent/mailsetup.yaml"], 1);
-    assert!(
-        out.stderr
-            .contains("cannot read /nonexistent/mailsetup.yaml"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["validate", "/nonexistent/mailsetup.yaml"])
+        .status(1)
+        .stderr_has("cannot read /nonexistent/mailsetup.yaml")
+        .run();
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("broken.yaml");
     std::fs::write(&spec, "host: [\n").unwrap();
-    let out = run(&["validate", path_str(&spec)], 1);
-    assert!(out.stderr.contains("broken.yaml:"), "{}", out.stderr);
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .status(1)
+        .stderr_has("broken.yaml:")
+        .run();
 
     // The cause is said once, not once per layer of context.
-    let out = run(&["validate", "/nonexistent/mailsetup.yaml"], 1);
+    let out = Test::new()
+        .args(&["validate", "/nonexistent/mailsetup.yaml"])
+        .status(1)
+        .run();
     assert_eq!(
         out.stderr.matches("No such file or directory").count(),
         1,
@@ -254,7 +261,10 @@ fn a_missing_file_and_broken_yaml_are_clear() {
     );
     let latin1 = dir.path().join("latin1.yaml");
     std::fs::write(&latin1, b"host:\n  hostname: m\xe4il.example.com\n").unwrap();
-    let out = run(&["validate", path_str(&latin1)], 1);
+    let out = Test::new()
+        .args(&["validate", path_str(&latin1)])
+        .status(1)
+        .run();
     assert_eq!(
         out.stderr.matches("did not contain valid UTF-8").count(),
         1,
@@ -268,7 +278,7 @@ fn a_spec_saved_with_a_byte_order_mark_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("bom.yaml");
     std::fs::write(&spec, format!("\u{feff}{BASE}")).unwrap();
-    run(&["validate", path_str(&spec)], 0);
+    Test::new().args(&["validate", path_str(&spec)]).run();
 }
 
 #[test]
@@ -282,10 +292,9 @@ fn apply_prints_each_spec_warning_once() {
     )
     .unwrap();
     let root = root();
-    let out = run(
-        &["apply", path_str(&spec), "--root", path_str(root.path())],
-        0,
-    );
+    let out = Test::new()
+        .args(&["apply", path_str(&spec), "--root", path_str(root.path())])
+        .run();
     let warnings: Vec<&str> = out
         .stderr
         .lines()
@@ -301,10 +310,10 @@ fn a_missing_relay_password_file_is_an_error_that_writes_nothing() {
     let spec = dir.path().join("relay.yaml");
     std::fs::write(&spec, BASE).unwrap();
     let root = tempfile::tempdir().unwrap();
-    let out = run(
-        &["apply", path_str(&spec), "--root", path_str(root.path())],
-        1,
-    );
-    assert!(out.stderr.contains("relay-password"), "{}", out.stderr);
+    Test::new()
+        .args(&["apply", path_str(&spec), "--root", path_str(root.path())])
+        .status(1)
+        .stderr_has("relay-password")
+        .run();
     assert!(tree(root.path()).is_empty());
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{DATE, example, members, path_str, root, run, tree};
+use crate::support::{DATE, Test, example, members, path_str, root, tree};
 
 /// Rebuilds an archive from members (the way an attacker or a broken copy would).
 fn rebuild(members: &[(String, Vec<u8>)], out: &Path) {
@@ -24,10 +24,11 @@ fn rebuild(members: &[(String, Vec<u8>)], out: &Path) {
     tar.into_inner().unwrap().finish().unwrap();
 }
 
-fn bundle_of(spec: &str, out: &Path, extra: &[&str]) -> crate::support::Output {
-    let mut args = vec!["bundle", spec, "--out", path_str(out)];
-    args.extend_from_slice(extra);
-    run(&args, 0)
+/// `bundle SPEC --out OUT EXTRA…`, for the caller to add its checks and run.
+fn bundle_of(spec: &str, out: &Path, extra: &[&str]) -> Test {
+    Test::new()
+        .args(&["bundle", spec, "--out", path_str(out)])
+        .args(extra)
 }
 
 #[test]
@@ -35,10 +36,10 @@ fn bundles_are_byte_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.tar.gz");
     let b = dir.path().join("b.tar.gz");
-    bundle_of(&example("guide.yaml"), &a, &[]);
+    bundle_of(&example("guide.yaml"), &a, &[]).run();
     // Built apart in time: a second later, file times and "now" differ.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    bundle_of(&example("guide.yaml"), &b, &[]);
+    bundle_of(&example("guide.yaml"), &b, &[]).run();
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let names: Vec<String> = members(&a).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[0], "manifest.json");
@@ -53,7 +54,7 @@ fn bundles_are_byte_reproducible() {
 fn the_manifest_lists_path_and_checksum_of_every_file_and_the_signing_keys() {
     let dir = tempfile::tempdir().unwrap();
     let b = dir.path().join("b.tar.gz");
-    bundle_of(&example("guide.yaml"), &b, &[]);
+    bundle_of(&example("guide.yaml"), &b, &[]).run();
     let all = members(&b);
     let manifest: serde_json::Value = serde_json::from_slice(&all[0].1).unwrap();
     let files = manifest["files"].as_array().unwrap();
@@ -75,18 +76,11 @@ fn the_manifest_lists_path_and_checksum_of_every_file_and_the_signing_keys() {
 #[test]
 fn a_date_selector_needs_keys_or_a_fixed_date() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailsetup"))
-        .args([
-            "bundle",
-            &example("guide.yaml"),
-            "--out",
-            path_str(&dir.path().join("x.tgz")),
-        ])
+    bundle_of(&example("guide.yaml"), &dir.path().join("x.tgz"), &[])
         .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SOURCE_DATE_EPOCH"));
+        .status(1)
+        .stderr_has("SOURCE_DATE_EPOCH")
+        .run();
     assert!(!dir.path().join("x.tgz").exists());
 }
 
@@ -94,13 +88,16 @@ fn a_date_selector_needs_keys_or_a_fixed_date() {
 fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
     let host = root();
     let h = path_str(host.path());
-    run(&["apply", &example("guide.yaml"), "--root", h], 0);
+    Test::new()
+        .args(&["apply", &example("guide.yaml"), "--root", h])
+        .run();
     let dir = tempfile::tempdir().unwrap();
 
     // Without keys: the DNS output says clearly what is missing.
     let plain = dir.path().join("plain.tar.gz");
-    let out = bundle_of(&example("guide.yaml"), &plain, &[]);
-    assert!(out.stderr.contains("public-keys"), "{}", out.stderr);
+    bundle_of(&example("guide.yaml"), &plain, &[])
+        .stderr_has("public-keys")
+        .run();
     let zone = members(&plain)
         .into_iter()
         .find(|(n, _)| n == "dns/records.zone")
@@ -110,23 +107,23 @@ fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
 
     // With the public keys the host exported: the real p=.
     let exported = dir.path().join("public");
-    run(
-        &[
+    Test::new()
+        .args(&[
             "public-keys",
             &example("guide.yaml"),
             "--root",
             h,
             "--out",
             path_str(&exported),
-        ],
-        0,
-    );
+        ])
+        .run();
     let with_keys = dir.path().join("keys.tar.gz");
     bundle_of(
         &example("guide.yaml"),
         &with_keys,
         &["--public-keys", path_str(&exported)],
-    );
+    )
+    .run();
     let pem = std::fs::read_to_string(
         host.path()
             .join(format!("etc/opendkim/keys/shared/{DATE}.private")),
@@ -156,12 +153,13 @@ fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
 
     // Asked for explicitly: shipped with a warning, and the bundle file is 0600.
     let secret = dir.path().join("secret.tar.gz");
-    let out = bundle_of(
+    bundle_of(
         &example("guide.yaml"),
         &secret,
         &["--root", h, "--include-private-keys"],
-    );
-    assert!(out.stderr.contains("private key"), "{}", out.stderr);
+    )
+    .stderr_has("private key")
+    .run();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
@@ -178,10 +176,12 @@ fn no_private_keys_unless_asked_and_dns_carries_exported_public_keys() {
 fn apply_bundle_sets_up_the_host_and_generates_its_keys() {
     let dir = tempfile::tempdir().unwrap();
     let b = dir.path().join("b.tar.gz");
-    bundle_of(&example("smarthost.yaml"), &b, &[]);
+    bundle_of(&example("smarthost.yaml"), &b, &[]).run();
     let host = root();
     let h = path_str(host.path());
-    run(&["apply", "--bundle", path_str(&b), "--root", h], 0);
+    Test::new()
+        .args(&["apply", "--bundle", path_str(&b), "--root", h])
+        .run();
     assert!(
         host.path()
             .join(format!("etc/opendkim/keys/example.com/app1-{DATE}.private"))
@@ -191,25 +191,26 @@ fn apply_bundle_sets_up_the_host_and_generates_its_keys() {
     let sasl = std::fs::read_to_string(host.path().join("etc/postfix/sasl_passwd")).unwrap();
     assert!(sasl.contains(crate::support::RELAY_PASSWORD));
     // The host now matches the spec the bundle was built from.
-    run(
-        &[
+    Test::new()
+        .args(&[
             "plan",
             &example("smarthost.yaml"),
             "--root",
             h,
             "--detailed-exitcode",
-        ],
-        0,
-    );
-    let out = run(&["apply", "--bundle", path_str(&b), "--root", h], 0);
-    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
+        ])
+        .run();
+    Test::new()
+        .args(&["apply", "--bundle", path_str(&b), "--root", h])
+        .stdout_has("No changes.")
+        .run();
 }
 
 #[test]
 fn tampered_truncated_or_escaping_bundles_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.tar.gz");
-    bundle_of(&example("minimal.yaml"), &good, &[]);
+    bundle_of(&example("minimal.yaml"), &good, &[]).run();
     let original = members(&good);
     let bad = dir.path().join("bad.tar.gz");
 
@@ -271,9 +272,12 @@ fn a_staged_key_is_exported_but_the_bundle_keeps_signing_with_the_active_one() {
     let host = root();
     let h = path_str(host.path());
     let spec = example("guide.yaml");
-    run(&["apply", &spec, "--root", h], 0);
+    Test::new().args(&["apply", &spec, "--root", h]).run();
     // A day later a new key is staged on the host: published first, signing later.
-    crate::support::run_on("2026-11-25", &["rotate", "start", &spec, "--root", h], 0);
+    Test::new()
+        .args(&["rotate", "start", &spec, "--root", h])
+        .day("2026-11-25")
+        .run();
     assert!(
         host.path()
             .join("etc/opendkim/keys/shared/20261125.private")
@@ -282,23 +286,22 @@ fn a_staged_key_is_exported_but_the_bundle_keeps_signing_with_the_active_one() {
 
     let dir = tempfile::tempdir().unwrap();
     let exported = dir.path().join("public");
-    run(
-        &[
+    Test::new()
+        .args(&[
             "public-keys",
             &spec,
             "--root",
             h,
             "--out",
             path_str(&exported),
-        ],
-        0,
-    );
+        ])
+        .run();
     assert!(
         exported.join("shared/20261125.txt").exists(),
         "the staged key is exported"
     );
     let b = dir.path().join("b.tar.gz");
-    bundle_of(&spec, &b, &["--public-keys", path_str(&exported)]);
+    bundle_of(&spec, &b, &["--public-keys", path_str(&exported)]).run();
     let keytable = members(&b)
         .into_iter()
         .find(|(n, _)| n == "files/etc/opendkim/KeyTable")

@@ -2,7 +2,7 @@
 //! `mailsetup dns` prints pass; each deliberately wrong one gets its status.
 
 use crate::dns_server::{DnsServer, Rec, published};
-use crate::support::{path_str, root, run};
+use crate::support::{Test, path_str, root};
 
 const SPEC: &str = "host:
   hostname: mail.example.com
@@ -34,8 +34,11 @@ impl Host {
         std::fs::write(&spec, SPEC).unwrap();
         let spec = path_str(&spec).to_string();
         let r = path_str(root.path());
-        run(&["apply", &spec, "--root", r], 0);
-        let json = run(&["dns", &spec, "--root", r, "--format", "json"], 0).stdout;
+        Test::new().args(&["apply", &spec, "--root", r]).run();
+        let json = Test::new()
+            .args(&["dns", &spec, "--root", r, "--format", "json"])
+            .run()
+            .stdout;
         let mut zone: Vec<Rec> = published(&json)
             .into_iter()
             .map(|(_, name, value)| Rec::txt(&name, &value))
@@ -66,8 +69,8 @@ impl Host {
     /// `check --format json` against `zone`: the findings and the exit status.
     fn check(&self, zone: &[Rec], expect: i32) -> Vec<(String, String, String, String)> {
         let server = DnsServer::start(zone);
-        let out = run(
-            &[
+        let out = Test::new()
+            .args(&[
                 "check",
                 &self.spec,
                 "--root",
@@ -76,9 +79,9 @@ impl Host {
                 &server.resolver(),
                 "--format",
                 "json",
-            ],
-            expect,
-        );
+            ])
+            .status(expect)
+            .run();
         let findings: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
         findings
             .iter()
@@ -267,18 +270,17 @@ fn a_listed_address_fails_and_the_text_report_says_so() {
     );
 
     let server = DnsServer::start(&zone);
-    let text = run(
-        &[
+    Test::new()
+        .args(&[
             "check",
             &host.spec,
             "--root",
             path_str(host.root.path()),
             "--resolver",
             &server.resolver(),
-        ],
-        3,
-    )
-    .stdout;
-    assert!(text.contains("FAIL  blocklist"), "{text}");
-    assert!(text.contains(", 1 fail, 3 skip"), "{text}");
+        ])
+        .status(3)
+        .stdout_has("FAIL  blocklist")
+        .stdout_has(", 1 fail, 3 skip")
+        .run();
 }

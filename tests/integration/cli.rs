@@ -4,13 +4,17 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::support::{DATE, RELAY_PASSWORD, example, examples, path_str, root, run, targets, tree};
+use crate::support::{
+    DATE, RELAY_PASSWORD, Test, example, examples, path_str, root, targets, tree,
+};
 
 #[test]
 fn every_example_validates() {
     for name in examples() {
-        let out = run(&["validate", &example(&name)], 0);
-        assert!(out.stdout.contains("valid"), "{name}: {}", out.stdout);
+        Test::new()
+            .args(&["validate", &example(&name)])
+            .stdout_has("valid")
+            .run();
     }
 }
 
@@ -24,7 +28,7 @@ fn examples_name_the_schema_and_the_schema_is_current() {
             "{name}"
         );
     }
-    let schema = run(&["schema"], 0).stdout;
+    let schema = Test::new().args(&["schema"]).run().stdout;
     let kept = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/mailsetup.schema.json"),
     )
@@ -39,11 +43,16 @@ fn examples_name_the_schema_and_the_schema_is_current() {
 fn init_writes_a_starter_that_validates_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("mailsetup.yaml");
-    run(&["init", path_str(&spec)], 0);
-    run(&["validate", path_str(&spec)], 0);
-    let out = run(&["init", path_str(&spec)], 1);
-    assert!(out.stderr.contains("--force"), "{}", out.stderr);
-    run(&["init", path_str(&spec), "--force"], 0);
+    Test::new().args(&["init", path_str(&spec)]).run();
+    Test::new().args(&["validate", path_str(&spec)]).run();
+    Test::new()
+        .args(&["init", path_str(&spec)])
+        .status(1)
+        .stderr_has("--force")
+        .run();
+    Test::new()
+        .args(&["init", path_str(&spec), "--force"])
+        .run();
 }
 
 #[test]
@@ -52,16 +61,15 @@ fn plan_writes_nothing_and_reports_changes_with_the_detailed_exit_code() {
         let root = root();
         let r = path_str(root.path());
         let before = tree(root.path());
-        let out = run(&t.args("plan", r, &["--detailed-exitcode"]), 2);
-        assert!(
-            out.stdout.contains("+ create /etc/postfix/main.cf"),
-            "{}",
-            out.stdout
-        );
-        assert!(out.stdout.contains("generate DKIM key"), "{}", out.stdout);
+        Test::new()
+            .args(&t.args("plan", r, &["--detailed-exitcode"]))
+            .status(2)
+            .stdout_has("+ create /etc/postfix/main.cf")
+            .stdout_has("generate DKIM key")
+            .run();
         assert_eq!(tree(root.path()), before, "{}: plan wrote files", t.label);
         // Without the flag, changes are not an error.
-        run(&t.args("plan", r, &[]), 0);
+        Test::new().args(&t.args("plan", r, &[])).run();
     }
 }
 
@@ -70,22 +78,16 @@ fn apply_then_plan_is_empty_and_a_second_apply_changes_nothing() {
     for t in targets() {
         let root = root();
         let r = path_str(root.path());
-        run(&t.args("apply", r, &[]), 0);
+        Test::new().args(&t.args("apply", r, &[])).run();
         let after_first = tree(root.path());
-        let out = run(&t.args("plan", r, &["--detailed-exitcode"]), 0);
-        assert!(
-            out.stdout.contains("No changes."),
-            "{}: {}",
-            t.label,
-            out.stdout
-        );
-        let out = run(&t.args("apply", r, &[]), 0);
-        assert!(
-            out.stdout.contains("No changes."),
-            "{}: {}",
-            t.label,
-            out.stdout
-        );
+        Test::new()
+            .args(&t.args("plan", r, &["--detailed-exitcode"]))
+            .stdout_has("No changes.")
+            .run();
+        Test::new()
+            .args(&t.args("apply", r, &[]))
+            .stdout_has("No changes.")
+            .run();
         assert_eq!(
             tree(root.path()),
             after_first,
@@ -99,7 +101,9 @@ fn apply_then_plan_is_empty_and_a_second_apply_changes_nothing() {
 fn keys_are_private_and_never_printed() {
     let root = root();
     let r = path_str(root.path());
-    let out = run(&["apply", &example("guide.yaml"), "--root", r], 0);
+    let out = Test::new()
+        .args(&["apply", &example("guide.yaml"), "--root", r])
+        .run();
     let key = root
         .path()
         .join(format!("etc/opendkim/keys/shared/{DATE}.private"));
@@ -110,18 +114,19 @@ fn keys_are_private_and_never_printed() {
     let keys_dir = std::fs::metadata(root.path().join("etc/opendkim/keys")).unwrap();
     assert_eq!(keys_dir.permissions().mode() & 0o777, 0o700);
     let secret_line = pem.lines().nth(1).unwrap();
-    let json = run(
-        &[
+    let json = Test::new()
+        .args(&[
             "plan",
             &example("guide.yaml"),
             "--root",
             r,
             "--format",
             "json",
-        ],
-        0,
-    );
-    let dns = run(&["dns", &example("guide.yaml"), "--root", r], 0);
+        ])
+        .run();
+    let dns = Test::new()
+        .args(&["dns", &example("guide.yaml"), "--root", r])
+        .run();
     for text in [&out.stdout, &out.stderr, &json.stdout, &dns.stdout] {
         assert!(!text.contains("PRIVATE KEY") && !text.contains(secret_line));
     }
@@ -131,25 +136,24 @@ fn keys_are_private_and_never_printed() {
 fn the_relay_password_is_hidden_in_plans_and_its_file_is_0600() {
     let root = root();
     let r = path_str(root.path());
-    let plan = run(&["plan", &example("smarthost.yaml"), "--root", r], 0);
-    assert!(
-        plan.stdout.contains("+ create /etc/postfix/sasl_passwd"),
-        "{}",
-        plan.stdout
-    );
-    assert!(plan.stdout.contains("content hidden"));
-    let json = run(
-        &[
+    let plan = Test::new()
+        .args(&["plan", &example("smarthost.yaml"), "--root", r])
+        .stdout_has("+ create /etc/postfix/sasl_passwd")
+        .stdout_has("content hidden")
+        .run();
+    let json = Test::new()
+        .args(&[
             "plan",
             &example("smarthost.yaml"),
             "--root",
             r,
             "--format",
             "json",
-        ],
-        0,
-    );
-    run(&["apply", &example("smarthost.yaml"), "--root", r], 0);
+        ])
+        .run();
+    Test::new()
+        .args(&["apply", &example("smarthost.yaml"), "--root", r])
+        .run();
     for text in [&plan.stdout, &json.stdout] {
         assert!(!text.contains(RELAY_PASSWORD));
     }
@@ -171,7 +175,9 @@ fn the_relay_password_is_hidden_in_plans_and_its_file_is_0600() {
 fn dkim_records_carry_the_public_half_of_the_key_on_disk() {
     let root = root();
     let r = path_str(root.path());
-    run(&["apply", &example("smarthost.yaml"), "--root", r], 0);
+    Test::new()
+        .args(&["apply", &example("smarthost.yaml"), "--root", r])
+        .run();
     let pem = std::fs::read_to_string(
         root.path()
             .join(format!("etc/opendkim/keys/example.com/app1-{DATE}.private")),
@@ -180,18 +186,17 @@ fn dkim_records_carry_the_public_half_of_the_key_on_disk() {
     let on_disk = mailsetup::keys::DkimPublicKey::from_private_pem(&pem).unwrap();
 
     let json: serde_json::Value = serde_json::from_str(
-        &run(
-            &[
+        &Test::new()
+            .args(&[
                 "dns",
                 &example("smarthost.yaml"),
                 "--root",
                 r,
                 "--format",
                 "json",
-            ],
-            0,
-        )
-        .stdout,
+            ])
+            .run()
+            .stdout,
     )
     .unwrap();
     let dkim: Vec<&serde_json::Value> = json
@@ -215,7 +220,10 @@ fn dkim_records_carry_the_public_half_of_the_key_on_disk() {
     assert_eq!(value, on_disk.dns_value());
 
     // The zone form: the same value, cut into quoted strings of at most 255 bytes.
-    let zone = run(&["dns", &example("smarthost.yaml"), "--root", r], 0).stdout;
+    let zone = Test::new()
+        .args(&["dns", &example("smarthost.yaml"), "--root", r])
+        .run()
+        .stdout;
     let line = zone
         .lines()
         .find(|l| l.starts_with(&format!("app1-{DATE}._domainkey.example.com.\tIN\tTXT\t")))
@@ -236,23 +244,17 @@ fn dkim_records_carry_the_public_half_of_the_key_on_disk() {
 #[test]
 fn dns_before_apply_warns_that_keys_are_missing() {
     let root = root();
-    let out = run(
-        &[
+    Test::new()
+        .args(&[
             "dns",
             &example("minimal.yaml"),
             "--root",
             path_str(root.path()),
-        ],
-        0,
-    );
-    assert!(out.stderr.contains("run mailsetup apply"), "{}", out.stderr);
-    assert!(out.stdout.contains("; MISSING"), "{}", out.stdout);
-    assert!(
-        out.stdout
-            .contains("example.com.\tIN\tTXT\t\"v=spf1 a -all\""),
-        "{}",
-        out.stdout
-    );
+        ])
+        .stderr_has("run mailsetup apply")
+        .stdout_has("; MISSING")
+        .stdout_has("example.com.\tIN\tTXT\t\"v=spf1 a -all\"")
+        .run();
 }
 
 #[test]
@@ -264,7 +266,7 @@ fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
     let original = std::fs::read_to_string(example("minimal.yaml")).unwrap();
     std::fs::write(&spec, &original).unwrap();
     let s = path_str(&spec);
-    run(&["apply", s, "--root", r], 0);
+    Test::new().args(&["apply", s, "--root", r]).run();
     let first = tree(&root.path().join("etc"));
 
     std::fs::write(
@@ -272,26 +274,25 @@ fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
         original.replace("root: ops@example.net", "root: admin@example.net"),
     )
     .unwrap();
-    let plan = run(&["plan", s, "--root", r, "--detailed-exitcode"], 2);
-    assert!(
-        plan.stdout.contains("~ update /etc/aliases"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout.contains("-root: ops@example.net")
-            && plan.stdout.contains("+root: admin@example.net")
-    );
-    assert!(!plan.stdout.contains("main.cf"), "{}", plan.stdout);
-    run(&["apply", s, "--root", r], 0);
+    Test::new()
+        .args(&["plan", s, "--root", r, "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("~ update /etc/aliases")
+        .stdout_has("-root: ops@example.net")
+        .stdout_has("+root: admin@example.net")
+        .stdout_lacks("main.cf")
+        .run();
+    Test::new().args(&["apply", s, "--root", r]).run();
     assert!(
         std::fs::read_to_string(root.path().join("etc/aliases"))
             .unwrap()
             .contains("admin@example.net")
     );
 
-    let out = run(&["rollback", "--root", r], 0);
-    assert!(out.stdout.contains("/etc/aliases"), "{}", out.stdout);
+    Test::new()
+        .args(&["rollback", "--root", r])
+        .stdout_has("/etc/aliases")
+        .run();
     let restored = tree(&root.path().join("etc"));
     let without_db = |t: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>| {
         t.iter()
@@ -302,7 +303,7 @@ fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
     assert_eq!(without_db(&restored), without_db(&first));
 
     // One step further back: before the first apply, the managed files did not exist.
-    run(&["rollback", "--root", r], 0);
+    Test::new().args(&["rollback", "--root", r]).run();
     assert!(!root.path().join("etc/postfix/main.cf").exists());
     assert!(
         root.path()
@@ -310,12 +311,11 @@ fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
             .exists(),
         "keys are kept"
     );
-    let out = run(&["rollback", "--root", r], 1);
-    assert!(
-        out.stderr.contains("nothing to roll back"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["rollback", "--root", r])
+        .status(1)
+        .stderr_has("nothing to roll back")
+        .run();
 }
 
 #[test]
@@ -327,15 +327,14 @@ fn originals_are_kept_before_the_first_change() {
         "# the distribution's main.cf\n",
     )
     .unwrap();
-    run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             &example("minimal.yaml"),
             "--root",
             path_str(root.path()),
-        ],
-        0,
-    );
+        ])
+        .run();
     let kept = std::fs::read_to_string(
         root.path()
             .join("var/lib/mailsetup/originals/etc/postfix/main.cf"),
@@ -353,17 +352,16 @@ fn template_overrides_take_precedence() {
         "# {{ header }}\nEMAIL=\"{{ apticron.email }}\"\nDIFF_ONLY=\"1\"\n",
     )
     .unwrap();
-    run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             &example("minimal.yaml"),
             "--root",
             path_str(root.path()),
             "--templates",
             path_str(templates.path()),
-        ],
-        0,
-    );
+        ])
+        .run();
     let text = std::fs::read_to_string(root.path().join("etc/apticron/apticron.conf")).unwrap();
     assert!(
         text.ends_with("EMAIL=\"root\"\nDIFF_ONLY=\"1\"\n"),
@@ -371,22 +369,18 @@ fn template_overrides_take_precedence() {
     );
 
     std::fs::write(templates.path().join("main.cf"), "typo").unwrap();
-    let out = run(
-        &[
+    Test::new()
+        .args(&[
             "plan",
             &example("minimal.yaml"),
             "--root",
             path_str(root.path()),
             "--templates",
             path_str(templates.path()),
-        ],
-        1,
-    );
-    assert!(
-        out.stderr.contains("not a template mailsetup knows"),
-        "{}",
-        out.stderr
-    );
+        ])
+        .status(1)
+        .stderr_has("not a template mailsetup knows")
+        .run();
 }
 
 #[test]
@@ -395,16 +389,16 @@ fn planted_symlinks_are_not_followed() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc/opendkim")).unwrap();
     std::os::unix::fs::symlink(outside.path(), root.path().join("etc/opendkim/keys")).unwrap();
-    let out = run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             &example("minimal.yaml"),
             "--root",
             path_str(root.path()),
-        ],
-        1,
-    );
-    assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+        ])
+        .status(1)
+        .stderr_has("not a directory")
+        .run();
     assert!(tree(outside.path()).is_empty(), "wrote through the symlink");
     assert!(!root.path().join("etc/postfix/main.cf").exists());
 }
@@ -413,27 +407,31 @@ fn planted_symlinks_are_not_followed() {
 fn a_second_apply_waits_for_no_one_it_fails_on_the_lock() {
     let root = root();
     let r = path_str(root.path());
-    run(&["apply", &example("minimal.yaml"), "--root", r], 0);
+    Test::new()
+        .args(&["apply", &example("minimal.yaml"), "--root", r])
+        .run();
     let lock = std::fs::File::open(root.path().join("var/lib/mailsetup/lock")).unwrap();
     let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
-    let out = run(&["apply", &example("guide.yaml"), "--root", r], 1);
-    assert!(out.stderr.contains("another mailsetup"), "{}", out.stderr);
+    Test::new()
+        .args(&["apply", &example("guide.yaml"), "--root", r])
+        .status(1)
+        .stderr_has("another mailsetup")
+        .run();
 }
 
 #[test]
 fn plan_json_lists_typed_steps() {
     let root = root();
-    let out = run(
-        &[
+    let out = Test::new()
+        .args(&[
             "plan",
             &example("guide.yaml"),
             "--root",
             path_str(root.path()),
             "--format",
             "json",
-        ],
-        0,
-    );
+        ])
+        .run();
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let steps = plan["steps"].as_array().unwrap();
     let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
@@ -452,8 +450,8 @@ fn plan_json_lists_typed_steps() {
 
 #[test]
 fn help_explains_every_command() {
-    let out = run(&["--help"], 0);
-    for cmd in [
+    // --help names every command: one check each.
+    [
         "init",
         "validate",
         "plan",
@@ -467,13 +465,20 @@ fn help_explains_every_command() {
         "schema",
         "completions",
         "man",
-    ] {
-        assert!(out.stdout.contains(cmd), "{cmd} missing from --help");
-    }
-    let out = run(&["plan", "--help"], 0);
-    assert!(out.stdout.contains("--detailed-exitcode") && out.stdout.contains("--root"));
-    let out = run(&["plan"], 1);
-    assert!(out.stderr.contains("SPEC"), "{}", out.stderr);
+    ]
+    .into_iter()
+    .fold(Test::new().args(&["--help"]), Test::stdout_has)
+    .run();
+    Test::new()
+        .args(&["plan", "--help"])
+        .stdout_has("--detailed-exitcode")
+        .stdout_has("--root")
+        .run();
+    Test::new()
+        .args(&["plan"])
+        .status(1)
+        .stderr_has("SPEC")
+        .run();
 }
 
 #[test]
@@ -483,10 +488,9 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("plan.json");
     let p = path_str(&saved);
-    run(
-        &["plan", &example("smarthost.yaml"), "--root", r, "--out", p],
-        0,
-    );
+    Test::new()
+        .args(&["plan", &example("smarthost.yaml"), "--root", r, "--out", p])
+        .run();
     // No credentials in it: an ordinary file, fit for a CI artifact.
     let text = std::fs::read_to_string(&saved).unwrap();
     assert!(!text.contains(crate::support::RELAY_PASSWORD));
@@ -494,17 +498,16 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
         !root.path().join("etc/postfix").exists(),
         "plan --out wrote into the root"
     );
-    run(&["apply", "--plan", p, "--root", r], 0);
-    run(
-        &[
+    Test::new().args(&["apply", "--plan", p, "--root", r]).run();
+    Test::new()
+        .args(&[
             "plan",
             &example("smarthost.yaml"),
             "--root",
             r,
             "--detailed-exitcode",
-        ],
-        0,
-    );
+        ])
+        .run();
 
     // A plan made now, then a hand edit: the plan no longer describes the host.
     let spec = dir.path().join("spec.yaml");
@@ -515,16 +518,18 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
             .replace("[ops@example.com, oncall@example.com]", "ops@example.com"),
     )
     .unwrap();
-    run(&["plan", path_str(&spec), "--root", r, "--out", p], 0);
+    Test::new()
+        .args(&["plan", path_str(&spec), "--root", r, "--out", p])
+        .run();
     let aliases = root.path().join("etc/aliases");
     let edited = std::fs::read_to_string(&aliases).unwrap() + "# edited by hand\n";
     std::fs::write(&aliases, &edited).unwrap();
-    let out = run(&["apply", "--plan", p, "--root", r], 1);
-    assert!(
-        out.stderr.contains("refused") && out.stderr.contains("/etc/aliases"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["apply", "--plan", p, "--root", r])
+        .status(1)
+        .stderr_has("refused")
+        .stderr_has("/etc/aliases")
+        .run();
     assert_eq!(
         std::fs::read_to_string(&aliases).unwrap(),
         edited,
@@ -532,12 +537,11 @@ fn a_saved_plan_applies_exactly_and_is_refused_once_stale() {
     );
 
     let other = tempfile::tempdir().unwrap();
-    let out = run(&["apply", "--plan", p, "--root", path_str(other.path())], 1);
-    assert!(
-        out.stderr.contains("the plan was made for"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["apply", "--plan", p, "--root", path_str(other.path())])
+        .status(1)
+        .stderr_has("the plan was made for")
+        .run();
 }
 
 #[test]
@@ -552,22 +556,19 @@ fn the_daemons_own_checks_stop_a_bad_configuration_before_it_is_live() {
         "# {{ header }}\nmyhostname = {{ host.hostname }}\nmyhostnme = typo\n",
     )
     .unwrap();
-    let out = run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             &example("minimal.yaml"),
             "--root",
             path_str(root.path()),
             "--templates",
             path_str(templates.path()),
-        ],
-        1,
-    );
-    assert!(
-        out.stderr.contains("postconf") && out.stderr.contains("myhostnme"),
-        "{}",
-        out.stderr
-    );
+        ])
+        .status(1)
+        .stderr_has("postconf")
+        .stderr_has("myhostnme")
+        .run();
     assert!(!root.path().join("etc/postfix/main.cf").exists());
     assert!(!root.path().join("etc/opendkim").exists());
 }
@@ -576,23 +577,27 @@ fn the_daemons_own_checks_stop_a_bad_configuration_before_it_is_live() {
 fn hand_edits_are_pointed_out_before_they_are_replaced() {
     let root = root();
     let r = path_str(root.path());
-    run(&["apply", &example("minimal.yaml"), "--root", r], 0);
+    Test::new()
+        .args(&["apply", &example("minimal.yaml"), "--root", r])
+        .run();
     let aliases = root.path().join("etc/aliases");
     let edited = std::fs::read_to_string(&aliases).unwrap() + "backup: root\n";
     std::fs::write(&aliases, &edited).unwrap();
-    let out = run(&["plan", &example("minimal.yaml"), "--root", r], 0);
-    assert!(
-        out.stdout.contains("/etc/aliases was edited by hand")
-            && out.stdout.contains("-backup: root"),
-        "{}",
-        out.stdout
-    );
-    run(&["apply", &example("minimal.yaml"), "--root", r], 0);
+    Test::new()
+        .args(&["plan", &example("minimal.yaml"), "--root", r])
+        .stdout_has("/etc/aliases was edited by hand")
+        .stdout_has("-backup: root")
+        .run();
+    Test::new()
+        .args(&["apply", &example("minimal.yaml"), "--root", r])
+        .run();
     // The edit is in the backup that apply made.
     let backups = tree(&root.path().join("var/lib/mailsetup/backups"));
     assert!(backups.values().any(|c| *c == edited.as_bytes()));
-    let out = run(&["plan", &example("minimal.yaml"), "--root", r], 0);
-    assert!(!out.stdout.contains("edited by hand"), "{}", out.stdout);
+    Test::new()
+        .args(&["plan", &example("minimal.yaml"), "--root", r])
+        .stdout_lacks("edited by hand")
+        .run();
 }
 
 #[test]
@@ -604,7 +609,7 @@ fn files_the_spec_no_longer_asks_for_are_removed_and_rollback_brings_them_back()
     let with_auth = std::fs::read_to_string(example("smarthost.yaml")).unwrap();
     std::fs::write(&spec, &with_auth).unwrap();
     let s = path_str(&spec);
-    run(&["apply", s, "--root", r], 0);
+    Test::new().args(&["apply", s, "--root", r]).run();
     let sasl = root.path().join("etc/postfix/sasl_passwd");
     assert!(sasl.exists());
 
@@ -613,17 +618,18 @@ fn files_the_spec_no_longer_asks_for_are_removed_and_rollback_brings_them_back()
     let end = with_auth.find("\ndomains:").unwrap();
     let without = format!("{}{}", &with_auth[..start], &with_auth[end + 1..]);
     std::fs::write(&spec, &without).unwrap();
-    let plan = run(&["plan", s, "--root", r, "--detailed-exitcode"], 2);
-    assert!(
-        plan.stdout.contains("- remove /etc/postfix/sasl_passwd"),
-        "{}",
-        plan.stdout
-    );
-    run(&["apply", s, "--root", r], 0);
+    Test::new()
+        .args(&["plan", s, "--root", r, "--detailed-exitcode"])
+        .status(2)
+        .stdout_has("- remove /etc/postfix/sasl_passwd")
+        .run();
+    Test::new().args(&["apply", s, "--root", r]).run();
     assert!(!sasl.exists() && !root.path().join("etc/postfix/sasl_passwd.db").exists());
-    run(&["plan", s, "--root", r, "--detailed-exitcode"], 0);
+    Test::new()
+        .args(&["plan", s, "--root", r, "--detailed-exitcode"])
+        .run();
 
-    run(&["rollback", "--root", r], 0);
+    Test::new().args(&["rollback", "--root", r]).run();
     assert!(
         std::fs::read_to_string(&sasl)
             .unwrap()
@@ -650,6 +656,7 @@ fn an_unprivileged_apply_into_a_root_notes_the_owners_it_cannot_set() {
         // Drop to nobody for the run, as an operator staging a tree would be.
         std::os::unix::fs::chown(root.path(), Some(65534), Some(65534)).unwrap();
     }
+    // Not support::Test: this runs a copy of the binary, as nobody when root.
     let apply = |args: &[&str]| {
         let mut cmd = std::process::Command::new(&bin);
         cmd.args(args).env("NO_COLOR", "1");
@@ -689,39 +696,34 @@ fn an_unprivileged_apply_into_a_root_notes_the_owners_it_cannot_set() {
 fn renaming_or_moving_the_spec_changes_nothing() {
     let root = root();
     let r = path_str(root.path());
-    run(&["apply", &example("guide.yaml"), "--root", r], 0);
+    Test::new()
+        .args(&["apply", &example("guide.yaml"), "--root", r])
+        .run();
     let dir = tempfile::tempdir().unwrap();
     let moved = dir.path().join("elsewhere.yml");
     std::fs::copy(example("guide.yaml"), &moved).unwrap();
-    let out = run(
-        &["plan", path_str(&moved), "--root", r, "--detailed-exitcode"],
-        0,
-    );
-    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
+    Test::new()
+        .args(&["plan", path_str(&moved), "--root", r, "--detailed-exitcode"])
+        .stdout_has("No changes.")
+        .run();
 }
 
 #[test]
 fn a_plan_shows_everything_before_the_relay_password_file_exists() {
     let root = tempfile::tempdir().unwrap();
     let r = path_str(root.path());
-    let out = run(&["plan", &example("smarthost.yaml"), "--root", r], 0);
-    assert!(
-        out.stderr.contains("does not exist yet") && out.stderr.contains("apply refuses"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("+ create /etc/postfix/sasl_passwd")
-            && out.stdout.contains("+ create /etc/postfix/main.cf"),
-        "{}",
-        out.stdout
-    );
-    let out = run(&["apply", &example("smarthost.yaml"), "--root", r], 1);
-    assert!(
-        out.stderr.contains("does not exist: create it"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["plan", &example("smarthost.yaml"), "--root", r])
+        .stderr_has("does not exist yet")
+        .stderr_has("apply refuses")
+        .stdout_has("+ create /etc/postfix/sasl_passwd")
+        .stdout_has("+ create /etc/postfix/main.cf")
+        .run();
+    Test::new()
+        .args(&["apply", &example("smarthost.yaml"), "--root", r])
+        .status(1)
+        .stderr_has("does not exist: create it")
+        .run();
     assert!(
         crate::support::tree(root.path()).is_empty(),
         "apply wrote files"
@@ -733,14 +735,12 @@ fn missing_packages_are_listed_from_the_dpkg_database_under_the_root() {
     let root = root();
     let r = path_str(root.path());
     // A tree with no dpkg database lacks every package.
-    let out = run(&["plan", &example("smarthost.yaml"), "--root", r], 0);
-    assert!(
-        out.stdout.contains(
-            "missing packages are listed, not installed: postfix opendkim opendkim-tools apticron libsasl2-modules"
-        ),
-        "{}",
-        out.stdout
-    );
+    Test::new()
+        .args(&["plan", &example("smarthost.yaml"), "--root", r])
+        .stdout_has(
+            "missing packages are listed, not installed: postfix opendkim opendkim-tools apticron libsasl2-modules",
+        )
+        .run();
     // dpkg says two are installed (one only half).
     let dpkg = root.path().join("var/lib/dpkg");
     std::fs::create_dir_all(&dpkg).unwrap();
@@ -751,32 +751,30 @@ fn missing_packages_are_listed_from_the_dpkg_database_under_the_root() {
          Package: apticron\nStatus: install ok unpacked\n",
     )
     .unwrap();
-    let out = run(&["plan", &example("minimal.yaml"), "--root", r], 0);
-    assert!(
-        out.stdout
-            .contains("missing packages are listed, not installed: opendkim-tools apticron\n"),
-        "{}",
-        out.stdout
-    );
+    Test::new()
+        .args(&["plan", &example("minimal.yaml"), "--root", r])
+        .stdout_has("missing packages are listed, not installed: opendkim-tools apticron\n")
+        .run();
     // Packages managed elsewhere: nothing said about them.
-    let out = run(
-        &[
+    Test::new()
+        .args(&[
             "plan",
             &example("minimal.yaml"),
             "--root",
             r,
             "--no-install-packages",
-        ],
-        0,
-    );
-    assert!(!out.stdout.contains("packages"), "{}", out.stdout);
+        ])
+        .stdout_lacks("packages")
+        .run();
 }
 
 #[test]
 fn listed_subdomains_sign_as_themselves_with_their_own_records() {
     let root = root();
     let r = path_str(root.path());
-    run(&["apply", &example("guide.yaml"), "--root", r], 0);
+    Test::new()
+        .args(&["apply", &example("guide.yaml"), "--root", r])
+        .run();
     let table = std::fs::read_to_string(root.path().join("etc/opendkim/SigningTable")).unwrap();
     assert!(
         table.contains("\napp.example.com app.example.com\n"),
@@ -787,16 +785,13 @@ fn listed_subdomains_sign_as_themselves_with_their_own_records() {
         keys.contains("\napp.example.com app.example.com:"),
         "{keys}"
     );
-    let zone = run(&["dns", &example("guide.yaml"), "--root", r], 0).stdout;
-    assert!(
-        zone.contains("app.example.com.\tIN\tTXT\t\"v=spf1 a:example.com -all\""),
-        "{zone}"
-    );
-    assert!(
-        zone.contains("._domainkey.app.example.com.\tIN\tTXT"),
-        "{zone}"
-    );
-    assert!(!zone.contains("_dmarc.app.example.com"), "{zone}");
+    let zone = Test::new()
+        .args(&["dns", &example("guide.yaml"), "--root", r])
+        .stdout_has("app.example.com.\tIN\tTXT\t\"v=spf1 a:example.com -all\"")
+        .stdout_has("._domainkey.app.example.com.\tIN\tTXT")
+        .stdout_lacks("_dmarc.app.example.com")
+        .run()
+        .stdout;
     // Every record explained in one comment line.
     let lines: Vec<&str> = zone.lines().skip(1).collect();
     for pair in lines.chunks(2) {
@@ -816,47 +811,48 @@ fn validate_warns_of_every_dmarc_combination_that_fails_a_sender() {
     write(&format!(
         "{base}dkim:\n  subdomains: true\ndmarc:\n  adkim: s\n  rua: [d@example.com]\n"
     ));
-    let out = run(&["validate", path_str(&spec)], 0);
-    assert!(
-        out.stderr.contains("warning:") && out.stderr.contains("adkim: r"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .stderr_has("warning:")
+        .stderr_has("adkim: r")
+        .run();
     write(&format!(
         "{base}dkim:\n  subdomains: true\ndmarc:\n  aspf: s\n  rua: [d@example.com]\n"
     ));
-    let out = run(&["validate", path_str(&spec)], 0);
-    assert!(out.stderr.contains("no SPF record"), "{}", out.stderr);
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .stderr_has("no SPF record")
+        .run();
     write(&format!("{base}dmarc:\n  p: reject\n"));
-    let out = run(&["validate", path_str(&spec)], 0);
-    assert!(out.stderr.contains("without rua"), "{}", out.stderr);
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .stderr_has("without rua")
+        .run();
     // Strict alignment with listed subdomains only: nothing to warn of.
     write(
         "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app]\ndkim:\n  subdomains: false\ndmarc:\n  p: reject\n  adkim: s\n  aspf: s\n  rua: [d@example.com]\naliases:\n  root: ops@example.net\n",
     );
-    let out = run(&["validate", path_str(&spec)], 0);
-    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .stderr_lacks("warning")
+        .run();
     // A listed subdomain that is also a sending domain, or listed twice: refused.
     write(
         "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app, app]\naliases:\n  root: ops@example.net\n",
     );
-    let out = run(&["validate", path_str(&spec)], 1);
-    assert!(
-        out.stderr.contains(
-            "s.yaml:5:1: domains.example.com.subdomains: app.example.com is listed twice"
-        ),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .status(1)
+        .stderr_has("s.yaml:5:1: domains.example.com.subdomains: app.example.com is listed twice")
+        .run();
     write(
         "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\n    subdomains: [app]\n  app.example.com:\naliases:\n  root: ops@example.net\n",
     );
-    let out = run(&["validate", path_str(&spec)], 1);
-    assert!(
-        out.stderr.contains("a sending domain of its own"),
-        "{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["validate", path_str(&spec)])
+        .status(1)
+        .stderr_has("a sending domain of its own")
+        .run();
 }
 
 #[test]
@@ -927,13 +923,11 @@ fn the_schema_refuses_what_validate_refuses_where_a_schema_can() {
     let invalid = files("invalid");
     assert!(invalid.len() >= 15, "{invalid:?}");
     for file in &invalid {
-        let out = run(&["validate", path_str(file)], 1);
-        assert!(
-            out.stderr.contains("error:"),
-            "{}: {}",
-            file.display(),
-            out.stderr
-        );
+        Test::new()
+            .args(&["validate", path_str(file)])
+            .status(1)
+            .stderr_has("error:")
+            .run();
         assert!(
             !schema_accepts(file),
             "the schema accepts {}",
@@ -941,7 +935,10 @@ fn the_schema_refuses_what_validate_refuses_where_a_schema_can() {
         );
     }
     for file in files("beyond") {
-        run(&["validate", path_str(&file)], 1);
+        Test::new()
+            .args(&["validate", path_str(&file)])
+            .status(1)
+            .run();
         assert!(
             schema_accepts(&file),
             "the schema now refuses {}: move it to tests/schema/invalid/",
@@ -952,7 +949,7 @@ fn the_schema_refuses_what_validate_refuses_where_a_schema_can() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples")
             .join(&example);
-        run(&["validate", path_str(&file)], 0);
+        Test::new().args(&["validate", path_str(&file)]).run();
         assert!(schema_accepts(&file), "the schema refuses {example}");
     }
 }

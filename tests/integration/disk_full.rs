@@ -56,6 +56,7 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(ok, "cp -a failed");
 }
 
+/// Not support::Test: a full disk may stop apply anywhere; the caller judges the status.
 fn apply(spec: &Path, root: &Path) -> crate::support::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_mailsetup"))
         .args(["apply", path_str(spec), "--root", path_str(root)])

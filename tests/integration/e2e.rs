@@ -190,6 +190,7 @@ fn processes() -> std::collections::HashMap<u32, (String, u32)> {
 /// The runs for one example: one, or one per host of a fleet spec (`hosts:`),
 /// each in its own namespaces as its own machine.
 fn runs_for(spec: &Path) -> Vec<(PathBuf, Option<String>)> {
+    // Not support::Test: the driver runs the binary; it only gets its path.
     let out = Command::new(PYTHON)
         .arg(driver())
         .arg("--mailsetup")
@@ -245,6 +246,7 @@ fn run_example(spec: &Path, host: Option<&str>) -> Outcome {
     let log_path = work.path().join("driver.log");
     let log = File::create(&log_path).expect("create driver.log");
     let start = Instant::now();
+    // Not support::Test: the driver runs the binary inside the namespaces.
     let mut child = Command::new("unshare")
         .args(NAMESPACES)
         .arg(PYTHON)

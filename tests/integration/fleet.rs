@@ -1,25 +1,29 @@
 //! Fleets: several hosts sending for the same domains, each with its own
 //! hostname, key and selector.
 
-use crate::support::{DATE, example, path_str, root, run};
+use crate::support::{DATE, Test, example, path_str, root};
 
 #[test]
 fn each_host_signs_with_its_own_selector_and_dns_covers_them_all() {
     let spec = example("fleet.yaml");
-    let out = run(&["plan", &spec, "--root", "/"], 1);
-    assert!(
-        out.stderr.contains("pick one with --host"),
-        "{}",
-        out.stderr
-    );
-    let out = run(&["plan", &spec, "--host", "mta09", "--root", "/"], 1);
-    assert!(out.stderr.contains("mta01, mta02"), "{}", out.stderr);
+    Test::new()
+        .args(&["plan", &spec, "--root", "/"])
+        .status(1)
+        .stderr_has("pick one with --host")
+        .run();
+    Test::new()
+        .args(&["plan", &spec, "--host", "mta09", "--root", "/"])
+        .status(1)
+        .stderr_has("mta01, mta02")
+        .run();
 
     // Both hosts' keys in one tree, as `dns` sees them on a machine holding both.
     let both = root();
     let r = path_str(both.path());
     for host in ["mta01", "mta02"] {
-        run(&["apply", &spec, "--host", host, "--root", r], 0);
+        Test::new()
+            .args(&["apply", &spec, "--host", host, "--root", r])
+            .run();
     }
     let keytable = std::fs::read_to_string(both.path().join("etc/opendkim/KeyTable")).unwrap();
     assert!(
@@ -29,9 +33,13 @@ fn each_host_signs_with_its_own_selector_and_dns_covers_them_all() {
     let main_cf = std::fs::read_to_string(both.path().join("etc/postfix/main.cf")).unwrap();
     assert!(main_cf.contains("myhostname = mta02.example.com"));
 
-    let json: serde_json::Value =
-        serde_json::from_str(&run(&["dns", &spec, "--root", r, "--format", "json"], 0).stdout)
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &Test::new()
+            .args(&["dns", &spec, "--root", r, "--format", "json"])
+            .run()
+            .stdout,
+    )
+    .unwrap();
     let names: Vec<&str> = json
         .as_array()
         .unwrap()
@@ -61,39 +69,37 @@ fn each_host_signs_with_its_own_selector_and_dns_covers_them_all() {
         ["v=spf1 a:mta01.example.com a:mta02.example.com -all"; 2]
     );
     // Only one host's DKIM record when asked.
-    let one = run(&["dns", &spec, "--root", r, "--host", "mta02"], 0).stdout;
-    assert!(
-        one.contains("mta02._domainkey") && !one.contains("mta01-"),
-        "{one}"
-    );
+    Test::new()
+        .args(&["dns", &spec, "--root", r, "--host", "mta02"])
+        .stdout_has("mta02._domainkey")
+        .stdout_lacks("mta01-")
+        .run();
 }
 
 #[test]
 fn a_host_bundle_carries_that_host_only() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("mta01.tar.gz");
-    run(
-        &[
+    Test::new()
+        .args(&[
             "bundle",
             &example("fleet.yaml"),
             "--host",
             "mta01",
             "--out",
             path_str(&bundle),
-        ],
-        0,
-    );
+        ])
+        .run();
     let host = root();
-    run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             "--bundle",
             path_str(&bundle),
             "--root",
             path_str(host.path()),
-        ],
-        0,
-    );
+        ])
+        .run();
     let main_cf = std::fs::read_to_string(host.path().join("etc/postfix/main.cf")).unwrap();
     assert!(main_cf.contains("myhostname = mta01.example.com"));
     assert!(
@@ -101,8 +107,8 @@ fn a_host_bundle_carries_that_host_only() {
             .join(format!("etc/opendkim/keys/shared/mta01-{DATE}.private"))
             .exists()
     );
-    run(
-        &[
+    Test::new()
+        .args(&[
             "plan",
             &example("fleet.yaml"),
             "--host",
@@ -110,9 +116,8 @@ fn a_host_bundle_carries_that_host_only() {
             "--root",
             path_str(host.path()),
             "--detailed-exitcode",
-        ],
-        0,
-    );
+        ])
+        .run();
 }
 
 #[test]
@@ -125,9 +130,11 @@ fn ci_prints_every_hosts_records_from_what_each_host_exported() {
         // Each host is its own machine with its own tree.
         let machine = root();
         let m = path_str(machine.path());
-        run(&["apply", &spec, "--host", host, "--root", m], 0);
-        run(
-            &[
+        Test::new()
+            .args(&["apply", &spec, "--host", host, "--root", m])
+            .run();
+        Test::new()
+            .args(&[
                 "public-keys",
                 &spec,
                 "--host",
@@ -136,9 +143,8 @@ fn ci_prints_every_hosts_records_from_what_each_host_exported() {
                 m,
                 "--out",
                 path_str(&exported),
-            ],
-            0,
-        );
+            ])
+            .run();
         let selector = if host == "mta01" {
             format!("mta01-{DATE}")
         } else {
@@ -157,17 +163,16 @@ fn ci_prints_every_hosts_records_from_what_each_host_exported() {
                 .dns_value(),
         ));
     }
-    let out = run(
-        &[
+    let out = Test::new()
+        .args(&[
             "dns",
             &spec,
             "--public-keys",
             path_str(&exported),
             "--format",
             "json",
-        ],
-        0,
-    );
+        ])
+        .run();
     assert!(out.stderr.is_empty(), "{}", out.stderr);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     for (selector, value) in expected {

@@ -15,6 +15,7 @@ fn a_bare_debian_host_is_taken_all_the_way() {
     let _alone = crate::support::DAEMONS
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    // Not support::Test: the script runs the binary inside the booted container.
     crate::support::run_script(
         "tests/fresh_host/fresh-host.sh",
         &[env!("CARGO_BIN_EXE_mailsetup")],

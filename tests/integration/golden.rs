@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{path_str, root, run, targets, tree};
+use crate::support::{Test, path_str, root, targets, tree};
 
 /// Rendered configuration only: keys are random, .db files are binary.
 fn rendered(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
@@ -22,7 +22,9 @@ fn rendered_files_match_the_golden_copies() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for t in targets() {
         let root = root();
-        run(&t.args("apply", path_str(root.path()), &[]), 0);
+        Test::new()
+            .args(&t.args("apply", path_str(root.path()), &[]))
+            .run();
         let got = rendered(root.path());
         let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
@@ -59,15 +61,14 @@ fn rendered_files_match_the_golden_copies() {
 #[test]
 fn every_generated_file_says_it_is_managed() {
     let root = root();
-    run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             &crate::support::example("smarthost.yaml"),
             "--root",
             path_str(root.path()),
-        ],
-        0,
-    );
+        ])
+        .run();
     for (rel, content) in rendered(root.path()) {
         // /etc/mailname is a single line read by Postfix and other tools: no room for a comment.
         if rel == Path::new("mailname") {

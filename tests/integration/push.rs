@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use crate::bind::Bind;
-use crate::support::{DATE, path_str, run};
+use crate::support::{DATE, Test, path_str};
 
 /// A spec pushing to `bind`, its keys applied under a new root, and the TSIG
 /// key where the spec says (mode 0600).
@@ -23,16 +23,15 @@ fn setup(bind: &Bind, extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     )
     .unwrap();
     let r = path_str(root.path());
-    run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             path_str(&spec),
             "--root",
             r,
             "--no-install-packages",
-        ],
-        0,
-    );
+        ])
+        .run();
     install_key(bind, root.path());
     (root, spec)
 }
@@ -72,12 +71,12 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
         "update add _dmarc.example.org 300 TXT \"v=DMARC1; \" \"p=reject\"",
     );
 
-    let dry = run(&["dns", s, "--root", r, "--push", "--dry-run"], 0).stdout;
-    assert!(dry.contains("dry run: nothing sent"), "{dry}");
-    assert!(
-        dry.contains("  - example.com TXT \"v=spf1 mx ~all\""),
-        "{dry}"
-    );
+    let dry = Test::new()
+        .args(&["dns", s, "--root", r, "--push", "--dry-run"])
+        .stdout_has("dry run: nothing sent")
+        .stdout_has("  - example.com TXT \"v=spf1 mx ~all\"")
+        .run()
+        .stdout;
     assert_eq!(
         bind.txt("_dmarc.example.com"),
         Vec::<String>::new(),
@@ -88,11 +87,16 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
         dry.contains("  - _dmarc.example.org TXT \"v=DMARC1; p=reject\""),
         "{dry}"
     );
-    let pushed = run(&["dns", s, "--root", r, "--push"], 0).stdout;
-    assert!(pushed.contains("6 names served as pushed"), "{pushed}");
-    assert!(pushed.contains("3 names served as pushed"), "{pushed}");
+    Test::new()
+        .args(&["dns", s, "--root", r, "--push"])
+        .stdout_has("6 names served as pushed")
+        .stdout_has("3 names served as pushed")
+        .run();
     // Every record `dns` prints is served, split values joined again.
-    let json = run(&["dns", s, "--root", r, "--format", "json"], 0).stdout;
+    let json = Test::new()
+        .args(&["dns", s, "--root", r, "--format", "json"])
+        .run()
+        .stdout;
     let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(records.len(), 9, "{json}");
     for rec in &records {
@@ -127,16 +131,20 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
         "2.0.192.in-addr.arpa",
         "update add 25.2.0.192.in-addr.arpa 300 PTR mail.example.com.",
     );
-    let check = run(&["check", s, "--root", r], 0).stdout;
-    assert!(check.contains("0 warn, 0 fail"), "{check}");
+    let check = Test::new()
+        .args(&["check", s, "--root", r])
+        .stdout_has("0 warn, 0 fail")
+        .run()
+        .stdout;
     assert_eq!(check.matches("\npass  dkim").count(), 3, "{check}");
 
-    let again = run(&["dns", s, "--root", r, "--push"], 0).stdout;
-    assert!(
-        again.contains("example.com (primary") && again.contains("6 names as they should be"),
-        "{again}"
-    );
-    assert!(!again.contains("+ ") && !again.contains("- "), "{again}");
+    Test::new()
+        .args(&["dns", s, "--root", r, "--push"])
+        .stdout_has("example.com (primary")
+        .stdout_has("6 names as they should be")
+        .stdout_lacks("+ ")
+        .stdout_lacks("- ")
+        .run();
 }
 
 #[test]
@@ -148,11 +156,12 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
     let (s, r) = (path_str(&spec), path_str(root.path()));
 
     // A zone the server does not serve stops the push before anything is sent.
-    let e = run(&["dns", s, "--root", r, "--push"], 1).stderr;
-    assert!(
-        e.contains("zone example.org") && e.contains("REFUSED"),
-        "{e}"
-    );
+    Test::new()
+        .args(&["dns", s, "--root", r, "--push"])
+        .status(1)
+        .stderr_has("zone example.org")
+        .stderr_has("REFUSED")
+        .run();
     assert_eq!(
         bind.txt("_dmarc.example.com"),
         Vec::<String>::new(),
@@ -164,11 +173,10 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
         .unwrap()
         .replace("    example.org:\n", "");
     std::fs::write(&spec, text).unwrap();
-    let out = run(&["dns", s, "--root", r, "--push", "--dry-run"], 0).stdout;
-    assert!(
-        out.contains("not pushed: _dmarc.example.org is in none of the zones (example.com)"),
-        "{out}"
-    );
+    Test::new()
+        .args(&["dns", s, "--root", r, "--push", "--dry-run"])
+        .stdout_has("not pushed: _dmarc.example.org is in none of the zones (example.com)")
+        .run();
 
     let bad = root.path().join("bad.key");
     let text = std::fs::read_to_string(bind.key_file()).unwrap();
@@ -181,8 +189,8 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
     let before = bind.txt("_dmarc.example.com");
     let push_with_bad_key = || {
-        run(
-            &[
+        Test::new()
+            .args(&[
                 "dns",
                 s,
                 "--root",
@@ -190,19 +198,14 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
                 "--push",
                 "--tsig-key",
                 path_str(&bad),
-            ],
-            1,
-        )
+            ])
+            .status(1)
     };
-    let e = push_with_bad_key();
+    let e = push_with_bad_key()
+        .stdout_has("did not accept the TSIG signature of key mailsetup")
+        .stderr_has("not brought up to date (see above): example.com")
+        .run();
     let said = format!("{}{}", e.stdout, e.stderr);
-    assert!(
-        e.stdout
-            .contains("did not accept the TSIG signature of key mailsetup")
-            && e.stderr
-                .contains("not brought up to date (see above): example.com"),
-        "{said}"
-    );
     assert!(
         !said.contains(secret) && !said.contains("AAAAAAAA"),
         "a secret in the output: {said}"
@@ -210,19 +213,18 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
     assert_eq!(bind.txt("_dmarc.example.com"), before);
 
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = push_with_bad_key().stderr;
-    assert!(
-        e.contains("readable by others") && e.contains("chmod 600"),
-        "{e}"
-    );
+    push_with_bad_key()
+        .stderr_has("readable by others")
+        .stderr_has("chmod 600")
+        .run();
 
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     drop(std::net::TcpListener::bind(dead));
-    let e = run(
-        &[
+    Test::new()
+        .args(&[
             "dns",
             s,
             "--root",
@@ -230,19 +232,19 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
             "--push",
             "--server",
             &dead.to_string(),
-        ],
-        1,
-    )
-    .stderr;
-    assert!(
-        e.contains("cannot reach its primary server") && e.contains(&dead.to_string()),
-        "{e}"
-    );
+        ])
+        .status(1)
+        .stderr_has("cannot reach its primary server")
+        .stderr_has(dead.to_string())
+        .run();
 
     // Before apply there are no keys: nothing is pushed half.
     let empty = tempfile::tempdir().unwrap();
-    let e = run(&["dns", s, "--root", path_str(empty.path()), "--push"], 1).stderr;
-    assert!(e.contains("not pushed: some keys are missing"), "{e}");
+    Test::new()
+        .args(&["dns", s, "--root", path_str(empty.path()), "--push"])
+        .status(1)
+        .stderr_has("not pushed: some keys are missing")
+        .run();
 }
 
 #[test]
@@ -300,11 +302,13 @@ fn the_octodns_export_round_trips_through_octodns() {
     let root = crate::support::root();
     let r = path_str(root.path());
     let spec = crate::support::example("guide.yaml");
-    run(&["apply", &spec, "--root", r, "--no-install-packages"], 0);
+    Test::new()
+        .args(&["apply", &spec, "--root", r, "--no-install-packages"])
+        .run();
     let dir = tempfile::tempdir().unwrap();
     let zones = dir.path().join("zones");
-    let wrote = run(
-        &[
+    Test::new()
+        .args(&[
             "dns",
             &spec,
             "--root",
@@ -313,11 +317,9 @@ fn the_octodns_export_round_trips_through_octodns() {
             "octodns",
             "--out",
             path_str(&zones),
-        ],
-        0,
-    )
-    .stdout;
-    assert!(wrote.contains("example.com.yaml"), "{wrote}");
+        ])
+        .stdout_has("example.com.yaml")
+        .run();
     // octoDNS as a team runs it: our directory as the source, BIND zone files out.
     let config = dir.path().join("config.yaml");
     std::fs::write(
@@ -356,7 +358,10 @@ fn the_octodns_export_round_trips_through_octodns() {
     let served = tool(&python, &["-c", read, path_str(&dir.path().join("out"))]);
     let mut served: Vec<&str> = served.lines().collect();
     served.sort();
-    let json = run(&["dns", &spec, "--root", r, "--format", "json"], 0).stdout;
+    let json = Test::new()
+        .args(&["dns", &spec, "--root", r, "--format", "json"])
+        .run()
+        .stdout;
     let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     let mut wanted: Vec<String> = records
         .iter()
@@ -437,18 +442,20 @@ fn rotation_runs_unattended_from_start_to_withdrawal() {
     std::fs::write(&spec, text).unwrap();
     let (s, r) = (path_str(&spec), path_str(root.path()));
     let keys = root.path().join("etc/opendkim/keys/shared");
-    let auto =
-        |day: &str| crate::support::run_on(day, &["rotate", "auto", s, "--root", r], 0).stdout;
+    let auto = |day: &str| {
+        Test::new()
+            .args(&["rotate", "auto", s, "--root", r])
+            .day(day)
+    };
     let (old, new) = (DATE, "20261224");
     let dkim_txt = |sel: &str, domain: &str| bind.txt(&format!("{sel}._domainkey.{domain}"));
 
     // Day 0: nothing is due, but DNS is published with no human step.
-    let out = auto("2026-11-24");
-    assert!(out.contains("served as pushed"), "{out}");
+    auto("2026-11-24").stdout_has("served as pushed").run();
     let before = sign(&keys.join(format!("{old}.private")), old, "example.com");
     assert!(verifies(&bind, &before), "mail signed before the rotation");
     assert_eq!(
-        auto("2026-11-24"),
+        auto("2026-11-24").run().stdout,
         "",
         "a second run with nothing due is silent"
     );
@@ -468,37 +475,26 @@ fn rotation_runs_unattended_from_start_to_withdrawal() {
         ),
     )
     .unwrap();
-    let failed = crate::support::run_on("2026-12-24", &["rotate", "auto", s, "--root", r], 1);
-    assert!(
-        failed.stdout.contains(&format!("staged {new}")),
-        "{}",
-        failed.stdout
-    );
-    assert!(
-        failed.stderr.contains("DNS was not brought up to date"),
-        "{}",
-        failed.stderr
-    );
+    auto("2026-12-24")
+        .status(1)
+        .stdout_has(format!("staged {new}"))
+        .stderr_has("DNS was not brought up to date")
+        .run();
     std::fs::write(&spec, good).unwrap();
-    let out = auto("2026-12-24");
-    assert!(
-        out.contains(&format!("+ {new}._domainkey.example.com")),
-        "{out}"
-    );
+    auto("2026-12-24")
+        .stdout_has(format!("+ {new}._domainkey.example.com"))
+        .run();
     assert_eq!(dkim_txt(new, "example.org").len(), 1);
-    assert!(
-        crate::support::run_on(
-            "2026-12-24",
-            &["rotate", "status", s, "--root", r, "--format", "json"],
-            0
-        )
-        .stdout
-        .contains("\"staged\"")
-    );
+    Test::new()
+        .args(&["rotate", "status", s, "--root", r, "--format", "json"])
+        .day("2026-12-24")
+        .stdout_has("\"staged\"")
+        .run();
 
     // Day 31: the resolver serves it, so signing switches.
-    let out = auto("2026-12-25");
-    assert!(out.contains(&format!("DNS serves {new}")), "{out}");
+    auto("2026-12-25")
+        .stdout_has(format!("DNS serves {new}"))
+        .run();
     let during = sign(&keys.join(format!("{new}.private")), new, "example.org");
     assert!(verifies(&bind, &during), "mail signed with the new key");
     assert!(
@@ -507,11 +503,9 @@ fn rotation_runs_unattended_from_start_to_withdrawal() {
     );
 
     // Grace over: the old key is revoked and its p= pushed.
-    let out = auto("2027-01-01");
-    assert!(
-        out.contains(&format!("- {old}._domainkey.example.com")),
-        "{out}"
-    );
+    auto("2027-01-01")
+        .stdout_has(format!("- {old}._domainkey.example.com"))
+        .run();
     assert_eq!(dkim_txt(old, "example.com"), ["v=DKIM1; p="]);
     assert!(
         !verifies(&bind, &before),
@@ -520,18 +514,19 @@ fn rotation_runs_unattended_from_start_to_withdrawal() {
     assert!(verifies(&bind, &during));
 
     // keep_revoked_days later the revoked record is withdrawn, subdomain's too.
-    let out = auto("2027-01-11");
-    assert!(
-        out.contains(&format!("- {old}._domainkey.app.example.com")),
-        "{out}"
-    );
+    auto("2027-01-11")
+        .stdout_has(format!("- {old}._domainkey.app.example.com"))
+        .run();
     for domain in ["example.com", "app.example.com", "example.org"] {
         assert_eq!(dkim_txt(old, domain), Vec::<String>::new(), "{domain}");
     }
-    let listed = crate::support::run_on("2027-01-11", &["dns", s, "--root", r], 0).stdout;
-    assert!(!listed.contains(old), "{listed}");
+    Test::new()
+        .args(&["dns", s, "--root", r])
+        .day("2027-01-11")
+        .stdout_lacks(old)
+        .run();
     assert!(verifies(&bind, &during), "after the rotation");
-    assert_eq!(auto("2027-01-11"), "", "and then silence");
+    assert_eq!(auto("2027-01-11").run().stdout, "", "and then silence");
 }
 
 #[test]
@@ -560,8 +555,8 @@ fn a_fleet_rotates_and_publishes_each_hosts_keys_without_touching_the_others() {
         .map(|host| {
             let root = tempfile::tempdir().unwrap();
             let r = path_str(root.path());
-            run(
-                &[
+            Test::new()
+                .args(&[
                     "apply",
                     s,
                     "--host",
@@ -569,9 +564,8 @@ fn a_fleet_rotates_and_publishes_each_hosts_keys_without_touching_the_others() {
                     "--root",
                     r,
                     "--no-install-packages",
-                ],
-                0,
-            );
+                ])
+                .run();
             install_key(&bind, root.path());
             (host, root)
         })
@@ -580,7 +574,10 @@ fn a_fleet_rotates_and_publishes_each_hosts_keys_without_touching_the_others() {
     let night = |day: &str| {
         for (host, root) in &roots {
             let r = path_str(root.path());
-            crate::support::run_on(day, &["rotate", "auto", s, "--host", host, "--root", r], 0);
+            Test::new()
+                .args(&["rotate", "auto", s, "--host", host, "--root", r])
+                .day(day)
+                .run();
         }
     };
     let served = |selector: &str| bind.txt(&format!("{selector}._domainkey.example.org"));

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::dns_server::{DnsServer, Rec, published};
-use crate::support::{path_str, root, run_on};
+use crate::support::{Output, Test, path_str, root};
 
 /// A shared key for two domains; 1024-bit keys keep the test fast.
 const SPEC: &str = "host:
@@ -53,20 +53,16 @@ impl Setup {
     fn key_table(&self) -> String {
         self.read("etc/opendkim/KeyTable")
     }
+    /// `mailsetup CMD SPEC --root ROOT` on `day`, to add arguments and checks to.
+    fn on(&self, day: &str, cmd: &[&str]) -> Test {
+        Test::new()
+            .args(cmd)
+            .args(&[self.spec(), "--root", self.root()])
+            .day(day)
+    }
     /// `mailsetup dns --format json` on `day`: the DKIM records as (name, value).
     fn dkim_records(&self, day: &str) -> Vec<(String, String)> {
-        let json = run_on(
-            day,
-            &[
-                "dns",
-                self.spec(),
-                "--root",
-                self.root(),
-                "--format",
-                "json",
-            ],
-            0,
-        );
+        let json = self.on(day, &["dns"]).args(&["--format", "json"]).run();
         published(&json.stdout)
             .into_iter()
             .filter(|(kind, _, _)| kind == "dkim")
@@ -75,19 +71,10 @@ impl Setup {
     }
     /// `rotate status --format json`: (selector, state, field → date) per selector.
     fn status(&self, day: &str) -> Vec<serde_json::Value> {
-        let out = run_on(
-            day,
-            &[
-                "rotate",
-                "status",
-                self.spec(),
-                "--root",
-                self.root(),
-                "--format",
-                "json",
-            ],
-            0,
-        );
+        let out = self
+            .on(day, &["rotate", "status"])
+            .args(&["--format", "json"])
+            .run();
         serde_json::from_str(&out.stdout).unwrap()
     }
     fn state_of(&self, day: &str, selector: &str) -> serde_json::Value {
@@ -95,6 +82,16 @@ impl Setup {
             .into_iter()
             .find(|s| s["selector"] == selector)
             .unwrap_or_else(|| panic!("{selector} is not in the status"))
+    }
+    /// Applied on the tests' day, then on 2026-12-01 a key staged and made to
+    /// sign with `rotate activate --force` (no DNS serves it): activate's output.
+    fn force_activated(&self) -> Output {
+        self.on("2026-11-24", &["apply"]).run();
+        self.on("2026-12-01", &["rotate", "start"]).run();
+        let server = DnsServer::start(&[]);
+        self.on("2026-12-01", &["rotate", "activate"])
+            .args(&["--resolver", &server.resolver(), "--force"])
+            .run()
     }
 }
 
@@ -119,10 +116,9 @@ fn value_of<'a>(records: &'a [(String, String)], name: &str) -> &'a str {
 #[test]
 fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     let s = Setup::new(SPEC);
-    let (spec, r) = (s.spec(), s.root());
     let keys = s.file("etc/opendkim/keys/shared");
 
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
+    s.on("2026-11-24", &["apply"]).run();
     let old = "20261124";
     assert!(s.key_table().contains(&format!(":{old}:")));
     let before = s.status("2026-11-24");
@@ -133,19 +129,12 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
 
     // start: a new key under today's selector; signing does not change.
     let new = "20261201";
-    let out = run_on("2026-12-01", &["rotate", "start", spec, "--root", r], 0);
-    assert!(
-        out.stdout.contains(&format!("staged {new}")),
-        "{}",
-        out.stdout
-    );
-    for domain in ["example.com", "example.org"] {
-        assert!(
-            out.stdout
-                .contains(&format!("{new}._domainkey.{domain}.\tIN\tTXT"))
-        );
-    }
-    assert!(!out.stdout.contains("PRIVATE KEY"));
+    s.on("2026-12-01", &["rotate", "start"])
+        .stdout_has(format!("staged {new}"))
+        .stdout_has(format!("{new}._domainkey.example.com.\tIN\tTXT"))
+        .stdout_has(format!("{new}._domainkey.example.org.\tIN\tTXT"))
+        .stdout_lacks("PRIVATE KEY")
+        .run();
     assert_eq!(
         private_keys(&keys),
         [format!("{old}.private"), format!("{new}.private")]
@@ -158,23 +147,19 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     let table = s.key_table();
     assert!(table.contains(&format!(":{old}:")), "{table}");
     // apply and a second start change nothing: the staged key does not sign.
-    let out = run_on("2026-12-01", &["apply", spec, "--root", r], 0);
-    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
-    let out = run_on("2026-12-01", &["rotate", "start", spec, "--root", r], 0);
-    assert!(out.stdout.contains("already staged"), "{}", out.stdout);
+    s.on("2026-12-01", &["apply"])
+        .stdout_has("No changes.")
+        .run();
+    s.on("2026-12-01", &["rotate", "start"])
+        .stdout_has("already staged")
+        .run();
     assert_eq!(private_keys(&keys).len(), 2);
 
     // dns lists both selectors for both domains, the staged one with a note.
-    let json = run_on(
-        "2026-12-01",
-        &["dns", spec, "--root", r, "--format", "json"],
-        0,
-    );
-    assert!(
-        json.stdout.contains("staged on 2026-12-01"),
-        "{}",
-        json.stdout
-    );
+    s.on("2026-12-01", &["dns"])
+        .args(&["--format", "json"])
+        .stdout_has("staged on 2026-12-01")
+        .run();
     let dkim = s.dkim_records("2026-12-01");
     assert_eq!(dkim.len(), 4, "{dkim:?}");
     let old_value = value_of(&dkim, &format!("{old}._domainkey.example.com")).to_string();
@@ -186,20 +171,11 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     let saved = s.read(state_file);
     let refused = |records: Vec<Rec>, why: &str| {
         let server = DnsServer::start(&records);
-        let out = run_on(
-            "2026-12-02",
-            &[
-                "rotate",
-                "activate",
-                spec,
-                "--root",
-                r,
-                "--resolver",
-                &server.resolver(),
-            ],
-            1,
-        );
-        assert!(out.stderr.contains(why), "{why}: {}", out.stderr);
+        s.on("2026-12-02", &["rotate", "activate"])
+            .args(&["--resolver", &server.resolver()])
+            .status(1)
+            .stderr_has(why)
+            .run();
         assert_eq!(s.read(state_file), saved, "activate changed the state");
         assert_eq!(s.key_table(), table, "activate changed the KeyTable");
     };
@@ -235,46 +211,20 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     ];
     let (server, lagging) = (DnsServer::start(&served), DnsServer::start(&served[..1]));
     let resolver = server.resolver();
-    let lagging_resolver = lagging.resolver();
-    let both = [
-        "rotate",
-        "activate",
-        spec,
-        "--root",
-        r,
-        "--resolver",
-        &resolver,
-        "--resolver",
-        &lagging_resolver,
-    ];
-    let out = run_on("2026-12-02", &both, 1);
-    assert!(
-        out.stderr
-            .contains(&format!("{new}._domainkey.example.org: not published")),
-        "{}",
-        out.stderr
-    );
+    let activate = || {
+        s.on("2026-12-02", &["rotate", "activate"])
+            .args(&["--resolver", &resolver])
+    };
+    activate()
+        .args(&["--resolver", &lagging.resolver()])
+        .status(1)
+        .stderr_has(format!("{new}._domainkey.example.org: not published"))
+        .run();
     assert_eq!(s.read(state_file), saved, "activate changed the state");
-    let activate = [
-        "rotate",
-        "activate",
-        spec,
-        "--root",
-        r,
-        "--resolver",
-        &resolver,
-    ];
-    let out = run_on("2026-12-02", &activate, 0);
-    assert!(
-        out.stdout.contains(&format!("{new} signs from now on")),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("wrote /etc/opendkim/KeyTable"),
-        "{}",
-        out.stdout
-    );
+    activate()
+        .stdout_has(format!("{new} signs from now on"))
+        .stdout_has("wrote /etc/opendkim/KeyTable")
+        .run();
     let table = s.key_table();
     assert!(
         table.contains(&format!(":{new}:")) && !table.contains(old),
@@ -288,21 +238,19 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     assert_eq!(retiring["retired"], "2026-12-02");
     assert_eq!(retiring["due"], "2026-12-09");
     // Idempotent: nothing is staged any more.
-    let out = run_on("2026-12-02", &activate, 0);
-    assert!(out.stdout.contains("nothing staged"), "{}", out.stdout);
+    activate().stdout_has("nothing staged").run();
 
     // finish waits for the grace period.
-    let out = run_on("2026-12-08", &["rotate", "finish", spec, "--root", r], 1);
-    assert!(out.stderr.contains("until 2026-12-09"), "{}", out.stderr);
+    s.on("2026-12-08", &["rotate", "finish"])
+        .status(1)
+        .stderr_has("until 2026-12-09")
+        .run();
     assert!(keys.join(format!("{old}.private")).exists());
 
-    let out = run_on("2026-12-09", &["rotate", "finish", spec, "--root", r], 0);
-    assert!(
-        out.stdout.contains(&format!("revoked {old}")),
-        "{}",
-        out.stdout
-    );
-    assert!(!out.stdout.contains("PRIVATE KEY"));
+    s.on("2026-12-09", &["rotate", "finish"])
+        .stdout_has(format!("revoked {old}"))
+        .stdout_lacks("PRIVATE KEY")
+        .run();
     assert_eq!(private_keys(&keys), [format!("{new}.private")]);
     let archive = keys.join("archive");
     assert_eq!(private_keys(&archive), [format!("{old}.private")]);
@@ -311,82 +259,58 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     assert_eq!(s.state_of("2026-12-09", old)["revoked"], "2026-12-09");
 
     // dns now publishes the revocation in place of the old key.
-    let zone = run_on("2026-12-09", &["dns", spec, "--root", r], 0).stdout;
-    for domain in ["example.com", "example.org"] {
-        assert!(
-            zone.contains(&format!(
-                "{old}._domainkey.{domain}.\tIN\tTXT\t\"v=DKIM1; p=\""
-            )),
-            "{zone}"
-        );
-    }
+    s.on("2026-12-09", &["dns"])
+        .stdout_has(format!(
+            "{old}._domainkey.example.com.\tIN\tTXT\t\"v=DKIM1; p=\""
+        ))
+        .stdout_has(format!(
+            "{old}._domainkey.example.org.\tIN\tTXT\t\"v=DKIM1; p=\""
+        ))
+        .run();
     let dkim = s.dkim_records("2026-12-09");
     assert_eq!(value_of(&dkim, &at("example.org")), new_value);
 
     // Nothing left to do, and the host matches the spec.
-    let out = run_on("2026-12-09", &["rotate", "finish", spec, "--root", r], 0);
-    assert!(out.stdout.contains("Nothing to finish"), "{}", out.stdout);
-    run_on(
-        "2026-12-09",
-        &["plan", spec, "--root", r, "--detailed-exitcode"],
-        0,
-    );
+    s.on("2026-12-09", &["rotate", "finish"])
+        .stdout_has("Nothing to finish")
+        .run();
+    s.on("2026-12-09", &["plan"])
+        .args(&["--detailed-exitcode"])
+        .run();
 }
 
 #[test]
 fn force_activates_and_finishes_without_waiting() {
     let s = Setup::new(SPEC);
-    let (spec, r) = (s.spec(), s.root());
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
-    run_on("2026-12-01", &["rotate", "start", spec, "--root", r], 0);
-    let server = DnsServer::start(&[]);
-    let out = run_on(
-        "2026-12-01",
-        &[
-            "rotate",
-            "activate",
-            spec,
-            "--root",
-            r,
-            "--resolver",
-            &server.resolver(),
-            "--force",
-        ],
-        0,
-    );
+    let out = s.force_activated();
     assert!(out.stdout.contains("warning: --force"), "{}", out.stdout);
     assert!(s.key_table().contains(":20261201:"));
-    run_on(
-        "2026-12-01",
-        &["rotate", "finish", spec, "--root", r, "--force"],
-        0,
-    );
+    s.on("2026-12-01", &["rotate", "finish"])
+        .args(&["--force"])
+        .run();
     assert_eq!(s.state_of("2026-12-01", "20261124")["state"], "revoked");
 }
 
 #[test]
 fn auto_does_only_the_step_that_is_due() {
     let s = Setup::new(SPEC);
-    let (spec, r) = (s.spec(), s.root());
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
+    s.on("2026-11-24", &["apply"]).run();
     let auto = |day: &str, resolver: &str| {
-        run_on(
-            day,
-            &["rotate", "auto", spec, "--root", r, "--resolver", resolver],
-            0,
-        )
-        .stdout
+        s.on(day, &["rotate", "auto"])
+            .args(&["--resolver", resolver])
     };
     let nothing = DnsServer::start(&[]);
     // Before the interval (30 days) nothing happens, silently.
-    assert_eq!(auto("2026-12-10", &nothing.resolver()), "");
+    assert_eq!(auto("2026-12-10", &nothing.resolver()).run().stdout, "");
     assert!(!s.file("etc/opendkim/keys/shared/rotation.json").exists());
     // The interval is over: a key is staged.
-    let out = auto("2026-12-24", &nothing.resolver());
-    assert!(out.contains("staged 20261224"), "{out}");
+    auto("2026-12-24", &nothing.resolver())
+        .stdout_has("staged 20261224")
+        .run();
     // Not served yet: it waits and says what is missing.
-    let out = auto("2026-12-25", &nothing.resolver());
-    assert!(out.contains("waiting to activate 20261224"), "{out}");
+    auto("2026-12-25", &nothing.resolver())
+        .stdout_has("waiting to activate 20261224")
+        .run();
     assert!(s.key_table().contains(":20261124:"));
     // Served: it activates.
     let value = value_of(
@@ -398,87 +322,70 @@ fn auto_does_only_the_step_that_is_due() {
         Rec::txt("20261224._domainkey.example.com", &value),
         Rec::txt("20261224._domainkey.example.org", &value),
     ]);
-    let out = auto("2026-12-26", &served.resolver());
-    assert!(out.contains("DNS serves 20261224"), "{out}");
+    auto("2026-12-26", &served.resolver())
+        .stdout_has("DNS serves 20261224")
+        .run();
     assert!(s.key_table().contains(":20261224:"));
     // During the grace period: silent. After it: the old key is revoked.
-    assert_eq!(auto("2027-01-01", &served.resolver()), "");
-    let out = auto("2027-01-02", &served.resolver());
-    assert!(out.contains("revoked 20261124"), "{out}");
-    assert_eq!(auto("2027-01-03", &served.resolver()), "");
+    assert_eq!(auto("2027-01-01", &served.resolver()).run().stdout, "");
+    auto("2027-01-02", &served.resolver())
+        .stdout_has("revoked 20261124")
+        .run();
+    assert_eq!(auto("2027-01-03", &served.resolver()).run().stdout, "");
 }
 
 #[test]
 fn a_second_key_on_the_same_day_gets_a_suffix() {
     let s = Setup::new(SPEC);
-    let (spec, r) = (s.spec(), s.root());
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
-    let out = run_on("2026-11-24", &["rotate", "start", spec, "--root", r], 0);
-    assert!(out.stdout.contains("staged 20261124-2"), "{}", out.stdout);
+    s.on("2026-11-24", &["apply"]).run();
+    s.on("2026-11-24", &["rotate", "start"])
+        .stdout_has("staged 20261124-2")
+        .run();
 }
 
 #[test]
 fn rotation_needs_a_dated_selector_and_an_existing_key() {
     let s = Setup::new(&SPEC.replace("  bits: 1024\n", "  bits: 1024\n  selector: mail\n"));
-    let (spec, r) = (s.spec(), s.root());
-    let out = run_on("2026-11-24", &["rotate", "start", spec, "--root", r], 1);
-    assert!(
-        out.stderr.contains("run mailsetup apply first"),
-        "{}",
-        out.stderr
-    );
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
-    let out = run_on("2026-11-24", &["rotate", "start", spec, "--root", r], 1);
-    assert!(out.stderr.contains("mail-{date}"), "{}", out.stderr);
+    s.on("2026-11-24", &["rotate", "start"])
+        .status(1)
+        .stderr_has("run mailsetup apply first")
+        .run();
+    s.on("2026-11-24", &["apply"]).run();
+    s.on("2026-11-24", &["rotate", "start"])
+        .status(1)
+        .stderr_has("mail-{date}")
+        .run();
 }
 
 #[test]
 fn finish_refuses_while_opendkim_still_signs_with_the_key() {
     let s = Setup::new(SPEC);
-    let (spec, r) = (s.spec(), s.root());
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
-    run_on("2026-12-01", &["rotate", "start", spec, "--root", r], 0);
-    let server = DnsServer::start(&[]);
-    run_on(
-        "2026-12-01",
-        &[
-            "rotate",
-            "activate",
-            spec,
-            "--root",
-            r,
-            "--resolver",
-            &server.resolver(),
-            "--force",
-        ],
-        0,
-    );
+    s.force_activated();
     // A rollback puts the KeyTable of the old key back.
-    run_on("2026-12-01", &["rollback", "--root", r], 0);
+    Test::new()
+        .args(&["rollback", "--root", s.root()])
+        .day("2026-12-01")
+        .run();
     assert!(s.key_table().contains(":20261124:"));
-    let out = run_on(
-        "2026-12-20",
-        &["rotate", "finish", spec, "--root", r, "--force"],
-        1,
-    );
-    assert!(
-        out.stderr.contains("still signs with 20261124"),
-        "{}",
-        out.stderr
-    );
+    s.on("2026-12-20", &["rotate", "finish"])
+        .args(&["--force"])
+        .status(1)
+        .stderr_has("still signs with 20261124")
+        .run();
     assert!(s.file("etc/opendkim/keys/shared/20261124.private").exists());
 }
 
 #[test]
 fn a_tampered_rotation_state_is_refused() {
     let s = Setup::new(SPEC);
-    let (spec, r) = (s.spec(), s.root());
-    run_on("2026-11-24", &["apply", spec, "--root", r], 0);
+    s.on("2026-11-24", &["apply"]).run();
     std::fs::write(
         s.file("etc/opendkim/keys/shared/rotation.json"),
         r#"{"selectors": [{"selector": "../../../etc/passwd", "state": "active", "created": null}]}"#,
     )
     .unwrap();
-    let out = run_on("2026-11-24", &["plan", spec, "--root", r], 1);
-    assert!(out.stderr.contains("inconsistent"), "{}", out.stderr);
+    s.on("2026-11-24", &["plan"])
+        .status(1)
+        .stderr_has("inconsistent")
+        .run();
 }

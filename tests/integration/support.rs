@@ -9,41 +9,148 @@ pub const DATE: &str = "20261124";
 /// The relay password the tests put on the host for the smart-host example.
 pub const RELAY_PASSWORD: &str = "test-relay-password";
 
+/// What a run of mailsetup did.
 pub struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
-/// Runs `mailsetup ARGS` on the tests' day and asserts its exit status.
-pub fn run(args: &[&str], expect: i32) -> Output {
-    run_on("2026-11-24", args, expect)
+/// The tests' day (`DATE` is its selector); a run happens at its noon, UTC.
+const DAY: &str = "2026-11-24";
+
+/// One run of the binary under test, described and then checked by
+/// [`Test::run`] (after just's test builder): every test runs it the same way
+/// (no colour, a fixed day, the crate as working directory), and a failed check
+/// shows the whole run, not just the line that was looked for.
+#[must_use = "nothing runs until .run()"]
+pub struct Test {
+    args: Vec<String>,
+    day: String,
+    env_remove: Vec<String>,
+    status: i32,
+    checks: Vec<Check>,
 }
 
-/// Runs `mailsetup ARGS` at noon UTC on `day` (YYYY-MM-DD) and asserts its exit status.
-pub fn run_on(day: &str, args: &[&str], expect: i32) -> Output {
-    let epoch = format!("{day}T12:00:00Z")
-        .parse::<jiff::Timestamp>()
-        .unwrap()
-        .as_second();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailsetup"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", epoch.to_string())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run mailsetup");
-    let out = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_eq!(
-        out.code, expect,
-        "mailsetup {args:?} on {day} exited {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.code, out.stdout, out.stderr
-    );
-    out
+/// Text that must (or must not) appear in stdout (or stderr).
+struct Check {
+    stderr: bool,
+    present: bool,
+    text: String,
+}
+
+impl Test {
+    /// No arguments yet, on the tests' day, expecting exit status 0.
+    pub fn new() -> Test {
+        Test {
+            args: Vec::new(),
+            day: DAY.to_string(),
+            env_remove: Vec::new(),
+            status: 0,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Appends arguments, so a helper can add to those it was given.
+    pub fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Runs at noon UTC on `day` (YYYY-MM-DD), through SOURCE_DATE_EPOCH.
+    pub fn day(mut self, day: &str) -> Test {
+        self.day = day.to_string();
+        self
+    }
+
+    /// Runs without the variable `key`, even one this builder sets.
+    pub fn env_remove(mut self, key: &str) -> Test {
+        self.env_remove.push(key.to_string());
+        self
+    }
+
+    /// The exit status to expect.
+    pub fn status(mut self, code: i32) -> Test {
+        self.status = code;
+        self
+    }
+
+    // The checks of what the run printed, as many as wanted: `run` asserts
+    // them all with the status, so one failure names every miss.
+
+    pub fn stdout_has(self, text: impl Into<String>) -> Test {
+        self.check(false, true, text.into())
+    }
+
+    pub fn stdout_lacks(self, text: impl Into<String>) -> Test {
+        self.check(false, false, text.into())
+    }
+
+    pub fn stderr_has(self, text: impl Into<String>) -> Test {
+        self.check(true, true, text.into())
+    }
+
+    pub fn stderr_lacks(self, text: impl Into<String>) -> Test {
+        self.check(true, false, text.into())
+    }
+
+    fn check(mut self, stderr: bool, present: bool, text: String) -> Test {
+        self.checks.push(Check {
+            stderr,
+            present,
+            text,
+        });
+        self
+    }
+
+    /// Runs mailsetup and asserts the status and every check; the output is
+    /// returned for checks the builder does not make (counts, parsing).
+    #[track_caller]
+    pub fn run(self) -> Output {
+        let epoch = format!("{}T12:00:00Z", self.day)
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_second();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsetup"));
+        cmd.args(&self.args)
+            .env("NO_COLOR", "1")
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for key in &self.env_remove {
+            cmd.env_remove(key);
+        }
+        let out = cmd.output().expect("run mailsetup");
+        let out = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        let mut wrong = Vec::new();
+        if out.code != self.status {
+            wrong.push(format!("exited {}, not {}", out.code, self.status));
+        }
+        for c in &self.checks {
+            let (name, text) = if c.stderr {
+                ("stderr", &out.stderr)
+            } else {
+                ("stdout", &out.stdout)
+            };
+            if text.contains(&c.text) != c.present {
+                let verb = if c.present { "lacks" } else { "has" };
+                wrong.push(format!("{name} {verb} {:?}", c.text));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "mailsetup {:?} on {}: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.day,
+            wrong.join("; "),
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
 }
 
 pub fn example(name: &str) -> String {
@@ -282,15 +389,17 @@ pub fn assert_unchanged(
 pub fn apply_bundle_to_a_new_root(bundle: &Path, extra: &[&str], expect: i32) -> Output {
     let host = root();
     let before = snapshot(host.path());
-    let mut args = vec![
-        "apply",
-        "--bundle",
-        path_str(bundle),
-        "--root",
-        path_str(host.path()),
-    ];
-    args.extend_from_slice(extra);
-    let out = run(&args, expect);
+    let out = Test::new()
+        .args(&[
+            "apply",
+            "--bundle",
+            path_str(bundle),
+            "--root",
+            path_str(host.path()),
+        ])
+        .args(extra)
+        .status(expect)
+        .run();
     if expect != 0 {
         assert_unchanged(
             &before,

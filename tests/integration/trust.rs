@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    RELAY_PASSWORD, apply_bundle_to_a_new_root, assert_unchanged, example, members, missing_in_ci,
-    path_str, root, run, snapshot, write_password,
+    RELAY_PASSWORD, Test, apply_bundle_to_a_new_root, assert_unchanged, example, members,
+    missing_in_ci, path_str, root, snapshot, write_password,
 };
 
 fn sha256(data: &[u8]) -> String {
@@ -25,17 +25,16 @@ fn saved_plan() -> (tempfile::TempDir, PathBuf, PathBuf) {
     std::fs::create_dir_all(host.join("etc/mailsetup")).unwrap();
     write_password(&host.join("etc/mailsetup/relay-password"), RELAY_PASSWORD);
     let plan = dir.path().join("plan.json");
-    run(
-        &[
+    Test::new()
+        .args(&[
             "plan",
             &example("smarthost.yaml"),
             "--root",
             path_str(&host),
             "--out",
             path_str(&plan),
-        ],
-        0,
-    );
+        ])
+        .run();
     (dir, host, plan)
 }
 
@@ -45,15 +44,11 @@ fn saved_plan() -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn refused_plan(host: &Path, plan: &Path, why: &str) {
     let outer = host.parent().unwrap();
     let before = snapshot(outer);
-    let out = run(
-        &["apply", "--plan", path_str(plan), "--root", path_str(host)],
-        1,
-    );
-    assert!(
-        out.stderr.contains(why),
-        "expected {why:?}:\n{}",
-        out.stderr
-    );
+    Test::new()
+        .args(&["apply", "--plan", path_str(plan), "--root", path_str(host)])
+        .status(1)
+        .stderr_has(why)
+        .run();
     assert_unchanged(&before, &snapshot(outer), "a refused plan wrote files");
 }
 
@@ -164,12 +159,13 @@ fn no_credential_nor_its_digest_in_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let spec = example("smarthost.yaml");
     let plan_file = dir.path().join("plan.json");
-    let text = run(
-        &["plan", &spec, "--root", h, "--out", path_str(&plan_file)],
-        0,
-    );
-    let json = run(&["plan", &spec, "--root", h, "--format", "json"], 0);
-    run(&["apply", &spec, "--root", h], 0);
+    let text = Test::new()
+        .args(&["plan", &spec, "--root", h, "--out", path_str(&plan_file)])
+        .run();
+    let json = Test::new()
+        .args(&["plan", &spec, "--root", h, "--format", "json"])
+        .run();
+    Test::new().args(&["apply", &spec, "--root", h]).run();
     let sasl = std::fs::read(host.path().join("etc/postfix/sasl_passwd")).unwrap();
     assert!(String::from_utf8_lossy(&sasl).contains(RELAY_PASSWORD));
     let secrets = [RELAY_PASSWORD.to_string(), sha256(&sasl)];
@@ -180,16 +176,18 @@ fn no_credential_nor_its_digest_in_any_output() {
         "another-password\n",
     )
     .unwrap();
-    let changed = run(&["plan", &spec, "--root", h], 0);
-    assert!(
-        changed.stdout.contains("update /etc/postfix/sasl_passwd")
-            && changed.stdout.contains("credentials changed"),
-        "{}",
-        changed.stdout
-    );
-    let changed_json = run(&["plan", &spec, "--root", h, "--format", "json"], 0);
+    let changed = Test::new()
+        .args(&["plan", &spec, "--root", h])
+        .stdout_has("update /etc/postfix/sasl_passwd")
+        .stdout_has("credentials changed")
+        .run();
+    let changed_json = Test::new()
+        .args(&["plan", &spec, "--root", h, "--format", "json"])
+        .run();
     let bundle = dir.path().join("b.tar.gz");
-    run(&["bundle", &spec, "--out", path_str(&bundle)], 0);
+    Test::new()
+        .args(&["bundle", &spec, "--out", path_str(&bundle)])
+        .run();
     let mut bundle_text = Vec::new();
     flate2::read::GzDecoder::new(&std::fs::read(&bundle).unwrap()[..])
         .read_to_end(&mut bundle_text)
@@ -231,16 +229,15 @@ fn no_credential_nor_its_digest_in_any_output() {
         format!("{RELAY_PASSWORD}\n"),
     )
     .unwrap();
-    let out = run(&["plan", &spec, "--root", h], 0);
-    assert!(!out.stdout.contains("edited by hand"), "{}", out.stdout);
+    Test::new()
+        .args(&["plan", &spec, "--root", h])
+        .stdout_lacks("edited by hand")
+        .run();
     std::fs::write(host.path().join("etc/postfix/sasl_passwd"), "edited\n").unwrap();
-    let out = run(&["plan", &spec, "--root", h], 0);
-    assert!(
-        out.stdout
-            .contains("/etc/postfix/sasl_passwd was edited by hand"),
-        "{}",
-        out.stdout
-    );
+    Test::new()
+        .args(&["plan", &spec, "--root", h])
+        .stdout_has("/etc/postfix/sasl_passwd was edited by hand")
+        .run();
 }
 
 #[test]
@@ -249,16 +246,16 @@ fn a_symlinked_directory_in_the_tree_is_never_written_through() {
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(host.path().join("etc")).unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), host.path().join("etc/opendkim")).unwrap();
-    let out = run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             &example("minimal.yaml"),
             "--root",
             path_str(host.path()),
-        ],
-        1,
-    );
-    assert!(out.stderr.contains("symlink"), "{}", out.stderr);
+        ])
+        .status(1)
+        .stderr_has("symlink")
+        .run();
     assert!(
         snapshot(elsewhere.path()).is_empty(),
         "wrote through the symlink"
@@ -340,10 +337,9 @@ fn refused_bundle(bundle: &Path, why: &str) {
 fn hostile_bundles_are_refused_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.tar.gz");
-    run(
-        &["bundle", &example("minimal.yaml"), "--out", path_str(&good)],
-        0,
-    );
+    Test::new()
+        .args(&["bundle", &example("minimal.yaml"), "--out", path_str(&good)])
+        .run();
     let original = members(&good);
     let bad = dir.path().join("bad.tar.gz");
 
@@ -367,16 +363,15 @@ fn hostile_bundles_are_refused_and_write_nothing() {
     loose[0].1 = serde_json::to_vec(&manifest).unwrap();
     forge(&regular(loose), &bad);
     let host = root();
-    run(
-        &[
+    Test::new()
+        .args(&[
             "apply",
             "--bundle",
             path_str(&bad),
             "--root",
             path_str(host.path()),
-        ],
-        0,
-    );
+        ])
+        .run();
     let mode = std::fs::metadata(host.path().join("etc/postfix/main.cf"))
         .unwrap()
         .permissions()
@@ -501,17 +496,16 @@ fn signatures_interoperate_with_ssh_keygen_both_ways() {
         let signers = dir.path().join(format!("{kind}.allowed"));
         std::fs::write(&signers, format!("{line}\n")).unwrap();
         let bundle = dir.path().join(format!("{kind}.tar.gz"));
-        run(
-            &[
+        Test::new()
+            .args(&[
                 "bundle",
                 &example("minimal.yaml"),
                 "--out",
                 path_str(&bundle),
                 "--sign",
                 path_str(&key),
-            ],
-            0,
-        );
+            ])
+            .run();
         let ours = std::fs::read(dir.path().join(format!("{kind}.tar.gz.sig"))).unwrap();
 
         // ssh-keygen makes the same bytes and accepts ours.
@@ -578,17 +572,16 @@ fn unsigned_wrong_key_wrong_namespace_and_tampered_bundles_are_refused() {
     let bundle = dir.path().join("b.tar.gz");
     let sig = dir.path().join("b.tar.gz.sig");
     let make = |key: &Path| {
-        run(
-            &[
+        Test::new()
+            .args(&[
                 "bundle",
                 &example("minimal.yaml"),
                 "--out",
                 path_str(&bundle),
                 "--sign",
                 path_str(key),
-            ],
-            0,
-        );
+            ])
+            .run();
     };
 
     make(&ci_key);
@@ -653,10 +646,15 @@ fn unsigned_wrong_key_wrong_namespace_and_tampered_bundles_are_refused() {
     let host = root();
     std::fs::copy(&signers, host.path().join("etc/mailsetup/allowed_signers")).unwrap();
     let h = path_str(host.path());
-    run(&["apply", "--bundle", path_str(&bundle), "--root", h], 0);
+    Test::new()
+        .args(&["apply", "--bundle", path_str(&bundle), "--root", h])
+        .run();
     std::fs::remove_file(&sig).unwrap();
-    let out = run(&["apply", "--bundle", path_str(&bundle), "--root", h], 1);
-    assert!(out.stderr.contains("not signed"), "{}", out.stderr);
+    Test::new()
+        .args(&["apply", "--bundle", path_str(&bundle), "--root", h])
+        .status(1)
+        .stderr_has("not signed")
+        .run();
 }
 
 #[test]
@@ -678,12 +676,12 @@ fn the_relay_password_comes_only_from_a_private_file() {
     .unwrap();
     let before = snapshot(host.path());
     for cmd in ["plan", "apply"] {
-        let out = run(&[cmd, path_str(&spec), "--root", h], 1);
-        assert!(
-            out.stderr.contains("readable by others") && !out.stderr.contains("secret"),
-            "{}",
-            out.stderr
-        );
+        Test::new()
+            .args(&[cmd, path_str(&spec), "--root", h])
+            .status(1)
+            .stderr_has("readable by others")
+            .stderr_lacks("secret")
+            .run();
     }
     assert_unchanged(
         &before,
@@ -693,6 +691,9 @@ fn the_relay_password_comes_only_from_a_private_file() {
     // The operator's own file, left world-readable: refused with the fix.
     let password = host.path().join("etc/mailsetup/relay-password");
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run(&["apply", &example("smarthost.yaml"), "--root", h], 1);
-    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    Test::new()
+        .args(&["apply", &example("smarthost.yaml"), "--root", h])
+        .status(1)
+        .stderr_has("chmod 600")
+        .run();
 }
