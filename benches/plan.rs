@@ -36,7 +36,7 @@ fn plan_once(text: &str, root: &Path, templates: &Templates) -> usize {
         .unwrap();
     let system = ReadOnly::new(root).unwrap();
     let facts = HostFacts {
-        key_selectors: system.key_selectors().unwrap(),
+        key_selectors: mailsetup::keysets::key_selectors(&system).unwrap(),
         signing_selectors: Default::default(),
         relay_password: None,
         today: "2026-11-24".parse().unwrap(),

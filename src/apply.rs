@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result, bail};
 
 use crate::backup;
-use crate::desired::{Service, paths};
+use crate::desired::{ARCHIVE_DIR_MODE, KeyPath, Service, archive_dir, paths};
 use crate::host::{Host, HostMut, ServiceAction, System};
 use crate::keys::DkimKey;
 use crate::plan::{FollowUp, Plan, Seen, Step, applied_digest};
@@ -118,14 +118,27 @@ pub fn apply(system: &System, plan: &Plan, keys: &HashMap<String, DkimKey>) -> R
             _ => None,
         })
         .collect();
-    let backup_dir = backup::save(system, &replaced, &follow_ups).context(
+    let moved: Vec<backup::Moved> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::ArchiveKey { set, selector } => Some(KeyPath::archived(set, selector)),
+            _ => None,
+        })
+        .flatten()
+        .map(|(from, to)| backup::Moved { from, to })
+        .collect();
+    let backup_dir = backup::save(system, &replaced, &moved, &follow_ups).context(
         "back up the files to be replaced; nothing was changed, the live files are untouched",
     )?;
 
     for step in &plan.steps {
         if let Err(e) = change(system, step, keys, &mut report) {
             let how = match backup::restore(system, &backup_dir) {
-                Ok(m) => format!("the {} files it had changed were restored", m.entries.len()),
+                Ok(m) => format!(
+                    "the {} files it had changed were restored",
+                    m.entries.len() + m.moved.len()
+                ),
                 Err(r) => format!("restoring the backup {backup_dir} failed too: {r:#}"),
             };
             return Err(e.context(format!("apply stopped; {how}")));
@@ -225,6 +238,20 @@ fn change(
             system.remove_file(&format!("{path}.db"))?;
             report.done.push(format!("removed {path}"));
         }
+        Step::ArchiveKey { set, selector } => {
+            let archive = archive_dir(set);
+            if system.read_dir_meta(&archive)?.is_none() {
+                system.create_dir(&archive, ARCHIVE_DIR_MODE, None)?;
+            }
+            for (from, to) in KeyPath::archived(set, selector) {
+                if system.exists(&from) {
+                    system.rename_noreplace(&from, &to)?;
+                }
+            }
+            report
+                .done
+                .push(format!("archived DKIM key {set}/{selector} in {archive}"));
+        }
         Step::AddToGroup { user, group } => {
             system.run("usermod", &["-a", "-G", group, user])?;
             report.done.push(format!("added {user} to group {group}"));
@@ -256,7 +283,11 @@ fn applied_after(
     }
     for step in &plan.steps {
         match step {
-            Step::CreateFile(f) | Step::UpdateFile(f) => {
+            // Only the table's files: others (a rotation state) are not the
+            // spec's to remove when it stops asking for them.
+            Step::CreateFile(f) | Step::UpdateFile(f)
+                if crate::desired::is_managed_file(&f.path) =>
+            {
                 // The plan's digest where it has one; a credential file's is salted here.
                 let digest = match &f.new_sha256 {
                     Some(sha) => sha.clone(),

@@ -35,10 +35,26 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// What the apply ran after writing; a rollback runs it again.
     pub follow_ups: Vec<FollowUp>,
+    /// Files the apply moved (revoked keys into their archive); a rollback
+    /// moves them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<Moved>,
 }
 
-/// Saves the current state of `paths` and returns the backup's directory.
-pub fn save(system: &System, paths: &[&str], follow_ups: &[FollowUp]) -> Result<String> {
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
+}
+
+/// Saves the current state of `paths` and what will be `moved`, and returns
+/// the backup's directory.
+pub fn save(
+    system: &System,
+    paths: &[&str],
+    moved: &[Moved],
+    follow_ups: &[FollowUp],
+) -> Result<String> {
     ensure_state_dir(system)?;
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%S%.9fZ")
@@ -46,7 +62,7 @@ pub fn save(system: &System, paths: &[&str], follow_ups: &[FollowUp]) -> Result<
     let dir = format!("{BACKUPS}/{stamp}");
     system.create_dir(&dir, 0o700, None)?;
     // A half-made backup (a full disk) is removed: it could not be rolled back to.
-    save_into(system, &dir, &stamp, paths, follow_ups).inspect_err(|_| {
+    save_into(system, &dir, &stamp, paths, moved, follow_ups).inspect_err(|_| {
         let _ = system.remove_tree(&dir);
     })?;
     Ok(dir)
@@ -57,6 +73,7 @@ fn save_into(
     dir: &str,
     stamp: &str,
     paths: &[&str],
+    moved: &[Moved],
     follow_ups: &[FollowUp],
 ) -> Result<()> {
     let mut entries = Vec::new();
@@ -85,6 +102,7 @@ fn save_into(
         created: stamp.to_string(),
         entries,
         follow_ups: follow_ups.to_vec(),
+        moved: moved.to_vec(),
     };
     system.write_file(
         &format!("{dir}/{MANIFEST}"),
@@ -122,15 +140,23 @@ pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
                     gid: before.gid,
                 });
                 system.write_file(&entry.path, &copy.content, before.mode, ids)?;
-                let secret = crate::desired::managed_file(&entry.path).is_some_and(|f| f.secret);
-                applied.insert(
-                    entry.path.clone(),
-                    crate::plan::applied_digest(&copy.content, secret)?,
-                );
+                if let Some(table) = crate::desired::managed_file(&entry.path) {
+                    applied.insert(
+                        entry.path.clone(),
+                        crate::plan::applied_digest(&copy.content, table.secret)?,
+                    );
+                }
             }
         }
     }
     write_applied(system, &applied)?;
+    // Moved back unless the file is back already (an apply that stopped
+    // before moving it) or something else took its place.
+    for m in manifest.moved.iter().rev() {
+        if system.exists(&m.to) && !system.exists(&m.from) {
+            system.rename_noreplace(&m.to, &m.from)?;
+        }
+    }
     Ok(manifest)
 }
 
@@ -139,6 +165,7 @@ pub fn latest(system: &impl Host) -> Result<Option<String>> {
     let newest = system
         .list_dir(BACKUPS)?
         .into_iter()
+        .map(|e| e.name)
         .rfind(|n| !n.ends_with(DONE) && !n.starts_with('.'));
     Ok(newest.map(|n| format!("{BACKUPS}/{n}")))
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use crate::desired::{
-    self, Effect, KEY_DIR_MODE, OPENDKIM, Owner, SHARED_KEY, key_dir, managed_dirs, managed_file,
-    paths,
+    self, Effect, KEY_DIR_MODE, OPENDKIM, Owner, ROOT, ROTATION_STATE_MODE, SHARED_KEY, key_dir,
+    managed_dirs, managed_file, paths,
 };
 use crate::plan::{FollowUp, Plan, Step};
 use crate::spec::DomainName;
@@ -42,6 +42,29 @@ pub fn is_key_file(path: &str) -> bool {
         .strip_suffix(".private")
         .or_else(|| file.strip_suffix(".txt"));
     is_key_set(set) && selector.is_some_and(|s| check_selector(s).is_ok())
+}
+
+/// A key set's rotation state file (`desired::rotation_state`).
+pub fn is_rotation_state(path: &str) -> bool {
+    let Some((set, file)) = path
+        .strip_prefix(paths::KEYS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(|r| r.split_once('/'))
+    else {
+        return false;
+    };
+    let host = match file
+        .strip_prefix("rotation")
+        .and_then(|f| f.strip_suffix(".json"))
+    {
+        Some("") => None,
+        Some(h) => match h.strip_prefix('-') {
+            Some(h) if h.parse::<DomainName>().is_ok_and(|d| d.as_str() == h) => Some(h),
+            _ => return false,
+        },
+        None => return false,
+    };
+    is_key_set(set) && desired::rotation_state(set, host) == path
 }
 
 /// Owner and mode of a directory mailsetup manages, if it manages one at `path`.
@@ -123,6 +146,14 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                 crate::keys::check_bits(*bits).map_err(|e| refuse(e.to_string()))?;
                 effects.insert(Effect::Reload(desired::Service::Opendkim));
             }
+            Step::CreateFile(f) | Step::UpdateFile(f) if is_rotation_state(&f.path) => {
+                if (f.owner, f.mode, f.secret) != (ROOT, ROTATION_STATE_MODE, false) {
+                    return Err(refuse(format!(
+                        "{} is a rotation state: root:root {ROTATION_STATE_MODE:04o}, no credentials",
+                        f.path
+                    )));
+                }
+            }
             Step::CreateFile(f) | Step::UpdateFile(f) => {
                 is(&f.path, f.owner, f.mode)?;
                 let table = managed_file(&f.path)
@@ -136,6 +167,14 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                 let table = managed_file(path)
                     .ok_or_else(|| refuse(format!("{path} is not managed by mailsetup")))?;
                 effects.extend(table.effects.iter().copied());
+            }
+            Step::ArchiveKey { set, selector } => {
+                if !is_key_set(set) || check_selector(selector).is_err() {
+                    return Err(refuse(
+                        "a key is archived by its set and selector, inside its set's directory"
+                            .into(),
+                    ));
+                }
             }
             Step::AddToGroup { user, group } => {
                 if (user.as_str(), group.as_str()) != ("postfix", "opendkim") {
@@ -232,6 +271,21 @@ mod tests {
         assert!(managed_dir("/etc/opendkim/keys/example.com").is_some());
         assert!(managed_dir("/etc/opendkim/keys/..").is_none());
         assert!(managed_dir("/root").is_none());
+        assert!(is_rotation_state("/etc/opendkim/keys/shared/rotation.json"));
+        assert!(is_rotation_state(
+            "/etc/opendkim/keys/example.com/rotation-mta01.example.com.json"
+        ));
+        assert!(!is_rotation_state("/etc/opendkim/keys/../rotation.json"));
+        assert!(!is_rotation_state(
+            "/etc/opendkim/keys/shared/rotation-.json"
+        ));
+        assert!(!is_rotation_state(
+            "/etc/opendkim/keys/shared/rotation-../x.json"
+        ));
+        assert!(!is_rotation_state(
+            "/etc/opendkim/keys/shared/x/rotation.json"
+        ));
+        assert!(!is_rotation_state("/etc/opendkim/rotation.json"));
     }
 
     fn plan_of(steps: Vec<Step>) -> Plan {
@@ -294,6 +348,25 @@ mod tests {
             Step::FollowUp(FollowUp::Postmap {
                 path: "/etc/shadow".into(),
             }),
+            Step::ArchiveKey {
+                set: "..".into(),
+                selector: "s".into(),
+            },
+            Step::ArchiveKey {
+                set: "shared".into(),
+                selector: "../../../etc/passwd".into(),
+            },
+            // A rotation state is root's, 0644, and never holds credentials.
+            Step::UpdateFile(write(
+                "/etc/opendkim/keys/shared/rotation.json",
+                0o666,
+                ROOT,
+            )),
+            Step::CreateFile(write(
+                "/etc/opendkim/keys/shared/rotation.json",
+                0o644,
+                OPENDKIM,
+            )),
         ];
         for step in hostile {
             let err = check(&plan_of(vec![step.clone()])).unwrap_err();
@@ -321,6 +394,19 @@ mod tests {
         let main_cf = Step::UpdateFile(write(paths::MAIN_CF, 0o644, ROOT));
         assert!(check(&plan_of(vec![main_cf.clone(), start.clone()])).is_err());
         assert!(check(&plan_of(vec![install("postfix"), main_cf, start])).is_ok());
+        // Rotation: a state file and an archived key in a key set.
+        let rotation = vec![
+            Step::ArchiveKey {
+                set: "example.com".into(),
+                selector: "20261124".into(),
+            },
+            Step::UpdateFile(write(
+                "/etc/opendkim/keys/example.com/rotation.json",
+                0o644,
+                ROOT,
+            )),
+        ];
+        assert!(check(&plan_of(rotation)).is_ok());
         // A follow-up no change calls for.
         let err = check(&plan_of(vec![Step::FollowUp(FollowUp::Newaliases)])).unwrap_err();
         assert_eq!(err.index, 1);

@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::Exit;
 use crate::cli::BundleArgs;
 use crate::desired::{self, HostFacts};
+use crate::exit::Exit;
 use crate::host::{Host, HostMut, ReadOnly, System, local};
 use crate::job::{Job, execute, load_spec, preflight, today};
 use crate::source::Source;
 use crate::spec::{self, HostSpec};
 use crate::state;
 use crate::ui::Ui;
-use crate::{bundle as archive, dns, keys, rotate, signature};
+use crate::{bundle as archive, dns, keys, keysets, signature};
 
 /// Pairs each key with its public half, read from the private key on `system`.
 fn with_public_keys(
@@ -91,7 +91,7 @@ pub fn public_keys(
         written.push(path.display().to_string());
         Ok(())
     };
-    for (set, selectors) in system.key_selectors()? {
+    for (set, selectors) in keysets::key_selectors(&system)? {
         for selector in selectors {
             let private_path = desired::KeyPath::new(&set, &selector).private;
             let file = system
@@ -108,8 +108,8 @@ pub fn public_keys(
     }
     let signing = desired::keys(
         &spec,
-        &system.key_selectors()?,
-        &rotate::signing_selectors(&spec, &system)?,
+        &keysets::key_selectors(&system)?,
+        &keysets::signing_selectors(&spec, &system)?,
         today()?,
     )?;
     for key in signing {
@@ -180,7 +180,7 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
     let (known, system) = match (&args.root, &args.public_keys) {
         (Some(root), _) => {
             let system = ReadOnly::new(root)?;
-            (system.key_selectors()?, Some(system))
+            (keysets::key_selectors(&system)?, Some(system))
         }
         (None, Some(dir)) => {
             let exported = read_public_keys(dir)?;
@@ -211,7 +211,7 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
         // On the host, its rotation state says which key signs; an export says
         // what that host's state said.
         signing_selectors: match (&system, &args.public_keys) {
-            (Some(system), _) => rotate::signing_selectors(&spec, system)?,
+            (Some(system), _) => keysets::signing_selectors(&spec, system)?,
             (None, Some(dir)) => exported_signing(dir, &spec)?,
             (None, None) => BTreeMap::new(),
         },

@@ -198,6 +198,10 @@ pub enum RotateStep {
     Start {
         #[command(flatten)]
         keys: KeysTarget,
+        /// Show the plan (the new key, the state, the archive moves, the files
+        /// apply would change) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Switch signing to the staged key once DNS serves it.
     ///
@@ -217,6 +221,10 @@ pub enum RotateStep {
         /// DKIM until it does.
         #[arg(long)]
         force: bool,
+        /// Show the plan (the new key, the state, the archive moves, the files
+        /// apply would change) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Revoke the retiring selectors whose grace period is over.
     ///
@@ -230,6 +238,10 @@ pub enum RotateStep {
         /// Revoke now, before the grace period is over.
         #[arg(long)]
         force: bool,
+        /// Show the plan (the new key, the state, the archive moves, the files
+        /// apply would change) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show every selector with its state, its dates and the next step.
     Status {
@@ -251,6 +263,10 @@ pub enum RotateStep {
         /// key (default: check.resolver, else each nameserver of /etc/resolv.conf).
         #[arg(long, value_name = "ADDR[:PORT]")]
         resolver: Vec<ResolverAddr>,
+        /// Show the plan (the new key, the state, the archive moves, the files
+        /// apply would change) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -31,7 +31,7 @@ pub mod paths {
     /// Postfix's queue directory, where smtpd and cleanup are chrooted.
     pub const POSTFIX_SPOOL: &str = "/var/spool/postfix";
     pub const OPENDKIM_RUN_DIR: &str = "/run/opendkim";
-    pub const OPENDKIM_PID: &str = "/run/opendkim/opendkim.pid";
+    pub const OPENDKIM_PID: &str = crate::host::OPENDKIM_PID;
 }
 
 /// The milter socket, inside Postfix's chroot. Both daemons' settings derive from
@@ -46,12 +46,7 @@ pub fn milter_socket() -> String {
 /// The key set signing for everything when `dkim.key` is `shared`.
 pub const SHARED_KEY: &str = "shared";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Service {
-    Postfix,
-    Opendkim,
-}
+pub use crate::host::Service;
 
 /// What must happen after a file changes so the change takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -293,6 +288,36 @@ impl KeyPath {
             private: format!("{dir}/{selector}.private"),
             txt: format!("{dir}/{selector}.txt"),
         }
+    }
+
+    /// Where the key goes when its selector is revoked: (from, to) for the
+    /// private key and the record, into the set's archive.
+    pub fn archived(set: &str, selector: &str) -> [(String, String); 2] {
+        let from = KeyPath::new(set, selector);
+        let to = KeyPath::new(&format!("{set}/{ARCHIVE_DIR}"), selector);
+        [(from.private, to.private), (from.txt, to.txt)]
+    }
+}
+
+/// Where revoked private keys go, inside their set's directory (0700, root's).
+pub const ARCHIVE_DIR: &str = "archive";
+pub const ARCHIVE_DIR_MODE: u32 = 0o700;
+
+/// A key set's archive of revoked keys.
+pub fn archive_dir(set: &str) -> String {
+    format!("{}/{ARCHIVE_DIR}", key_dir(set))
+}
+
+/// A rotation state holds no secret: 0644, like the keys' .txt records.
+pub const ROTATION_STATE_MODE: u32 = 0o644;
+
+/// A key set's rotation state (which selector is staged, signs, retires, was
+/// revoked), in its key directory: `rotation.json`, or `rotation-HOST.json`
+/// for the hosts of a fleet, which may share a key directory.
+pub fn rotation_state(set: &str, host: Option<&str>) -> String {
+    match host {
+        None => format!("{}/rotation.json", key_dir(set)),
+        Some(host) => format!("{}/rotation-{host}.json", key_dir(set)),
     }
 }
 

@@ -7,13 +7,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::Exit;
 use crate::cli::Target;
 use crate::desired::{self, Desired, HostFacts};
+use crate::exit::Exit;
 use crate::host::{Host, HostMut, Lock, ReadOnly, System};
 use crate::spec::{self, HostSpec, Spec};
 use crate::ui::Ui;
-use crate::{actual, apply, boundary, plan, rotate, show, source, templates};
+use crate::{actual, apply, boundary, keysets, plan, show, source, templates};
 
 /// The loaded spec, templates and target system shared by plan and apply. A
 /// plan's job holds a `ReadOnly` host; only an apply's holds the `System`.
@@ -117,8 +117,8 @@ impl<H: Host> Job<H> {
             },
         };
         Ok(HostFacts {
-            key_selectors: self.system.key_selectors()?,
-            signing_selectors: rotate::signing_selectors(&self.spec, &self.system)?,
+            key_selectors: keysets::key_selectors(&self.system)?,
+            signing_selectors: keysets::signing_selectors(&self.spec, &self.system)?,
             relay_password,
             today,
         })
@@ -167,14 +167,8 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
     Ok(now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
 }
 
-/// Applies while the caller holds the apply lock (`apply` itself, and `rotate`,
-/// which saves its state and switches signing under one lock). The host is read
-/// again under the lock.
-pub(crate) fn apply_locked(job: &Job, held: &Lock, ui: &mut Ui) -> Result<Exit> {
-    apply_rendered(job, held, None, ui)
-}
-
-/// `apply_locked`, reusing what was rendered before the lock was taken when the
+/// Applies while the caller holds the apply lock (the lock guard proves it),
+/// reusing what was rendered before the lock was taken when the
 /// host facts it came from are still the same (at 100,000 domains a render
 /// takes seconds).
 pub(crate) fn apply_rendered(

@@ -2,7 +2,7 @@
 //!
 //! The pipeline is plain values: `spec` (YAML → Spec) → `desired` (files, keys,
 //! directories the spec asks for) → `actual` (what the host has) → `plan` (the
-//! steps between them) → `apply`; `cmd` holds one module per command, `system`
+//! steps between them) → `apply`; `cmd` holds one module per command, `host`
 //! the host access. ARCHITECTURE.md says where things go.
 
 pub mod actual;
@@ -16,9 +16,11 @@ pub mod cli;
 pub mod cmd;
 pub mod desired;
 pub mod dns;
+pub mod exit;
 pub mod host;
 pub mod job;
 pub mod keys;
+pub mod keysets;
 pub mod octodns;
 pub mod packages;
 pub mod plan;
@@ -41,32 +43,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::Cli;
+pub use exit::Exit;
 use ui::Ui;
-
-/// How mailsetup exits; scripts, cron and CI rely on these codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// 0: done; with `plan --detailed-exitcode`, nothing to change.
-    Ok,
-    /// 1: an error, said on stderr; nothing was written (a failed apply puts
-    /// back what it replaced).
-    Error,
-    /// 2: `plan --detailed-exitcode` found changes to make.
-    Changes,
-    /// 3: `check` ran and found failures (an error running it is 1).
-    CheckFailed,
-}
-
-impl From<Exit> for ExitCode {
-    fn from(e: Exit) -> ExitCode {
-        ExitCode::from(match e {
-            Exit::Ok => 0,
-            Exit::Error => 1,
-            Exit::Changes => 2,
-            Exit::CheckFailed => 3,
-        })
-    }
-}
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -33,6 +33,39 @@ pub struct FileWrite {
     pub new_sha256: Option<String>,
 }
 
+impl FileWrite {
+    /// `new` for the file at `path` that holds `old` now; credentials get no digest.
+    pub fn new(
+        path: String,
+        (owner, mode, secret): (Owner, u32, bool),
+        ids: Option<Ids>,
+        old: Option<Vec<u8>>,
+        new: String,
+    ) -> FileWrite {
+        FileWrite {
+            old_sha256: old.as_deref().filter(|_| !secret).map(sha256_hex),
+            new_sha256: (!secret).then(|| sha256_hex(new.as_bytes())),
+            path,
+            mode,
+            owner,
+            ids,
+            secret,
+            old,
+            new,
+        }
+    }
+
+    /// The step that writes it: create, update, or none when the file already
+    /// holds `new`.
+    pub fn step(self) -> Option<Step> {
+        match &self.old {
+            None => Some(Step::CreateFile(self)),
+            Some(old) if *old != self.new.as_bytes() => Some(Step::UpdateFile(self)),
+            Some(_) => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
@@ -74,6 +107,12 @@ pub enum Step {
     RemoveFile {
         path: String,
     },
+    /// Move a revoked selector's private key and record into its set's
+    /// archive (`rotate finish`); a rollback moves them back.
+    ArchiveKey {
+        set: String,
+        selector: String,
+    },
     /// Append a user to a group, keeping its other groups (`usermod -aG`).
     AddToGroup {
         user: String,
@@ -96,6 +135,7 @@ impl Step {
             Step::CreateFile(f) => format!("create {}", f.path),
             Step::UpdateFile(f) => format!("update {}", f.path),
             Step::RemoveFile { path } => format!("remove {path}"),
+            Step::ArchiveKey { set, selector } => format!("archive DKIM key {set}/{selector}"),
             Step::AddToGroup { user, group } => format!("add {user} to group {group}"),
             Step::FollowUp(FollowUp::Newaliases) => "run newaliases".into(),
             Step::FollowUp(FollowUp::Postmap { path }) => format!("run postmap {path}"),
@@ -164,9 +204,15 @@ impl Plan {
     /// A plan of just these steps, on `/` (tests of what executes plans).
     #[cfg(test)]
     pub fn of_steps(steps: Vec<Step>) -> Plan {
+        Plan::of("/".into(), steps)
+    }
+
+    /// A plan of just these steps at `root`: the steps of `rotate`, which
+    /// observe no managed file.
+    pub fn of(root: String, steps: Vec<Step>) -> Plan {
         Plan {
             format: FORMAT.into(),
-            root: "/".into(),
+            root,
             steps,
             observed: vec![],
             keys_present: vec![],
@@ -177,6 +223,17 @@ impl Plan {
 
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Adds `steps` after the changes and before the follow-ups, which run
+    /// once every file is in place.
+    pub fn add(&mut self, steps: Vec<Step>) {
+        let at = self
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::FollowUp(_)))
+            .unwrap_or(self.steps.len());
+        self.steps.splice(at..at, steps);
     }
 
     /// The plan made again just after `packages` were installed: the services
@@ -373,16 +430,9 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
     for file in desired.files {
         let ids = resolve(file.owner, &mut notes);
         let have = actual.files.remove(&file.path).flatten();
-        let write = |file: crate::desired::File, old: Option<Vec<u8>>| FileWrite {
-            old_sha256: old.as_deref().filter(|_| !file.secret).map(sha256_hex),
-            new_sha256: (!file.secret).then(|| sha256_hex(file.content.as_bytes())),
-            path: file.path,
-            mode: file.mode,
-            owner: file.owner,
-            ids,
-            secret: file.secret,
-            old,
-            new: file.content,
+        let write = |file: crate::desired::File, old: Option<Vec<u8>>| {
+            let table = (file.owner, file.mode, file.secret);
+            FileWrite::new(file.path, table, ids, old, file.content)
         };
         match have {
             None => {

@@ -10,204 +10,34 @@
 //! * **revoked** (`rotate finish`): its private key is archived and DNS
 //!   publishes an empty `p=` in its place.
 //!
-//! The state of each key set is `rotation.json` next to its keys, replaced
-//! atomically, and is the authority on which selector signs (`signing_selectors`
-//! feeds the desired state). A set without it signs with the selector
-//! `dkim.selector` names, as before rotation existed. The state machine itself
-//! is `rotation.rs` (pure); this module reads and writes the state, makes and
-//! archives keys, asks DNS, and holds the `rotate` commands.
+//! The state machine is `rotation.rs` (pure), what the host has of it
+//! `keysets.rs`. Each command here turns what is due into plan steps (a new
+//! key, the archive moves, the new state file, and, when signing switches, the
+//! apply that makes opendkim sign with the new key) and hands them to the same
+//! `job::execute` as apply: shown, checked at the trust boundary, backed up,
+//! put back on failure, undone by `mailsetup rollback`; `--dry-run` only shows.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use jiff::civil::Date;
 use serde::Serialize;
 
-use crate::Exit;
 use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
-use crate::desired::{self, OPENDKIM, key_dir, key_set_of, paths};
+use crate::desired::{KeyPath, OPENDKIM, archive_dir, paths};
+use crate::exit::Exit;
 use crate::host::{Host, HostMut, Lock, ReadOnly, System};
-use crate::keys::{DkimKey, DkimPublicKey};
-use crate::resolve::{Dns, Every};
-use crate::rotation::{Entry, Rotation, after, note, selector_date};
-use crate::selector::{self, DkimSelector, DkimValue, Served, State};
-use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
-use crate::spec::{DomainName, HostSpec, ResolverAddr, Spec};
-use crate::state;
+use crate::job::{Job, execute, preflight, today};
+use crate::keysets::{KeySet, Sets, key_sets, public_key, published, withdrawn_names};
+use crate::plan::{Plan, Step};
+use crate::resolve::Every;
+use crate::rotation::{Entry, Rotation, after};
+use crate::selector::State;
+use crate::spec::{HostSpec, ResolverAddr, Spec};
 use crate::ui::Ui;
-use crate::{dns, push};
-
-/// The rotation state of a key set, in its key directory. Hosts of a fleet that
-/// share a key directory each have their own: `rotation-HOSTNAME.json`.
-pub const STATE_FILE: &str = "rotation.json";
-/// Where revoked private keys go, inside the key directory (0700).
-const ARCHIVE_DIR: &str = "archive";
-
-/// A key set: `shared` or a domain, with the domains it signs for.
-struct KeySet {
-    name: String,
-    domains: Vec<DomainName>,
-    /// Its rotation state's file name.
-    state_name: String,
-}
-
-impl KeySet {
-    fn dir(&self) -> String {
-        key_dir(&self.name)
-    }
-    fn private(&self, selector: &str) -> String {
-        desired::KeyPath::new(&self.name, selector).private
-    }
-    fn txt(&self, selector: &str) -> String {
-        desired::KeyPath::new(&self.name, selector).txt
-    }
-    fn archive(&self) -> String {
-        format!("{}/{ARCHIVE_DIR}", self.dir())
-    }
-    fn state_file(&self) -> String {
-        format!("{}/{}", self.dir(), self.state_name)
-    }
-    /// Zone lines of one TXT value at `SELECTOR._domainkey.DOMAIN` for every domain.
-    fn zone_lines(&self, selector: &str, value: &str) -> String {
-        self.domains
-            .iter()
-            .map(|d| {
-                format!(
-                    "  {selector}._domainkey.{d}.\tIN\tTXT\t{}\n",
-                    dns::split_txt(value)
-                )
-            })
-            .collect()
-    }
-}
-
-impl fmt::Display for KeySet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
-fn key_sets(spec: &HostSpec) -> Vec<KeySet> {
-    let state_name = if spec.hosts.is_empty() {
-        STATE_FILE.to_string()
-    } else {
-        format!("rotation-{}.json", spec.hostname())
-    };
-    // The domains of each set, in one pass over the domains.
-    // Listed sending subdomains publish the same key under their own names.
-    let mut domains: std::collections::HashMap<&str, Vec<DomainName>> = Default::default();
-    for domain in spec.domains() {
-        let names = domains.entry(key_set_of(spec, domain.name)).or_default();
-        names.push(domain.name.clone());
-        names.extend(domain.subdomains);
-    }
-    desired::key_sets(spec)
-        .into_iter()
-        .map(|(name, _)| KeySet {
-            domains: domains.remove(name.as_str()).unwrap_or_default(),
-            name,
-            state_name: state_name.clone(),
-        })
-        .collect()
-}
-
-fn read_state(system: &impl Host, set: &KeySet) -> Result<Option<Rotation>> {
-    let path = set.state_file();
-    let Some(file) = system.read_file(&path)? else {
-        return Ok(None);
-    };
-    let rotation: Rotation = serde_json::from_slice(&file.content)
-        .with_context(|| format!("read the rotation state {path}"))?;
-    rotation
-        .check()
-        .map_err(|e| anyhow!("the rotation state {path} is inconsistent: {e}"))?;
-    Ok(Some(rotation))
-}
-
-/// Replaces `rotation.json` atomically. It holds no secret; 0644 like the .txt files.
-fn write_state(system: &impl HostMut, set: &KeySet, rotation: &Rotation) -> Result<()> {
-    let json = serde_json::to_string_pretty(rotation)? + "\n";
-    system
-        .write_file(&set.state_file(), json.as_bytes(), 0o644, None)
-        .with_context(|| format!("save the rotation state of {set}"))
-}
-
-/// The selector each key set signs with according to its rotation state; sets
-/// without one are absent (they follow `dkim.selector`).
-pub fn signing_selectors(spec: &HostSpec, system: &impl Host) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for set in key_sets(spec) {
-        if let Some(active) = read_state(system, &set)?
-            .as_ref()
-            .and_then(Rotation::active)
-        {
-            out.insert(set.name.clone(), active.selector.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// Every DKIM selector to publish, for `dns` and `check`: all selectors of the
-/// rotation state, or the one `dkim.selector` names for a set without one.
-pub fn published(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Vec<DkimSelector>> {
-    let host = Work::new(spec, system, today)?;
-    let keep = spec.dkim.rotation.keep_revoked_days;
-    let mut out = Vec::new();
-    for set in key_sets(spec) {
-        let (rotation, _) = host.current(&set)?;
-        for entry in rotation.listed() {
-            if entry.withdrawn(keep, today) {
-                continue;
-            }
-            let value = match entry.state {
-                State::Revoked => DkimValue::Revoked,
-                state => {
-                    let path = set.private(&entry.selector);
-                    match public_key(system, &path)? {
-                        Some(key) => DkimValue::Key(key),
-                        None if state == State::Active => DkimValue::Missing(format!(
-                            "the key {path} does not exist yet; run mailsetup apply first"
-                        )),
-                        None => DkimValue::Missing(format!("the {state} key {path} is missing")),
-                    }
-                }
-            };
-            out.push(DkimSelector {
-                set: set.name.clone(),
-                selector: entry.selector.clone(),
-                state: entry.state,
-                value,
-                note: note(entry, spec.dkim.rotation.grace_days),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// The selectors whose revoked record has been published `keep_revoked_days`
-/// and is withdrawn now: `(key set, selector)`.
-pub fn withdrawn(
-    spec: &HostSpec,
-    system: &impl Host,
-    today: Date,
-) -> Result<Vec<(String, String)>> {
-    let host = Work::new(spec, system, today)?;
-    let keep = spec.dkim.rotation.keep_revoked_days;
-    let mut out = Vec::new();
-    for set in key_sets(spec) {
-        let (rotation, _) = host.current(&set)?;
-        for entry in rotation
-            .selectors
-            .iter()
-            .filter(|e| e.withdrawn(keep, today))
-        {
-            out.push((set.name.clone(), entry.selector.clone()));
-        }
-    }
-    Ok(out)
-}
+use crate::{boundary, dns, push, show, state};
 
 /// This host's records (`dns`'s, with every selector the rotation keeps
 /// published) pushed when the spec names a primary server; `None` otherwise.
@@ -234,214 +64,90 @@ fn push_records(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Opti
     push::run(spec, system, &targets, &records, &withdrawn, true).map(Some)
 }
 
-/// The DKIM names of every withdrawn selector: what a push deletes.
-pub fn withdrawn_names(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Vec<String>> {
-    Ok(withdrawn(spec, system, today)?
-        .iter()
-        .flat_map(|(set, selector)| dns::dkim_names(spec, set, selector))
-        .collect())
+/// The apply lock, so rotation steps and applies never interleave.
+fn lock(system: &System) -> Result<Lock> {
+    state::ensure_state_dir(system)?;
+    system.lock(state::LOCK)
 }
 
-fn public_key(system: &impl Host, path: &str) -> Result<Option<DkimPublicKey>> {
-    let Some(file) = system.read_file(path)? else {
-        return Ok(None);
-    };
-    DkimPublicKey::from_private_pem(&String::from_utf8_lossy(&file.content))
-        .with_context(|| format!("read the DKIM key {path}"))
-        .map(Some)
+/// What one rotate command changes: its steps, the key sets whose signing
+/// key switches, and what to tell the operator once it is done.
+#[derive(Default)]
+struct Changes {
+    steps: Vec<Step>,
+    /// Set → its new active selector.
+    signing: BTreeMap<String, String>,
+    /// New staged keys, announced with their records once made: set, selector,
+    /// the selector that keeps signing.
+    staged: Vec<(KeySet, String, String)>,
+    /// Revoked selectors, announced with their empty records.
+    revoked: Vec<(KeySet, String)>,
 }
 
-/// The spec and target system one rotation step works on.
-struct Work<'a, H> {
-    spec: &'a HostSpec,
-    system: &'a H,
-    today: Date,
-    /// Selectors of the private keys present, per key set.
-    key_files: BTreeMap<String, Vec<String>>,
-}
-
-impl<'a, H: Host> Work<'a, H> {
-    fn new(spec: &'a HostSpec, system: &'a H, today: Date) -> Result<Work<'a, H>> {
-        Ok(Work {
-            spec,
-            system,
-            today,
-            key_files: system.key_selectors()?,
-        })
-    }
-
-    /// The set's rotation and whether it is saved; without a saved one, the key
-    /// `dkim.selector` names is the active one (saved by the first step).
-    fn current(&self, set: &KeySet) -> Result<(Rotation, bool)> {
-        if let Some(saved) = read_state(self.system, set)? {
-            return Ok((saved, true));
-        }
-        let pattern = self.spec.dkim.selector.as_str();
-        let have = self
-            .key_files
-            .get(&set.name)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let selector = desired::selector_for(pattern, have, self.today);
-        let rotation = Rotation {
-            selectors: vec![Entry {
-                created: selector_date(pattern, &selector),
-                selector,
-                state: State::Active,
-                activated: None,
-                retired: None,
-                revoked: None,
-            }],
-        };
-        Ok((rotation, false))
-    }
-
-    /// Today's selector from `dkim.selector`, with `-2`, `-3`… when it is taken
-    /// (listed, or a key file with that name exists or was archived).
-    fn new_selector(&self, set: &KeySet, rotation: &Rotation) -> Result<String> {
-        let pattern = self.spec.dkim.selector.as_str();
-        let Some((prefix, suffix)) = pattern.split_once(DATE_PLACEHOLDER) else {
-            bail!(
-                "dkim.selector is `{pattern}`, without {DATE_PLACEHOLDER}: each new key needs a new \
-                 selector; use e.g. `{pattern}-{DATE_PLACEHOLDER}`"
-            );
-        };
-        let date = self.today.strftime("%Y%m%d").to_string();
-        for n in 1..100 {
-            let stamp = if n == 1 {
-                date.clone()
-            } else {
-                format!("{date}-{n}")
-            };
-            let selector = check_selector(&format!("{prefix}{stamp}{suffix}"))
-                .map_err(|e| anyhow!("dkim.selector: {e}"))?;
-            let archived = format!("{}/{selector}.private", set.archive());
-            let taken = rotation.selectors.iter().any(|e| e.selector == selector)
-                || [set.private(&selector), set.txt(&selector), archived]
-                    .iter()
-                    .any(|p| self.system.exists(p));
-            if !taken {
-                return Ok(selector);
-            }
-        }
-        bail!("{set}: no free selector for {date}")
-    }
-}
-
-impl<H: HostMut> Work<'_, H> {
-    /// Makes the key pair of a new selector: the private key 0600 from its
-    /// creation, the .txt as opendkim-genkey writes it.
-    fn generate(&self, set: &KeySet, selector: &str) -> Result<DkimPublicKey> {
-        let bits = self.spec.dkim.bits.get();
-        let key = DkimKey::generate(bits)
-            .with_context(|| format!("generate the DKIM key {set}/{selector}"))?;
-        let ids = if self.system.can_chown() {
-            self.system.accounts()?.ids(OPENDKIM.user, OPENDKIM.group)
-        } else {
-            None
-        };
-        self.system.create_private_file(
-            &set.private(selector),
-            key.private_pem().as_bytes(),
-            ids,
-        )?;
-        let public = key.public();
-        let txt = public.genkey_txt(selector, set.domains[0].as_str());
-        self.system
-            .write_file(&set.txt(selector), txt.as_bytes(), 0o644, ids)?;
-        Ok(public)
-    }
-
-    /// Stages a new key when the set has none staged; returns what it did.
-    fn start(&self, set: &KeySet, rotation: &mut Rotation) -> Result<String> {
+impl Changes {
+    /// Stages a new key in `set` unless one is staged (which `text` then
+    /// says); whether it did.
+    fn stage(
+        &mut self,
+        sets: &Sets<System>,
+        set: &KeySet,
+        rotation: &mut Rotation,
+        text: &mut String,
+    ) -> Result<bool> {
         if let Some(staged) = rotation.staged() {
-            let public =
-                public_key(self.system, &set.private(&staged.selector))?.ok_or_else(|| {
-                    anyhow!(
-                        "{set}: the staged key {} is missing",
-                        set.private(&staged.selector)
-                    )
-                })?;
-            return Ok(format!(
+            let path = set.private(&staged.selector);
+            let public = public_key(sets.system, &path)?
+                .with_context(|| format!("{set}: the staged key {path} is missing"))?;
+            *text += &format!(
                 "{set}: {} is already staged; it must be published:\n{}",
                 staged.selector,
                 set.zone_lines(&staged.selector, &public.dns_value())
-            ));
+            );
+            return Ok(false);
         }
         let active = rotation
             .active()
-            .expect("a checked rotation has an active key");
-        if !self.system.exists(&set.private(&active.selector)) {
+            .expect("a checked rotation has an active key")
+            .selector
+            .clone();
+        if !sets.system.exists(&set.private(&active)) {
             bail!(
                 "{set}: there is no signing key yet ({}): run mailsetup apply first",
-                set.private(&active.selector)
+                set.private(&active)
             );
         }
-        let active = active.selector.clone();
-        let selector = self.new_selector(set, rotation)?;
-        let public = self.generate(set, &selector)?;
-        rotation.stage(selector.clone(), self.today);
-        write_state(self.system, set, rotation)?;
-        Ok(format!(
-            "{set}: staged {selector} ({}-bit key); opendkim keeps signing with {active}. Publish:\n{}",
-            public.bits(),
-            set.zone_lines(&selector, &public.dns_value())
-        ))
-    }
-}
-
-impl<H: Host> Work<'_, H> {
-    /// Where DNS does not yet serve `public` at `selector` for one of the set's domains.
-    fn unserved(
-        &self,
-        dns: &dyn Dns,
-        set: &KeySet,
-        selector: &str,
-        public: &DkimPublicKey,
-    ) -> Vec<String> {
-        set.domains
-            .iter()
-            .filter_map(|d| {
-                let name = format!("{selector}._domainkey.{d}");
-                let problem = match selector::served(dns, &name) {
-                    Ok(Served::Key(key)) if key == *public => return None,
-                    Ok(Served::Key(_)) => "serves a different key than the staged one".to_string(),
-                    Ok(Served::Missing) => "not published".to_string(),
-                    Ok(Served::Revoked) => "published as revoked (empty p=)".to_string(),
-                    // The lookup error names the record itself.
-                    Err(selector::ServedError::Lookup(e)) => return Some(e.to_string()),
-                    Err(e) => e.to_string(),
-                };
-                Some(format!("{name}: {problem}"))
-            })
-            .collect()
-    }
-
-    /// The staged key of `rotation` and what DNS still lacks for it; `None`
-    /// when nothing is staged.
-    fn check_staged(
-        &self,
-        dns: &dyn Dns,
-        set: &KeySet,
-        rotation: &Rotation,
-    ) -> Result<Option<(String, Vec<String>)>> {
-        let Some(staged) = rotation.staged() else {
-            return Ok(None);
+        let selector = sets.new_selector(set, rotation)?;
+        let path = KeyPath::new(&set.name, &selector);
+        let ids = if sets.system.can_chown() {
+            sets.system.accounts()?.ids(OPENDKIM.user, OPENDKIM.group)
+        } else {
+            None
         };
-        let path = set.private(&staged.selector);
-        let public = public_key(self.system, &path)?
-            .ok_or_else(|| anyhow!("{set}: the staged key {path} is missing"))?;
-        let problems = self.unserved(dns, set, &staged.selector, &public);
-        Ok(Some((staged.selector.clone(), problems)))
+        self.steps.push(Step::GenerateKey {
+            set: set.name.clone(),
+            selector: selector.clone(),
+            bits: sets.spec.dkim.bits.get(),
+            domain: set.domains[0].to_string(),
+            private_path: path.private,
+            txt_path: path.txt,
+            ids,
+        });
+        rotation.stage(selector.clone(), sets.today);
+        self.staged.push((set.clone(), selector, active));
+        Ok(true)
     }
-}
 
-impl<H: HostMut> Work<'_, H> {
-    /// Archives the private key of a retiring selector and marks it revoked;
-    /// refused while opendkim's KeyTable still names it.
-    fn revoke(&self, set: &KeySet, rotation: &mut Rotation, selector: &str) -> Result<String> {
+    /// Revokes a retiring selector: its key is archived; refused while
+    /// opendkim's KeyTable still names it.
+    fn revoke(
+        &mut self,
+        sets: &Sets<System>,
+        set: &KeySet,
+        rotation: &mut Rotation,
+        selector: &str,
+    ) -> Result<()> {
         let private = set.private(selector);
-        if let Some(table) = self.system.read_file(paths::KEY_TABLE)?
+        if let Some(table) = sets.system.read_file(paths::KEY_TABLE)?
             && String::from_utf8_lossy(&table.content).contains(&format!(":{private}"))
         {
             bail!(
@@ -450,92 +156,114 @@ impl<H: HostMut> Work<'_, H> {
                 paths::KEY_TABLE
             );
         }
-        let archive = set.archive();
-        if self.system.read_dir_meta(&archive)?.is_none() {
-            self.system.create_dir(&archive, 0o700, None)?;
-        }
-        for from in [private, set.txt(selector)] {
-            if self.system.exists(&from) {
-                let name = from.rsplit('/').next().expect("a file name");
-                self.system
-                    .rename_noreplace(&from, &format!("{archive}/{name}"))?;
-            }
-        }
-        rotation.revoke(selector, self.today);
-        write_state(self.system, set, rotation)?;
-        Ok(format!(
-            "{set}: revoked {selector}; its private key is archived in {archive}. Publish in place of its record:\n{}",
-            set.zone_lines(selector, dns::REVOKED)
-        ))
+        self.steps.push(Step::ArchiveKey {
+            set: set.name.clone(),
+            selector: selector.to_string(),
+        });
+        rotation.revoke(selector, sets.today);
+        self.revoked.push((set.clone(), selector.to_string()));
+        Ok(())
     }
-}
 
-/// The apply lock, so rotation steps and applies never interleave.
-fn lock(system: &System) -> Result<Lock> {
-    state::ensure_state_dir(system)?;
-    system.lock(state::LOCK)
-}
-
-/// A set whose signing key changes: its state before and after.
-struct Switch {
-    set: KeySet,
-    before: Rotation,
-    after: Rotation,
-}
-
-/// Saves the new states and applies the spec under the lock already held, so
-/// opendkim signs with the new active keys the moment the state says so. When
-/// apply fails, the old states are put back.
-fn switch_signing(
-    system: &System,
-    target: &Target,
-    lock: &Lock,
-    switches: &[Switch],
-    text: String,
-    ui: &mut Ui,
-) -> Result<Exit> {
-    let restore = |upto: usize| -> String {
-        let failed: Vec<String> = switches[..upto]
-            .iter()
-            .filter_map(|s| write_state(system, &s.set, &s.before).err())
-            .map(|e| format!("{e:#}"))
-            .collect();
-        if failed.is_empty() {
-            "the rotation state was put back".into()
-        } else {
-            format!(
-                "putting the rotation state back failed too: {}",
-                failed.join("; ")
-            )
-        }
-    };
-    for (i, s) in switches.iter().enumerate() {
-        if let Err(e) = write_state(system, &s.set, &s.after) {
-            return Err(e.context(restore(i)));
-        }
+    /// Switches `set`'s signing to its staged key.
+    fn activate(&mut self, sets: &Sets<System>, set: &KeySet, rotation: &mut Rotation) {
+        rotation.activate(sets.today);
+        let active = rotation
+            .active()
+            .expect("an activated rotation has an active key");
+        self.signing
+            .insert(set.name.clone(), active.selector.clone());
     }
-    ui.out(&(text + "\nSwitching signing (mailsetup apply):\n"))?;
-    // The spec's warnings were printed when rotate loaded it.
-    let job = crate::job::Job::quiet(target)?;
-    crate::job::apply_locked(&job, lock, ui).map_err(|e| {
-        e.context(format!(
-            "signing was not switched; {}",
-            restore(switches.len())
-        ))
-    })
+
+    /// Saves `set`'s new rotation state (after its other steps).
+    fn save(&mut self, sets: &Sets<System>, set: &KeySet, rotation: &Rotation) -> Result<()> {
+        self.steps.extend(sets.save(set, rotation)?);
+        Ok(())
+    }
+
+    /// Carries the changes out under the held lock, as apply does: the plan is
+    /// shown (with `dry_run`, only that), checked at the boundary, backed up
+    /// and executed. When signing switches, the plan also holds what applying
+    /// the spec with the new active keys changes (the KeyTable, opendkim's
+    /// reload), so the state and the signing key switch in one apply. Returns
+    /// whether the steps ran.
+    fn carry_out(
+        &self,
+        system: &System,
+        job: Option<&Job>,
+        dry_run: bool,
+        ui: &mut Ui,
+    ) -> Result<bool> {
+        let make = || -> Result<Plan> {
+            let mut plan = match job {
+                Some(job) if !self.signing.is_empty() => {
+                    let mut facts = job.facts(today()?)?;
+                    facts.signing_selectors.extend(self.signing.clone());
+                    job.plan(&facts)?
+                }
+                _ => Plan::of(system.root().display().to_string(), Vec::new()),
+            };
+            plan.add(self.steps.clone());
+            Ok(plan)
+        };
+        if let Some(job) = job {
+            preflight(&job.system, &job.spec)?;
+        }
+        let plan = make()?;
+        if dry_run {
+            boundary::check(&plan)?;
+            ui.colored(&show::plan_text(&plan))?;
+            ui.out("\nDry run: nothing was changed.\n")?;
+            return Ok(false);
+        }
+        execute(system, plan, make, ui)?;
+        Ok(true)
+    }
+
+    /// What was done, with the records to publish (read from the new keys).
+    fn report(&self, system: &System) -> Result<String> {
+        let mut text = String::new();
+        for (set, selector, active) in &self.staged {
+            let path = set.private(selector);
+            let public = public_key(system, &path)?
+                .with_context(|| format!("{set}: the new key {path} is missing"))?;
+            text += &format!(
+                "{set}: staged {selector} ({}-bit key); opendkim keeps signing with {active}. Publish:\n{}",
+                public.bits(),
+                set.zone_lines(selector, &public.dns_value())
+            );
+        }
+        for (set, selector) in &self.revoked {
+            text += &format!(
+                "{set}: revoked {selector}; its private key is archived in {}. Publish in place of its record:\n{}",
+                archive_dir(&set.name),
+                set.zone_lines(selector, dns::REVOKED)
+            );
+        }
+        Ok(text)
+    }
 }
 
 pub fn run(step: RotateStep, ui: &mut Ui) -> Result<Exit> {
     match step {
-        RotateStep::Start { keys } => start(&keys, ui),
+        RotateStep::Start { keys, dry_run } => start(&keys, dry_run, ui),
         RotateStep::Activate {
             target,
             resolver,
             force,
-        } => activate(&target, resolver, force, ui),
-        RotateStep::Finish { keys, force } => finish(&keys, force, ui),
+            dry_run,
+        } => activate(&target, resolver, force, dry_run, ui),
+        RotateStep::Finish {
+            keys,
+            force,
+            dry_run,
+        } => finish(&keys, force, dry_run, ui),
         RotateStep::Status { keys, format } => status(&keys, format, ui),
-        RotateStep::Auto { target, resolver } => auto(&target, resolver, ui),
+        RotateStep::Auto {
+            target,
+            resolver,
+            dry_run,
+        } => auto(&target, resolver, dry_run, ui),
     }
 }
 
@@ -554,16 +282,23 @@ fn load(spec: &Path, host: Option<&str>, ui: &mut Ui) -> Result<HostSpec> {
     crate::job::load_spec(spec, ui)?.for_host(host)
 }
 
-fn start(keys: &KeysTarget, ui: &mut Ui) -> Result<Exit> {
+fn start(keys: &KeysTarget, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
     let _lock = lock(&system)?;
-    let host = Work::new(&spec, &system, crate::job::today()?)?;
+    let sets = Sets::new(&spec, &system, today()?)?;
+    let mut changes = Changes::default();
     let mut text = String::new();
     for set in key_sets(&spec) {
-        let (mut rotation, _) = host.current(&set)?;
-        text += &host.start(&set, &mut rotation)?;
+        let (mut rotation, _) = sets.current(&set)?;
+        if changes.stage(&sets, &set, &mut rotation, &mut text)? {
+            changes.save(&sets, &set, &rotation)?;
+        }
     }
+    if !changes.steps.is_empty() && !changes.carry_out(&system, None, dry_run, ui)? {
+        return Ok(Exit::Ok);
+    }
+    text += &changes.report(&system)?;
     text += &format!(
         "Once DNS serves these records, run `mailsetup rotate activate {}`: it checks, then switches signing.\n",
         keys.spec.display()
@@ -576,44 +311,36 @@ fn activate(
     target: &Target,
     resolver: Vec<ResolverAddr>,
     force: bool,
+    dry_run: bool,
     ui: &mut Ui,
 ) -> Result<Exit> {
     let spec = load(&target.spec, target.host.as_deref(), ui)?;
     let system = System::new(&target.root)?;
-    let lock = lock(&system)?;
-    let host = Work::new(&spec, &system, crate::job::today()?)?;
+    let _lock = lock(&system)?;
+    let sets = Sets::new(&spec, &system, today()?)?;
     let dns = Every::new(resolvers(resolver, &spec))?;
     let mut text = String::new();
     let mut problems = Vec::new();
-    let mut switches = Vec::new();
+    let mut changes = Changes::default();
     for set in key_sets(&spec) {
-        let (rotation, _) = host.current(&set)?;
-        let Some((selector, unserved)) = host.check_staged(&dns, &set, &rotation)? else {
-            let active = rotation
-                .active()
-                .map(|e| e.selector.as_str())
-                .unwrap_or("-");
+        let (mut rotation, _) = sets.current(&set)?;
+        let active = rotation
+            .active()
+            .map(|e| e.selector.clone())
+            .unwrap_or_else(|| "-".into());
+        let Some((selector, unserved)) = sets.check_staged(&dns, &set, &rotation)? else {
             text += &format!("{set}: nothing staged; signing with {active}\n");
             continue;
         };
         problems.extend(unserved);
-        let mut next = rotation.clone();
-        next.activate(host.today);
         text += &format!(
-            "{set}: {selector} signs from now on; {} stays published until `mailsetup rotate finish` (due {})\n",
-            rotation
-                .active()
-                .map(|e| e.selector.as_str())
-                .unwrap_or("-"),
-            after(host.today, spec.dkim.rotation.grace_days)
+            "{set}: {selector} signs from now on; {active} stays published until `mailsetup rotate finish` (due {})\n",
+            after(sets.today, spec.dkim.rotation.grace_days)
         );
-        switches.push(Switch {
-            set,
-            before: rotation,
-            after: next,
-        });
+        changes.activate(&sets, &set, &mut rotation);
+        changes.save(&sets, &set, &rotation)?;
     }
-    if switches.is_empty() {
+    if changes.signing.is_empty() {
         ui.out(&text)?;
         return Ok(Exit::Ok);
     }
@@ -628,26 +355,31 @@ fn activate(
         }
         text = format!("warning: --force: switching although\n  {list}\n{text}");
     }
-    switch_signing(&system, target, &lock, &switches, text, ui)
+    ui.out(&(text + "\nSwitching signing:\n"))?;
+    // The spec's warnings were printed when it was loaded above.
+    let job = Job::quiet(target)?;
+    changes.carry_out(&system, Some(&job), dry_run, ui)?;
+    Ok(Exit::Ok)
 }
 
-fn finish(keys: &KeysTarget, force: bool, ui: &mut Ui) -> Result<Exit> {
+fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
     let _lock = lock(&system)?;
-    let host = Work::new(&spec, &system, crate::job::today()?)?;
+    let sets = Sets::new(&spec, &system, today()?)?;
     let grace = spec.dkim.rotation.grace_days;
-    let mut done = String::new();
+    let mut changes = Changes::default();
     let mut waiting = Vec::new();
     for set in key_sets(&spec) {
-        let (mut rotation, _) = host.current(&set)?;
-        let due = rotation.finish_due(grace, host.today);
+        let (mut rotation, _) = sets.current(&set)?;
+        let due = rotation.finish_due(grace, sets.today);
+        let revoked = changes.revoked.len();
         for entry in rotation.selectors.clone() {
             if entry.state != State::Retiring {
                 continue;
             }
             if force || due.contains(&entry.selector) {
-                done += &host.revoke(&set, &mut rotation, &entry.selector)?;
+                changes.revoke(&sets, &set, &mut rotation, &entry.selector)?;
             } else {
                 waiting.push(format!(
                     "{set}: {} stays published until {} ({} days of grace; --force revokes it now)",
@@ -660,14 +392,21 @@ fn finish(keys: &KeysTarget, force: bool, ui: &mut Ui) -> Result<Exit> {
                 ));
             }
         }
+        if changes.revoked.len() > revoked {
+            changes.save(&sets, &set, &rotation)?;
+        }
     }
-    if done.is_empty() && !waiting.is_empty() {
+    if changes.revoked.is_empty() && !waiting.is_empty() {
         bail!("the grace period is not over:\n  {}", waiting.join("\n  "));
     }
-    if done.is_empty() {
+    if changes.revoked.is_empty() {
         ui.out("Nothing to finish: no selector is retiring.\n")?;
         return Ok(Exit::Ok);
     }
+    if !changes.carry_out(&system, None, dry_run, ui)? {
+        return Ok(Exit::Ok);
+    }
+    let mut done = changes.report(&system)?;
     for w in waiting {
         done += &format!("note: {w}\n");
     }
@@ -700,7 +439,7 @@ struct StatusRow<'a> {
 fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = ReadOnly::new(&keys.root)?;
-    let host = Work::new(&spec, &system, crate::job::today()?)?;
+    let host = Sets::new(&spec, &system, today()?)?;
     let rotation = &spec.dkim.rotation;
     let sets = key_sets(&spec);
     let mut states = Vec::new();
@@ -802,62 +541,66 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
     out
 }
 
-fn auto(target: &Target, resolver: Vec<ResolverAddr>, ui: &mut Ui) -> Result<Exit> {
+fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&target.spec, target.host.as_deref(), ui)?;
     let system = System::new(&target.root)?;
-    let lock = lock(&system)?;
-    let host = Work::new(&spec, &system, crate::job::today()?)?;
+    let _lock = lock(&system)?;
+    let sets = Sets::new(&spec, &system, today()?)?;
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();
-    let mut switches = Vec::new();
+    let mut changes = Changes::default();
     for set in key_sets(&spec) {
-        let (mut rotation, _) = host.current(&set)?;
-        let due = rotation.finish_due(settings.grace_days, host.today);
+        let (mut rotation, _) = sets.current(&set)?;
+        let due = rotation.finish_due(settings.grace_days, sets.today);
         if !due.is_empty() {
             for selector in due {
-                text += &host.revoke(&set, &mut rotation, &selector)?;
+                changes.revoke(&sets, &set, &mut rotation, &selector)?;
             }
-            continue;
-        }
-        if rotation.staged().is_some() {
+        } else if rotation.staged().is_some() {
             let dns = match &dns {
                 Some(dns) => dns,
                 None => dns.insert(Every::new(resolvers(resolver.clone(), &spec))?),
             };
-            let (selector, unserved) = host
+            let (selector, unserved) = sets
                 .check_staged(dns, &set, &rotation)?
                 .expect("a staged selector");
-            if unserved.is_empty() {
-                let mut next = rotation.clone();
-                next.activate(host.today);
-                text += &format!("{set}: DNS serves {selector}; it signs from now on\n");
-                switches.push(Switch {
-                    set,
-                    before: rotation,
-                    after: next,
-                });
-            } else {
+            if !unserved.is_empty() {
                 text += &format!(
                     "{set}: waiting to activate {selector}: {}\n",
                     unserved.join("; ")
                 );
+                continue;
             }
+            text += &format!("{set}: DNS serves {selector}; it signs from now on\n");
+            changes.activate(&sets, &set, &mut rotation);
+        } else if rotation
+            .next_rotation(settings.interval_days)
+            .is_some_and(|d| d <= sets.today)
+        {
+            changes.stage(&sets, &set, &mut rotation, &mut text)?;
+        } else {
             continue;
         }
-        if rotation
-            .next_rotation(settings.interval_days)
-            .is_some_and(|d| d <= host.today)
-        {
-            text += &host.start(&set, &mut rotation)?;
+        changes.save(&sets, &set, &rotation)?;
+    }
+    if !changes.steps.is_empty() {
+        if !text.is_empty() {
+            ui.out(&text)?;
+            text.clear();
         }
+        let job = Job::quiet(target)?;
+        if !changes.carry_out(&system, Some(&job), dry_run, ui)? {
+            return Ok(Exit::Ok);
+        }
+        text += &changes.report(&system)?;
     }
     // With a primary server in the spec, DNS follows the state with no human
     // step: a staged key published, a revoked one's `p=`, a withdrawn one
     // deleted. Idempotent: only what differs from what the server has is sent.
-    // A push that fails stops neither this run's steps (already saved) nor a due
-    // activation: it is reported, the run exits 1, and the next run retries.
-    let pushed = push_records(&spec, &system, host.today).and_then(|pushed| match pushed {
+    // A push that fails undoes none of this run's steps: it is reported, the
+    // run exits 1, and the next run retries.
+    let pushed = push_records(&spec, &system, sets.today).and_then(|pushed| match pushed {
         Some(pushed) => {
             if pushed.changed {
                 text += &pushed.text;
@@ -866,15 +609,10 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, ui: &mut Ui) -> Result<Exi
         }
         None => Ok(()),
     });
-    let done = if !switches.is_empty() {
-        switch_signing(&system, target, &lock, &switches, text, ui)?
-    } else {
-        // Silent when nothing was due, so cron mails only news.
-        if !text.is_empty() {
-            ui.out(&text)?;
-        }
-        Exit::Ok
-    };
+    // Silent when nothing was due, so cron mails only news.
+    if !text.is_empty() {
+        ui.out(&text)?;
+    }
     pushed.context("DNS was not brought up to date; the next run tries again")?;
-    Ok(done)
+    Ok(Exit::Ok)
 }

@@ -116,6 +116,14 @@ pub fn plan_text(plan: &Plan) -> String {
                     "{DEL}- remove {path}{DEL:#} (mailsetup wrote it; the spec no longer asks for it; backed up)"
                 );
             }
+            Step::ArchiveKey { set, selector } => {
+                updated += 1;
+                let _ = writeln!(
+                    out,
+                    "{DEL}- archive DKIM key {set}/{selector}{DEL:#} (its private key and record move to {}, 0700; rollback moves them back)",
+                    crate::desired::archive_dir(set)
+                );
+            }
             Step::AddToGroup { user, group } => {
                 updated += 1;
                 let _ = writeln!(

@@ -15,10 +15,10 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::Exit;
 use crate::cli::ReportFormat;
 use crate::desired::{Service, key_set_of, milter_socket};
 use crate::dns::{self, Kind as RecordKind};
+use crate::exit::Exit;
 use crate::host::{Host, ReadOnly};
 use crate::resolve::{self, Dns, Family, Resolver};
 use crate::selector::{self, DkimSelector, DkimValue, Served, State};
@@ -110,7 +110,7 @@ pub fn run(
 ) -> Result<Exit> {
     let spec = crate::job::load_spec(spec_path, ui)?.for_host(host)?;
     let system = ReadOnly::new(root)?;
-    let dkim = crate::rotate::published(&spec, &system, crate::job::today()?)?;
+    let dkim = crate::keysets::published(&spec, &system, crate::job::today()?)?;
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
     let mut findings = dns_findings(&spec, &dkim, &dns);
     findings.extend(host_findings(&system));

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::Exit;
 use crate::cli::Target;
+use crate::exit::Exit;
 use crate::host::{Host, HostMut, System};
 use crate::job::{Job, apply_rendered, execute, preflight, today};
 use crate::state;

@@ -3,12 +3,12 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::Exit;
 use crate::cli::{DnsArgs, DnsFormat};
+use crate::exit::Exit;
 use crate::host::{ReadOnly, local};
 use crate::job::today;
 use crate::ui::Ui;
-use crate::{ci, dns, octodns, push, rotate};
+use crate::{ci, dns, keysets, octodns, push};
 
 pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
     let spec = crate::job::load_spec(&args.spec, ui)?;
@@ -33,7 +33,7 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
     for spec in &host_specs {
         let (more, gaps) = match args.public_keys.as_deref() {
             Some(dir) => ci::records_from_export(spec, dir)?,
-            None => dns::records_for(spec, &rotate::published(spec, &system, today)?),
+            None => dns::records_for(spec, &keysets::published(spec, &system, today)?),
         };
         for record in more {
             if seen.insert((record.kind, record.name.clone(), record.value.clone())) {
@@ -58,7 +58,7 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
         let mut withdrawn = Vec::new();
         if args.public_keys.is_none() {
             for spec in &host_specs {
-                withdrawn.extend(rotate::withdrawn_names(spec, &system, today)?);
+                withdrawn.extend(keysets::withdrawn_names(spec, &system, today)?);
             }
         }
         let pushed = push::run(

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::Exit;
 use crate::cli::Cli;
+use crate::exit::Exit;
 use crate::spec::Spec;
 use crate::ui::Ui;
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::Exit;
+use crate::exit::Exit;
 use crate::host::local;
 use crate::ui::Ui;
 

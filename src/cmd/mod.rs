@@ -12,8 +12,8 @@ use anyhow::{Result, bail};
 
 pub use docs::schema_json;
 
-use crate::Exit;
 use crate::cli::{Cli, Command, Target};
+use crate::exit::Exit;
 use crate::ui::Ui;
 use crate::{check, ci, rotate};
 

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::Exit;
 use crate::cli::{PlanFormat, Target};
+use crate::exit::Exit;
 use crate::host::ReadOnly;
 use crate::job::{Job, today};
 use crate::ui::Ui;

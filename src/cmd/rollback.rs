@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::Exit;
+use crate::exit::Exit;
 use crate::host::{Host, HostMut, System};
 use crate::state;
 use crate::ui::Ui;
@@ -35,6 +35,9 @@ pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
             "removed"
         };
         text += &format!("  {how} {}\n", entry.path);
+    }
+    for m in &manifest.moved {
+        text += &format!("  moved back {}\n", m.from);
     }
     // The apply's own follow-ups, and the maps of every restored file (a table the
     // apply had removed has no follow-up of its own there).

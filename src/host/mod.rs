@@ -13,17 +13,35 @@
 pub mod local;
 mod system;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::desired::Service;
 use crate::keys::Zeroizing;
 
 pub use system::{
     Accounts, CommandOutput, FileState, Ids, Lock, Meta, Scratch, ServiceAction, System,
 };
+
+/// The daemons mailsetup configures and reloads.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Postfix,
+    Opendkim,
+}
+
+/// Where opendkim (Debian's) writes its PID: how a running one is found
+/// without systemd.
+pub const OPENDKIM_PID: &str = "/run/opendkim/opendkim.pid";
+
+/// An entry of a directory on the host.
+pub struct Listed {
+    pub name: String,
+    pub is_dir: bool,
+}
 
 /// Looking at one target system (`/` or a tree under `--root`); target paths
 /// are absolute paths inside it.
@@ -43,10 +61,8 @@ pub trait Host {
     fn read_file(&self, target: &str) -> Result<Option<FileState>>;
     /// A managed directory; a symlink in its place is refused.
     fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>>;
-    /// The names in a directory, sorted; none when it does not exist.
-    fn list_dir(&self, target: &str) -> Result<Vec<String>>;
-    /// Selectors of the private keys present, per key set (`keys/<set>/<sel>.private`).
-    fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>>;
+    /// The entries of a directory, sorted by name; none when it does not exist.
+    fn list_dir(&self, target: &str) -> Result<Vec<Listed>>;
     /// A secret file: plain, its owner's only (root's when running as root).
     fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>>;
     /// The target's accounts (/etc/passwd, /etc/group).
@@ -140,11 +156,8 @@ impl Host for ReadOnly {
     fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
         self.0.read_dir_meta(target)
     }
-    fn list_dir(&self, target: &str) -> Result<Vec<String>> {
+    fn list_dir(&self, target: &str) -> Result<Vec<Listed>> {
         self.0.list_dir(target)
-    }
-    fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>> {
-        self.0.key_selectors()
     }
     fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>> {
         self.0.read_secret(target, what)

@@ -1,7 +1,7 @@
 //! The real system: files under the root prefix, the account database,
 //! commands and services.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -11,8 +11,7 @@ use std::process::Command;
 use crate::keys::Zeroizing;
 use anyhow::{Context, Result, bail};
 
-use super::{Host, HostMut};
-use crate::desired::{Service, paths};
+use super::{Host, HostMut, Listed, Service};
 
 /// A file as found on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,45 +282,26 @@ impl Host for System {
         Ok(Some(to_meta(&meta)))
     }
 
-    fn list_dir(&self, target: &str) -> Result<Vec<String>> {
+    fn list_dir(&self, target: &str) -> Result<Vec<Listed>> {
         if self.read_dir_meta(target)?.is_none() {
             return Ok(Vec::new());
         }
         let path = self.path(target);
-        let mut names = fs::read_dir(&path)
+        let mut entries = fs::read_dir(&path)
             .and_then(|entries| {
                 entries
-                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-                    .collect::<std::io::Result<Vec<String>>>()
+                    .map(|e| {
+                        let e = e?;
+                        Ok(Listed {
+                            name: e.file_name().to_string_lossy().into_owned(),
+                            is_dir: e.file_type()?.is_dir(),
+                        })
+                    })
+                    .collect::<std::io::Result<Vec<Listed>>>()
             })
             .with_context(|| format!("list {}", path.display()))?;
-        names.sort();
-        Ok(names)
-    }
-
-    /// Selectors of the private keys present, per key set (`keys/<set>/<sel>.private`).
-    fn key_selectors(&self) -> Result<BTreeMap<String, Vec<String>>> {
-        let mut out = BTreeMap::new();
-        let keys = self.path(paths::KEYS_DIR);
-        if self.read_dir_meta(paths::KEYS_DIR)?.is_none() {
-            return Ok(out);
-        }
-        for set in fs::read_dir(&keys).with_context(|| format!("list {}", keys.display()))? {
-            let set = set.with_context(|| format!("list {}", keys.display()))?;
-            if !set.file_type()?.is_dir() {
-                continue;
-            }
-            let mut selectors = Vec::new();
-            for key in fs::read_dir(set.path())? {
-                let name = key?.file_name().to_string_lossy().into_owned();
-                if let Some(selector) = name.strip_suffix(".private") {
-                    selectors.push(selector.to_string());
-                }
-            }
-            selectors.sort();
-            out.insert(set.file_name().to_string_lossy().into_owned(), selectors);
-        }
-        Ok(out)
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
 
     /// A secret file (the relay password, a TSIG key). It must be a plain file
@@ -426,7 +406,7 @@ impl Host for System {
         }
         match service {
             Service::Postfix => self.run("postfix", &["status"]).is_ok(),
-            Service::Opendkim => fs::read_to_string(paths::OPENDKIM_PID)
+            Service::Opendkim => fs::read_to_string(super::OPENDKIM_PID)
                 .ok()
                 .and_then(|pid| pid.trim().parse::<i32>().ok())
                 .is_some_and(|pid| {

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::dns_server::{DnsServer, Rec, published};
-use crate::support::{Output, Test, path_str, root};
+use crate::support::{Output, Test, assert_unchanged, path_str, root, snapshot};
 
 /// A shared key for two domains; 1024-bit keys keep the test fast.
 const SPEC: &str = "host:
@@ -360,13 +360,11 @@ fn rotation_needs_a_dated_selector_and_an_existing_key() {
 #[test]
 fn finish_refuses_while_opendkim_still_signs_with_the_key() {
     let s = Setup::new(SPEC);
+    s.on("2026-11-24", &["apply"]).run();
+    let old_table = s.key_table();
     s.force_activated();
-    // A rollback puts the KeyTable of the old key back.
-    Test::new()
-        .args(&["rollback", "--root", s.root()])
-        .day("2026-12-01")
-        .run();
-    assert!(s.key_table().contains(":20261124:"));
+    // The KeyTable of the old key put back by hand: the state says retiring.
+    std::fs::write(s.file("etc/opendkim/KeyTable"), &old_table).unwrap();
     s.on("2026-12-20", &["rotate", "finish"])
         .args(&["--force"])
         .status(1)
@@ -388,4 +386,68 @@ fn a_tampered_rotation_state_is_refused() {
         .status(1)
         .stderr_has("inconsistent")
         .run();
+}
+
+#[test]
+fn each_step_is_a_plan_that_dry_run_shows_and_rollback_undoes() {
+    let s = Setup::new(SPEC);
+    s.on("2026-11-24", &["apply"]).run();
+    let state_file = "etc/opendkim/keys/shared/rotation.json";
+    let keys = s.file("etc/opendkim/keys/shared");
+
+    // --dry-run shows the new key and the state, and changes nothing.
+    let before = snapshot(s.root.path());
+    s.on("2026-12-01", &["rotate", "start"])
+        .args(&["--dry-run"])
+        .stdout_has("+ generate DKIM key shared/20261201")
+        .stdout_has("+ create /etc/opendkim/keys/shared/rotation.json (0644 root:root)")
+        .stdout_has("Dry run: nothing was changed.")
+        .stdout_lacks("Publish:")
+        .run();
+    assert_unchanged(
+        &before,
+        &snapshot(s.root.path()),
+        "rotate start --dry-run wrote",
+    );
+
+    // Activation switches the state and the KeyTable in one apply; a rollback
+    // puts both back, and opendkim signs with the old key again.
+    s.force_activated();
+    assert!(s.read(state_file).contains("\"active\""));
+    Test::new()
+        .args(&["rollback", "--root", s.root()])
+        .day("2026-12-01")
+        .stdout_has("restored /etc/opendkim/KeyTable")
+        .stdout_has(format!("restored /{state_file}"))
+        .run();
+    assert!(s.key_table().contains(":20261124:"));
+    assert_eq!(s.state_of("2026-12-01", "20261201")["state"], "staged");
+    assert_eq!(s.state_of("2026-12-01", "20261124")["state"], "active");
+
+    // finish --dry-run names the archive move; finish moves the key, and a
+    // rollback moves it back with the state.
+    let server = DnsServer::start(&[]);
+    s.on("2026-12-01", &["rotate", "activate"])
+        .args(&["--resolver", &server.resolver(), "--force"])
+        .run();
+    let activated = s.read(state_file);
+    s.on("2026-12-20", &["rotate", "finish"])
+        .args(&["--dry-run"])
+        .stdout_has("- archive DKIM key shared/20261124")
+        .run();
+    assert!(keys.join("20261124.private").exists());
+    s.on("2026-12-20", &["rotate", "finish"])
+        .stdout_has("revoked 20261124")
+        .run();
+    assert!(!keys.join("20261124.private").exists());
+    assert!(keys.join("archive/20261124.private").exists());
+    Test::new()
+        .args(&["rollback", "--root", s.root()])
+        .day("2026-12-20")
+        .stdout_has("moved back /etc/opendkim/keys/shared/20261124.private")
+        .run();
+    assert!(keys.join("20261124.private").exists());
+    assert!(!keys.join("archive/20261124.private").exists());
+    assert_eq!(s.state_of("2026-12-20", "20261124")["state"], "retiring");
+    assert_eq!(s.read(state_file), activated);
 }

@@ -1,0 +1,29 @@
+//! How mailsetup exits: the codes scripts, cron and CI rely on (README,
+//! "Exit codes").
+
+use std::process::ExitCode;
+
+/// How mailsetup exits; scripts, cron and CI rely on these codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done; with `plan --detailed-exitcode`, nothing to change.
+    Ok,
+    /// 1: an error, said on stderr; nothing was written (a failed apply puts
+    /// back what it replaced).
+    Error,
+    /// 2: `plan --detailed-exitcode` found changes to make.
+    Changes,
+    /// 3: `check` ran and found failures (an error running it is 1).
+    CheckFailed,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(match e {
+            Exit::Ok => 0,
+            Exit::Error => 1,
+            Exit::Changes => 2,
+            Exit::CheckFailed => 3,
+        })
+    }
+}
