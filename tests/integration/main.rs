@@ -1,5 +1,6 @@
 //! All integration tests link into this one binary (see Cargo.toml [[test]]).
 mod ansible_fleet;
+mod architecture;
 mod bad_input;
 mod bind;
 mod bundle;
