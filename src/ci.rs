@@ -2,7 +2,6 @@
 //! `apply --bundle` back on each host.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -239,13 +238,10 @@ pub fn bundle(args: BundleArgs, ui: &mut Ui) -> Result<Exit> {
                 private_keys.push((key.private_path.clone(), file.content));
             }
         }
-        let mut stderr = anstream::stderr();
-        let yellow = anstyle::AnsiColor::Yellow.on_default().bold();
-        let _ = writeln!(
-            stderr,
-            "{yellow}warning:{yellow:#} the bundle holds {} private key(s): store and send it like a password",
+        ui.warn(format_args!(
+            "the bundle holds {} private key(s): store and send it like a password",
             private_keys.len()
-        );
+        ));
     }
     let bytes = archive::build(&archive::Contents {
         source: &source,
@@ -451,6 +447,6 @@ fn verify_signature(
         );
     };
     let signer = signers.verify(bytes, &sig, jiff::Timestamp::now())?;
-    eprintln!("{}: signed by {signer}", file.display());
+    ui.note(format_args!("{}: signed by {signer}", file.display()));
     Ok(())
 }

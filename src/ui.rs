@@ -38,6 +38,11 @@ impl Ui {
         let _ = writeln!(anstream::stderr(), "{yellow}warning:{yellow:#} {message}");
     }
 
+    /// A line on stderr that is no warning: what a check found, beside the output.
+    pub fn note(&mut self, message: impl fmt::Display) {
+        let _ = writeln!(std::io::stderr(), "{message}");
+    }
+
     /// A spec's warnings, each naming the file.
     pub fn warn_spec(&mut self, path: &Path, warnings: &[Warning]) {
         for w in warnings {

@@ -126,3 +126,27 @@ fn no_module_imports_one_that_imports_it_back() {
         "the check finds no imports"
     );
 }
+
+#[test]
+fn only_the_ui_writes_to_the_terminal() {
+    const TERMINAL: &[&str] = &[
+        "println!",
+        "print!(",
+        "eprint",
+        "anstream::std",
+        "io::stdout",
+        "io::stderr",
+    ];
+    let mut found = Vec::new();
+    for (module, code) in modules() {
+        for pattern in TERMINAL.iter().filter(|p| code.contains(**p)) {
+            if module != "ui" {
+                found.push(format!("{module}: {pattern}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "terminal output outside src/ui.rs: {found:?}"
+    );
+}
