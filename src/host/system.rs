@@ -518,12 +518,7 @@ impl HostMut for System {
     /// Removes a directory and everything in it (a half-made backup).
     fn remove_tree(&self, target: &str) -> Result<()> {
         let path = self.resolve(target)?;
-        match fs::remove_dir_all(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("remove {}", path.display()))
-            }
-            _ => Ok(()),
-        }
+        removed(fs::remove_dir_all(&path), &path)
     }
 
     /// Removes what a killed run left in `dir`: entries named `prefix` or
@@ -560,12 +555,7 @@ impl HostMut for System {
 
     fn remove_file(&self, target: &str) -> Result<()> {
         let path = self.resolve(target)?;
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("remove {}", path.display()))
-            }
-            _ => Ok(()),
-        }
+        removed(fs::remove_file(&path), &path)
     }
 
     /// Moves a file (a retired DKIM key into its archive) without ever replacing
@@ -727,6 +717,16 @@ impl Scratch {
         fs::write(&file, content).with_context(|| format!("write {}", file.display()))?;
         date_back(&file, 10)?;
         Ok(file)
+    }
+}
+
+/// A removal's result: what is gone already counts as removed.
+fn removed(result: std::io::Result<()>, path: &Path) -> Result<()> {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("remove {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -42,6 +42,17 @@ fn modules() -> BTreeMap<String, String> {
     out
 }
 
+/// `module: pattern` for each of `patterns` in a module other than `owner`.
+fn found_outside(owner: &str, patterns: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (module, code) in modules().into_iter().filter(|(m, _)| m != owner) {
+        for pattern in patterns.iter().filter(|p| code.contains(**p)) {
+            found.push(format!("{module}: {pattern}"));
+        }
+    }
+    found
+}
+
 #[test]
 fn only_the_host_module_touches_the_host() {
     const HOST_ACCESS: &[&str] = &[
@@ -53,17 +64,7 @@ fn only_the_host_module_touches_the_host() {
         "tempfile::",
         "OpenOptions",
     ];
-    let mut found = Vec::new();
-    for (module, code) in modules() {
-        if module == "host" {
-            continue;
-        }
-        for pattern in HOST_ACCESS {
-            if code.contains(pattern) {
-                found.push(format!("{module}: {pattern}"));
-            }
-        }
-    }
+    let found = found_outside("host", HOST_ACCESS);
     assert!(found.is_empty(), "host access outside src/host/: {found:?}");
     assert!(
         modules()["host"].contains("std::fs"),
@@ -137,14 +138,7 @@ fn only_the_ui_writes_to_the_terminal() {
         "io::stdout",
         "io::stderr",
     ];
-    let mut found = Vec::new();
-    for (module, code) in modules() {
-        for pattern in TERMINAL.iter().filter(|p| code.contains(**p)) {
-            if module != "ui" {
-                found.push(format!("{module}: {pattern}"));
-            }
-        }
-    }
+    let found = found_outside("ui", TERMINAL);
     assert!(
         found.is_empty(),
         "terminal output outside src/ui.rs: {found:?}"
