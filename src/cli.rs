@@ -153,8 +153,10 @@ pub enum Command {
     /// Each key set (`shared`, or each domain with `dkim.key: per-domain`) takes a new
     /// key through staged (published, not signing) → active (signing) → retiring (still
     /// published for dkim.rotation.grace_days) → revoked (private key archived, an empty
-    /// `p=` published). The state lives in /etc/opendkim/keys/SET/rotation.json. Every
-    /// step is idempotent; `rotate auto` does whichever is due, for cron.
+    /// `p=` published). The state lives in /etc/opendkim/keys/SET/rotation.json. Each
+    /// step is a plan carried out as apply does (shown, checked, backed up, put back on
+    /// failure; `--dry-run` only shows it; `mailsetup rollback` undoes it). Every step is
+    /// idempotent; `rotate auto` does whichever is due, for cron.
     Rotate {
         #[command(subcommand)]
         step: RotateStep,
