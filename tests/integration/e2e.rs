@@ -39,14 +39,6 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 fn missing_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
     if !nix::unistd::geteuid().is_root() {
@@ -56,7 +48,7 @@ fn missing_prerequisites() -> Vec<String> {
         "unshare", "mount", "ip", "postfix", "postconf", "postmap", "sendmail", "opendkim",
         "openssl",
     ] {
-        if find_program(program).is_none() {
+        if !crate::support::installed(program) {
             missing.push(program.to_owned());
         }
     }

@@ -226,16 +226,16 @@ pub fn available(present: bool, what: &str) -> bool {
 /// True (with a note) when one of `programs` is not installed, so a test that
 /// needs it can return early — except in CI, where that is a failure.
 pub fn missing_in_ci(programs: &[&str]) -> bool {
-    let missing: Vec<&str> = programs
-        .iter()
-        .copied()
-        .filter(|p| {
-            !["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-                .iter()
-                .any(|d| Path::new(d).join(p).exists())
-        })
-        .collect();
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !installed(p)).collect();
     !available(missing.is_empty(), &format!("{missing:?}"))
+}
+
+/// Whether a program is installed: in PATH or one of the system's bin directories.
+pub fn installed(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|dir| dir.join(program).is_file())
 }
 
 /// Whether the tests run as root (named, systemd-nspawn and namespaces need it).
