@@ -220,9 +220,10 @@ impl Changes {
         Ok(true)
     }
 
-    /// What was done, with the records to publish (read from the new keys).
+    /// What was done, with the records to publish (read from the new keys),
+    /// set apart from the plan's output above it.
     fn report(&self, system: &System) -> Result<String> {
-        let mut text = String::new();
+        let mut text = String::from("\n");
         for (set, selector, active) in &self.staged {
             let path = set.private(selector);
             let public = public_key(system, &path)?
