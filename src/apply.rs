@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::backup;
 use crate::desired::{ARCHIVE_DIR_MODE, KeyPath, Service, archive_dir, paths};
-use crate::host::{Host, HostMut, ServiceAction, System};
+use crate::host::{Host, HostMut, Lock, ServiceAction, System};
 use crate::keys::DkimKey;
 use crate::plan::{FollowUp, Plan, Seen, Step, applied_digest};
 use crate::state;
@@ -34,7 +34,7 @@ const CHECKED: &[&str] = &[
 /// Checks the configuration the plan leads to with `postconf` and `opendkim -n`,
 /// in a staging copy, before any live file changes. Files the plan does not
 /// change are taken as they are.
-pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
+pub fn check_staged(system: &System, _held: &Lock, plan: &Plan) -> Result<Vec<String>> {
     // A stage left by a killed apply (we hold the lock: no other apply runs).
     system.remove_debris(state::STATE_DIR, "stage")?;
     // Removed when dropped, so a failure (a full disk, a refused check) leaves nothing.
@@ -99,7 +99,12 @@ pub fn check_staged(system: &System, plan: &Plan) -> Result<Vec<String>> {
 }
 
 /// Executes every step of `plan`; `keys` are its new DKIM keys (`generate_keys`).
-pub fn apply(system: &System, plan: &Plan, keys: &HashMap<String, DkimKey>) -> Result<Report> {
+pub fn apply(
+    system: &System,
+    held: &Lock,
+    plan: &Plan,
+    keys: &HashMap<String, DkimKey>,
+) -> Result<Report> {
     let mut report = Report::default();
     let replaced: Vec<&str> = plan
         .steps
@@ -118,26 +123,32 @@ pub fn apply(system: &System, plan: &Plan, keys: &HashMap<String, DkimKey>) -> R
             _ => None,
         })
         .collect();
-    let moved: Vec<backup::Moved> = plan
+    let archived: Vec<backup::Archived> = plan
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::ArchiveKey { set, selector } => Some(KeyPath::archived(set, selector)),
+            Step::ArchiveKey { set, selector } => Some(backup::Archived {
+                set: set.clone(),
+                selector: selector.clone(),
+            }),
             _ => None,
         })
-        .flatten()
-        .map(|(from, to)| backup::Moved { from, to })
         .collect();
-    let backup_dir = backup::save(system, &replaced, &moved, &follow_ups).context(
+    let backup_dir = backup::save(system, &replaced, &archived, &follow_ups).context(
         "back up the files to be replaced; nothing was changed, the live files are untouched",
     )?;
 
     for step in &plan.steps {
         if let Err(e) = change(system, step, keys, &mut report) {
-            let how = match backup::restore(system, &backup_dir) {
+            // Marked used once restored, so a later rollback goes to the
+            // apply before this one, not to this one that changed nothing.
+            let how = match backup::restore(system, held, &backup_dir)
+                .and_then(|m| backup::mark_rolled_back(system, &backup_dir).map(|()| m))
+            {
                 Ok(m) => format!(
-                    "the {} files it had changed were restored",
-                    m.entries.len() + m.moved.len()
+                    "what it had changed was put back ({} files, {} archived keys)",
+                    m.entries.len(),
+                    m.archived.len()
                 ),
                 Err(r) => format!("restoring the backup {backup_dir} failed too: {r:#}"),
             };
@@ -244,7 +255,7 @@ fn change(
                 system.create_dir(&archive, ARCHIVE_DIR_MODE, None)?;
             }
             for (from, to) in KeyPath::archived(set, selector) {
-                if system.exists(&from) {
+                if system.exists(&from)? {
                     system.rename_noreplace(&from, &to)?;
                 }
             }

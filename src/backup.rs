@@ -7,7 +7,8 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::host::{Host, HostMut, Ids, System};
+use crate::desired::KeyPath;
+use crate::host::{Host, HostMut, Ids, Lock, System};
 use crate::plan::FollowUp;
 use crate::state::{BACKUPS, ORIGINALS, ensure_state_dir, read_applied, write_applied};
 
@@ -35,24 +36,25 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// What the apply ran after writing; a rollback runs it again.
     pub follow_ups: Vec<FollowUp>,
-    /// Files the apply moved (revoked keys into their archive); a rollback
-    /// moves them back.
+    /// Keys the apply moved into their set's archive (`rotate finish`); a
+    /// rollback moves them back. Named by set and selector: the paths are
+    /// derived again, never read from the manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub moved: Vec<Moved>,
+    pub archived: Vec<Archived>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Moved {
-    pub from: String,
-    pub to: String,
+pub struct Archived {
+    pub set: String,
+    pub selector: String,
 }
 
-/// Saves the current state of `paths` and what will be `moved`, and returns
-/// the backup's directory.
+/// Saves the current state of `paths` and which keys will be `archived`, and
+/// returns the backup's directory.
 pub fn save(
     system: &System,
     paths: &[&str],
-    moved: &[Moved],
+    archived: &[Archived],
     follow_ups: &[FollowUp],
 ) -> Result<String> {
     ensure_state_dir(system)?;
@@ -62,7 +64,7 @@ pub fn save(
     let dir = format!("{BACKUPS}/{stamp}");
     system.create_dir(&dir, 0o700, None)?;
     // A half-made backup (a full disk) is removed: it could not be rolled back to.
-    save_into(system, &dir, &stamp, paths, moved, follow_ups).inspect_err(|_| {
+    save_into(system, &dir, &stamp, paths, archived, follow_ups).inspect_err(|_| {
         let _ = system.remove_tree(&dir);
     })?;
     Ok(dir)
@@ -73,7 +75,7 @@ fn save_into(
     dir: &str,
     stamp: &str,
     paths: &[&str],
-    moved: &[Moved],
+    archived: &[Archived],
     follow_ups: &[FollowUp],
 ) -> Result<()> {
     let mut entries = Vec::new();
@@ -102,7 +104,7 @@ fn save_into(
         created: stamp.to_string(),
         entries,
         follow_ups: follow_ups.to_vec(),
-        moved: moved.to_vec(),
+        archived: archived.to_vec(),
     };
     system.write_file(
         &format!("{dir}/{MANIFEST}"),
@@ -118,7 +120,7 @@ fn make_parents(system: &System, target: &str) -> Result<()> {
 }
 
 /// Restores the files of one backup; returns its manifest.
-pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
+pub fn restore(system: &System, _held: &Lock, dir: &str) -> Result<Manifest> {
     let manifest_path = format!("{dir}/{MANIFEST}");
     let text = system
         .read_file(&manifest_path)?
@@ -152,9 +154,11 @@ pub fn restore(system: &System, dir: &str) -> Result<Manifest> {
     write_applied(system, &applied)?;
     // Moved back unless the file is back already (an apply that stopped
     // before moving it) or something else took its place.
-    for m in manifest.moved.iter().rev() {
-        if system.exists(&m.to) && !system.exists(&m.from) {
-            system.rename_noreplace(&m.to, &m.from)?;
+    for key in manifest.archived.iter().rev() {
+        for (live, archived) in KeyPath::archived(&key.set, &key.selector) {
+            if system.exists(&archived)? && !system.exists(&live)? {
+                system.rename_noreplace(&archived, &live)?;
+            }
         }
     }
     Ok(manifest)

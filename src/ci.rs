@@ -363,14 +363,14 @@ pub fn apply_bundle(
         })
         .collect::<Result<_>>()?;
 
-    state::ensure_state_dir(&job.system)?;
-    let _lock = job.system.lock(state::LOCK)?;
+    let lock = state::lock(&job.system)?;
     for (key, pem) in &shipped {
         install_private_key(&job.system, key, pem)?;
     }
     let plan = job.plan_to(desired)?;
     execute(
         &job.system,
+        &lock,
         plan,
         || {
             // The opendkim user came with the packages just installed: the
@@ -423,7 +423,7 @@ fn verify_signature(
     let host = ReadOnly::new(root)?;
     let signers_file = match allowed_signers {
         Some(f) => f.to_path_buf(),
-        None if host.exists(signature::HOST_ALLOWED_SIGNERS) => {
+        None if host.exists(signature::HOST_ALLOWED_SIGNERS)? => {
             host.path(signature::HOST_ALLOWED_SIGNERS)
         }
         None => {

@@ -51,11 +51,6 @@ impl<H: Open> Job<H> {
         Ok(job)
     }
 
-    /// Like `new`, for callers that printed the spec's warnings already.
-    pub(crate) fn quiet(target: &Target) -> Result<Job<H>> {
-        Ok(Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?.0)
-    }
-
     /// The job a source names (read from files, a saved plan or a bundle), with
     /// the spec's warnings; `label` names the spec in errors.
     pub(crate) fn from_source(
@@ -167,24 +162,29 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
     Ok(now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
 }
 
-/// Applies while the caller holds the apply lock (the lock guard proves it),
-/// reusing what was rendered before the lock was taken when the
-/// host facts it came from are still the same (at 100,000 domains a render
-/// takes seconds).
+/// Applies under the apply lock, reusing what was rendered before the lock
+/// was taken when the host facts it came from are still the same (at 100,000
+/// domains a render takes seconds).
 pub(crate) fn apply_rendered(
     job: &Job,
-    _held: &Lock,
-    rendered: Option<(HostFacts, Desired)>,
+    held: &Lock,
+    (before, rendered): (HostFacts, Desired),
     ui: &mut Ui,
 ) -> Result<Exit> {
-    preflight(&job.system, &job.spec)?;
     let facts = job.facts(today()?)?;
-    let desired = match rendered {
-        Some((before, desired)) if before == facts => desired,
-        _ => job.desired(&facts)?,
+    let desired = if before == facts {
+        rendered
+    } else {
+        job.desired(&facts)?
     };
     let plan = job.plan_to(desired)?;
-    execute(&job.system, plan, || job.plan(&job.facts(today()?)?), ui)
+    execute(
+        &job.system,
+        held,
+        plan,
+        || job.plan(&job.facts(today()?)?),
+        ui,
+    )
 }
 
 /// The live system needs the daemons' packages before anything is written.
@@ -211,16 +211,23 @@ pub(crate) fn preflight(system: &impl Host, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Shows, checks and applies a plan, and prints what was done.
+/// Checks a plan at the boundary and shows it: what `execute` does first, and
+/// all a dry run does.
+pub(crate) fn show(plan: &plan::Plan, ui: &mut Ui) -> Result<()> {
+    // The one gate every plan passes, whatever channel produced it.
+    boundary::check(plan)?;
+    ui.colored(&show::plan_text(plan))
+}
+
+/// Shows, checks and applies a plan under the apply lock, and prints what was done.
 pub(crate) fn execute(
     system: &System,
+    held: &Lock,
     plan: plan::Plan,
     replan: impl FnOnce() -> Result<plan::Plan>,
     ui: &mut Ui,
 ) -> Result<Exit> {
-    // The one gate every plan passes, whatever channel produced it.
-    boundary::check(&plan)?;
-    ui.colored(&show::plan_text(&plan))?;
+    show(&plan, ui)?;
     if plan.is_empty() {
         return Ok(Exit::Ok);
     }
@@ -246,13 +253,13 @@ pub(crate) fn execute(
     // configuration.
     let (checked, keys) = std::thread::scope(|scope| {
         let keys = scope.spawn(|| apply::generate_keys(plan));
-        let checked = apply::check_staged(system, plan);
+        let checked = apply::check_staged(system, held, plan);
         (checked, keys.join().expect("key generation does not panic"))
     });
     let mut notes = checked.context(
         "check the new configuration; nothing was changed, the live files are untouched",
     )?;
-    let report = apply::apply(system, plan, &keys?)?;
+    let report = apply::apply(system, held, plan, &keys?)?;
     notes.extend(report.notes);
     let mut text = String::from("\nApplied:\n");
     for line in plan

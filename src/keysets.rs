@@ -10,9 +10,9 @@ use std::fmt;
 use anyhow::{Context, Result, anyhow, bail};
 use jiff::civil::Date;
 
-use crate::desired::{self, KeyPath, ROOT, ROTATION_STATE_MODE, key_set_of, paths};
+use crate::desired::{self, KeyPath, Owner, ROOT, ROTATION_STATE_MODE, key_set_of, paths};
 use crate::dns;
-use crate::host::Host;
+use crate::host::{Host, Ids};
 use crate::keys::DkimPublicKey;
 use crate::plan::{FileWrite, Step};
 use crate::resolve::Dns;
@@ -120,6 +120,11 @@ pub fn signing_selectors(spec: &HostSpec, system: &impl Host) -> Result<BTreeMap
     Ok(out)
 }
 
+/// A rotation state as its file holds it.
+pub fn state_json(rotation: &Rotation) -> Result<String> {
+    Ok(serde_json::to_string_pretty(rotation)? + "\n")
+}
+
 /// The public half of the private key at `path`, if it exists.
 pub fn public_key(system: &impl Host, path: &str) -> Result<Option<DkimPublicKey>> {
     let Some(file) = system.read_file(path)? else {
@@ -137,6 +142,8 @@ pub struct Sets<'a, H> {
     pub today: Date,
     /// Selectors of the private keys present, per key set.
     key_files: BTreeMap<String, Vec<String>>,
+    /// The host's accounts, read once when a step first needs an owner.
+    accounts: std::cell::OnceCell<Option<crate::host::Accounts>>,
 }
 
 impl<'a, H: Host> Sets<'a, H> {
@@ -146,7 +153,25 @@ impl<'a, H: Host> Sets<'a, H> {
             system,
             today,
             key_files: key_selectors(system)?,
+            accounts: Default::default(),
         })
+    }
+
+    /// The ids a new file of `owner` gets; none where mailsetup cannot give
+    /// files away (not root) or the account does not exist.
+    pub fn ids(&self, owner: Owner) -> Result<Option<Ids>> {
+        if self.accounts.get().is_none() {
+            let accounts = if self.system.can_chown() {
+                Some(self.system.accounts()?)
+            } else {
+                None
+            };
+            let _ = self.accounts.set(accounts);
+        }
+        Ok(self
+            .accounts
+            .get()
+            .and_then(|a| a.as_ref()?.ids(owner.user, owner.group)))
     }
 
     /// The set's rotation and whether it is saved; without a saved one, the key
@@ -175,17 +200,28 @@ impl<'a, H: Host> Sets<'a, H> {
         Ok((rotation, false))
     }
 
-    /// The step that saves `rotation` as the set's state, if it differs.
-    pub fn save(&self, set: &KeySet, rotation: &Rotation) -> Result<Option<Step>> {
-        let json = serde_json::to_string_pretty(rotation)? + "\n";
-        let old = self.system.read_file(&set.state_file)?.map(|f| f.content);
-        let ids = if self.system.can_chown() {
-            self.system.accounts()?.ids(ROOT.user, ROOT.group)
-        } else {
-            None
-        };
+    /// The step that saves `rotation` as the set's state over `old` (what its
+    /// file holds then), if it differs.
+    pub fn save(
+        &self,
+        set: &KeySet,
+        old: Option<Vec<u8>>,
+        rotation: &Rotation,
+    ) -> Result<Option<Step>> {
         let table = (ROOT, ROTATION_STATE_MODE, false);
-        Ok(FileWrite::new(set.state_file.clone(), table, ids, old, json).step())
+        let step = FileWrite::new(
+            set.state_file.clone(),
+            table,
+            self.ids(ROOT)?,
+            old,
+            state_json(rotation)?,
+        );
+        Ok(step.step())
+    }
+
+    /// What the set's state file holds now.
+    pub fn saved_bytes(&self, set: &KeySet) -> Result<Option<Vec<u8>>> {
+        Ok(self.system.read_file(&set.state_file)?.map(|f| f.content))
     }
 
     /// Today's selector from `dkim.selector`, with `-2`, `-3`… when it is taken
@@ -207,10 +243,10 @@ impl<'a, H: Host> Sets<'a, H> {
             };
             let selector = check_selector(&format!("{prefix}{stamp}{suffix}"))
                 .map_err(|e| anyhow!("dkim.selector: {e}"))?;
-            let taken = rotation.selectors.iter().any(|e| e.selector == selector)
-                || KeyPath::archived(&set.name, &selector)
-                    .iter()
-                    .any(|(key, archived)| self.system.exists(key) || self.system.exists(archived));
+            let mut taken = rotation.selectors.iter().any(|e| e.selector == selector);
+            for (key, archived) in KeyPath::archived(&set.name, &selector) {
+                taken = taken || self.system.exists(&key)? || self.system.exists(&archived)?;
+            }
             if !taken {
                 return Ok(selector);
             }

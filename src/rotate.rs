@@ -28,21 +28,27 @@ use serde::Serialize;
 use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
 use crate::desired::{KeyPath, OPENDKIM, archive_dir, paths};
 use crate::exit::Exit;
-use crate::host::{Host, HostMut, Lock, ReadOnly, System};
-use crate::job::{Job, execute, preflight, today};
-use crate::keysets::{KeySet, Sets, key_sets, public_key, published, withdrawn_names};
+use crate::host::{Host, Lock, ReadOnly, System};
+use crate::job::{Job, execute, preflight, show, today};
+use crate::keysets::{KeySet, Sets, key_sets, public_key, published, state_json, withdrawn_names};
 use crate::plan::{Plan, Step};
 use crate::resolve::Every;
 use crate::rotation::{Entry, Rotation, after};
 use crate::selector::State;
 use crate::spec::{HostSpec, ResolverAddr, Spec};
 use crate::ui::Ui;
-use crate::{boundary, dns, push, show, state};
+use crate::{dns, push, state};
 
 /// This host's records (`dns`'s, with every selector the rotation keeps
 /// published) pushed when the spec names a primary server; `None` otherwise.
-/// For `rotate auto`, so keys are published and withdrawn with no human step.
-fn push_records(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Option<push::Pushed>> {
+/// For `rotate auto`, so keys are published and withdrawn with no human step;
+/// without `send`, only what would change is said.
+fn push_records(
+    spec: &HostSpec,
+    system: &impl Host,
+    today: Date,
+    send: bool,
+) -> Result<Option<push::Pushed>> {
     if spec.dns.server.is_none()
         && spec
             .dns
@@ -61,19 +67,18 @@ fn push_records(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Opti
         server: None,
         tsig_key: None,
     };
-    push::run(spec, system, &targets, &records, &withdrawn, true).map(Some)
-}
-
-/// The apply lock, so rotation steps and applies never interleave.
-fn lock(system: &System) -> Result<Lock> {
-    state::ensure_state_dir(system)?;
-    system.lock(state::LOCK)
+    push::run(spec, system, &targets, &records, &withdrawn, send).map(Some)
 }
 
 /// What one rotate command changes: its steps, the key sets whose signing
 /// key switches, and what to tell the operator once it is done.
 #[derive(Default)]
 struct Changes {
+    /// The state of sets that had none saved, as it is before this command:
+    /// saved in an apply of its own first, so whatever later fails or is rolled
+    /// back, the state still says which key signs (without it the newest key
+    /// file would, which may be the one just staged).
+    starting: Vec<Step>,
     steps: Vec<Step>,
     /// Set → its new active selector.
     signing: BTreeMap<String, String>,
@@ -82,18 +87,20 @@ struct Changes {
     staged: Vec<(KeySet, String, String)>,
     /// Revoked selectors, announced with their empty records.
     revoked: Vec<(KeySet, String)>,
+    /// The live KeyTable, read once when a revocation first needs it.
+    key_table: Option<String>,
 }
 
 impl Changes {
     /// Stages a new key in `set` unless one is staged (which `text` then
-    /// says); whether it did.
+    /// says).
     fn stage(
         &mut self,
         sets: &Sets<System>,
         set: &KeySet,
         rotation: &mut Rotation,
         text: &mut String,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         if let Some(staged) = rotation.staged() {
             let path = set.private(&staged.selector);
             let public = public_key(sets.system, &path)?
@@ -103,14 +110,14 @@ impl Changes {
                 staged.selector,
                 set.zone_lines(&staged.selector, &public.dns_value())
             );
-            return Ok(false);
+            return Ok(());
         }
         let active = rotation
             .active()
             .expect("a checked rotation has an active key")
             .selector
             .clone();
-        if !sets.system.exists(&set.private(&active)) {
+        if !sets.system.exists(&set.private(&active))? {
             bail!(
                 "{set}: there is no signing key yet ({}): run mailsetup apply first",
                 set.private(&active)
@@ -118,11 +125,6 @@ impl Changes {
         }
         let selector = sets.new_selector(set, rotation)?;
         let path = KeyPath::new(&set.name, &selector);
-        let ids = if sets.system.can_chown() {
-            sets.system.accounts()?.ids(OPENDKIM.user, OPENDKIM.group)
-        } else {
-            None
-        };
         self.steps.push(Step::GenerateKey {
             set: set.name.clone(),
             selector: selector.clone(),
@@ -130,11 +132,11 @@ impl Changes {
             domain: set.domains[0].to_string(),
             private_path: path.private,
             txt_path: path.txt,
-            ids,
+            ids: sets.ids(OPENDKIM)?,
         });
         rotation.stage(selector.clone(), sets.today);
         self.staged.push((set.clone(), selector, active));
-        Ok(true)
+        Ok(())
     }
 
     /// Revokes a retiring selector: its key is archived; refused while
@@ -146,9 +148,19 @@ impl Changes {
         rotation: &mut Rotation,
         selector: &str,
     ) -> Result<()> {
+        if self.key_table.is_none() {
+            let table = sets.system.read_file(paths::KEY_TABLE)?;
+            self.key_table = Some(
+                table
+                    .map(|t| String::from_utf8_lossy(&t.content).into_owned())
+                    .unwrap_or_default(),
+            );
+        }
         let private = set.private(selector);
-        if let Some(table) = sets.system.read_file(paths::KEY_TABLE)?
-            && String::from_utf8_lossy(&table.content).contains(&format!(":{private}"))
+        if self
+            .key_table
+            .as_deref()
+            .is_some_and(|t| t.contains(&format!(":{private}")))
         {
             bail!(
                 "{set}: {} still signs with {selector}; run mailsetup apply so it signs with \
@@ -175,33 +187,52 @@ impl Changes {
             .insert(set.name.clone(), active.selector.clone());
     }
 
-    /// Saves `set`'s new rotation state (after its other steps).
-    fn save(&mut self, sets: &Sets<System>, set: &KeySet, rotation: &Rotation) -> Result<()> {
-        self.steps.extend(sets.save(set, rotation)?);
+    /// Saves `set`'s state after its other steps, when it changed from
+    /// `before` (what `Sets::current` said: the rotation, and whether saved).
+    fn save(
+        &mut self,
+        sets: &Sets<System>,
+        set: &KeySet,
+        (before, saved): &(Rotation, bool),
+        rotation: &Rotation,
+    ) -> Result<()> {
+        if rotation == before {
+            return Ok(());
+        }
+        let old = if *saved {
+            sets.saved_bytes(set)?
+        } else {
+            self.starting.extend(sets.save(set, None, before)?);
+            Some(state_json(before)?.into_bytes())
+        };
+        self.steps.extend(sets.save(set, old, rotation)?);
         Ok(())
     }
 
     /// Carries the changes out under the held lock, as apply does: the plan is
     /// shown (with `dry_run`, only that), checked at the boundary, backed up
     /// and executed. When signing switches, the plan also holds what applying
-    /// the spec with the new active keys changes (the KeyTable, opendkim's
-    /// reload), so the state and the signing key switch in one apply. Returns
-    /// whether the steps ran.
+    /// the spec (`job`) with the new active keys changes (the KeyTable,
+    /// opendkim's reload), so the state and the signing key switch in one
+    /// apply. Returns whether the steps ran.
     fn carry_out(
         &self,
         system: &System,
+        held: &Lock,
         job: Option<&Job>,
         dry_run: bool,
         ui: &mut Ui,
     ) -> Result<bool> {
+        let root = system.root().display().to_string();
+        let job = job.filter(|_| !self.signing.is_empty());
         let make = || -> Result<Plan> {
             let mut plan = match job {
-                Some(job) if !self.signing.is_empty() => {
+                Some(job) => {
                     let mut facts = job.facts(today()?)?;
                     facts.signing_selectors.extend(self.signing.clone());
                     job.plan(&facts)?
                 }
-                _ => Plan::of(system.root().display().to_string(), Vec::new()),
+                None => Plan::of(root.clone(), Vec::new()),
             };
             plan.add(self.steps.clone());
             Ok(plan)
@@ -209,14 +240,22 @@ impl Changes {
         if let Some(job) = job {
             preflight(&job.system, &job.spec)?;
         }
-        let plan = make()?;
+        let starting = Plan::of(root.clone(), self.starting.clone());
         if dry_run {
-            boundary::check(&plan)?;
-            ui.colored(&show::plan_text(&plan))?;
+            if !starting.is_empty() {
+                show(&starting, ui)?;
+            }
+            show(&make()?, ui)?;
             ui.out("\nDry run: nothing was changed.\n")?;
             return Ok(false);
         }
-        execute(system, plan, make, ui)?;
+        if !starting.is_empty() {
+            ui.out("The rotation starts from the key that signs now; its state is saved first:\n")?;
+            let replan = || -> Result<Plan> { bail!("a plan of state files installs no packages") };
+            execute(system, held, starting, replan, ui)?;
+            ui.out("\n")?;
+        }
+        execute(system, held, make()?, make, ui)?;
         Ok(true)
     }
 
@@ -286,20 +325,23 @@ fn load(spec: &Path, host: Option<&str>, ui: &mut Ui) -> Result<HostSpec> {
 fn start(keys: &KeysTarget, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
-    let _lock = lock(&system)?;
+    let lock = state::lock(&system)?;
     let sets = Sets::new(&spec, &system, today()?)?;
     let mut changes = Changes::default();
     let mut text = String::new();
     for set in key_sets(&spec) {
-        let (mut rotation, _) = sets.current(&set)?;
-        if changes.stage(&sets, &set, &mut rotation, &mut text)? {
-            changes.save(&sets, &set, &rotation)?;
+        let current = sets.current(&set)?;
+        let mut rotation = current.0.clone();
+        changes.stage(&sets, &set, &mut rotation, &mut text)?;
+        changes.save(&sets, &set, &current, &rotation)?;
+    }
+    if !changes.steps.is_empty() {
+        if !changes.carry_out(&system, &lock, None, dry_run, ui)? {
+            ui.out(&text)?;
+            return Ok(Exit::Ok);
         }
+        text += &changes.report(&system)?;
     }
-    if !changes.steps.is_empty() && !changes.carry_out(&system, None, dry_run, ui)? {
-        return Ok(Exit::Ok);
-    }
-    text += &changes.report(&system)?;
     text += &format!(
         "Once DNS serves these records, run `mailsetup rotate activate {}`: it checks, then switches signing.\n",
         keys.spec.display()
@@ -315,31 +357,39 @@ fn activate(
     dry_run: bool,
     ui: &mut Ui,
 ) -> Result<Exit> {
-    let spec = load(&target.spec, target.host.as_deref(), ui)?;
-    let system = System::new(&target.root)?;
-    let _lock = lock(&system)?;
-    let sets = Sets::new(&spec, &system, today()?)?;
-    let dns = Every::new(resolvers(resolver, &spec))?;
+    let job = Job::<System>::new(target, ui)?;
+    let (spec, system) = (&job.spec, &job.system);
+    let lock = state::lock(system)?;
+    let sets = Sets::new(spec, system, today()?)?;
+    let mut dns: Option<Every> = None;
     let mut text = String::new();
     let mut problems = Vec::new();
     let mut changes = Changes::default();
-    for set in key_sets(&spec) {
-        let (mut rotation, _) = sets.current(&set)?;
+    for set in key_sets(spec) {
+        let current = sets.current(&set)?;
+        let mut rotation = current.0.clone();
         let active = rotation
             .active()
             .map(|e| e.selector.clone())
             .unwrap_or_else(|| "-".into());
-        let Some((selector, unserved)) = sets.check_staged(&dns, &set, &rotation)? else {
+        if rotation.staged().is_none() {
             text += &format!("{set}: nothing staged; signing with {active}\n");
             continue;
+        }
+        let dns = match &dns {
+            Some(dns) => dns,
+            None => dns.insert(Every::new(resolvers(resolver.clone(), spec))?),
         };
+        let (selector, unserved) = sets
+            .check_staged(dns, &set, &rotation)?
+            .expect("a staged selector");
         problems.extend(unserved);
         text += &format!(
             "{set}: {selector} signs from now on; {active} stays published until `mailsetup rotate finish` (due {})\n",
             after(sets.today, spec.dkim.rotation.grace_days)
         );
         changes.activate(&sets, &set, &mut rotation);
-        changes.save(&sets, &set, &rotation)?;
+        changes.save(&sets, &set, &current, &rotation)?;
     }
     if changes.signing.is_empty() {
         ui.out(&text)?;
@@ -357,25 +407,23 @@ fn activate(
         text = format!("warning: --force: switching although\n  {list}\n{text}");
     }
     ui.out(&(text + "\nSwitching signing:\n"))?;
-    // The spec's warnings were printed when it was loaded above.
-    let job = Job::quiet(target)?;
-    changes.carry_out(&system, Some(&job), dry_run, ui)?;
+    changes.carry_out(system, &lock, Some(&job), dry_run, ui)?;
     Ok(Exit::Ok)
 }
 
 fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let spec = load(&keys.spec, keys.host.as_deref(), ui)?;
     let system = System::new(&keys.root)?;
-    let _lock = lock(&system)?;
+    let lock = state::lock(&system)?;
     let sets = Sets::new(&spec, &system, today()?)?;
     let grace = spec.dkim.rotation.grace_days;
     let mut changes = Changes::default();
     let mut waiting = Vec::new();
     for set in key_sets(&spec) {
-        let (mut rotation, _) = sets.current(&set)?;
+        let current = sets.current(&set)?;
+        let mut rotation = current.0.clone();
         let due = rotation.finish_due(grace, sets.today);
-        let revoked = changes.revoked.len();
-        for entry in rotation.selectors.clone() {
+        for entry in current.0.selectors.iter() {
             if entry.state != State::Retiring {
                 continue;
             }
@@ -393,9 +441,7 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
                 ));
             }
         }
-        if changes.revoked.len() > revoked {
-            changes.save(&sets, &set, &rotation)?;
-        }
+        changes.save(&sets, &set, &current, &rotation)?;
     }
     if changes.revoked.is_empty() && !waiting.is_empty() {
         bail!("the grace period is not over:\n  {}", waiting.join("\n  "));
@@ -404,7 +450,7 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
         ui.out("Nothing to finish: no selector is retiring.\n")?;
         return Ok(Exit::Ok);
     }
-    if !changes.carry_out(&system, None, dry_run, ui)? {
+    if !changes.carry_out(&system, &lock, None, dry_run, ui)? {
         return Ok(Exit::Ok);
     }
     let mut done = changes.report(&system)?;
@@ -543,16 +589,17 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
 }
 
 fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
-    let spec = load(&target.spec, target.host.as_deref(), ui)?;
-    let system = System::new(&target.root)?;
-    let _lock = lock(&system)?;
-    let sets = Sets::new(&spec, &system, today()?)?;
+    let job = Job::<System>::new(target, ui)?;
+    let (spec, system) = (&job.spec, &job.system);
+    let lock = state::lock(system)?;
+    let sets = Sets::new(spec, system, today()?)?;
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();
     let mut changes = Changes::default();
-    for set in key_sets(&spec) {
-        let (mut rotation, _) = sets.current(&set)?;
+    for set in key_sets(spec) {
+        let current = sets.current(&set)?;
+        let mut rotation = current.0.clone();
         let due = rotation.finish_due(settings.grace_days, sets.today);
         if !due.is_empty() {
             for selector in due {
@@ -561,7 +608,7 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
         } else if rotation.staged().is_some() {
             let dns = match &dns {
                 Some(dns) => dns,
-                None => dns.insert(Every::new(resolvers(resolver.clone(), &spec))?),
+                None => dns.insert(Every::new(resolvers(resolver.clone(), spec))?),
             };
             let (selector, unserved) = sets
                 .check_staged(dns, &set, &rotation)?
@@ -580,28 +627,24 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
             .is_some_and(|d| d <= sets.today)
         {
             changes.stage(&sets, &set, &mut rotation, &mut text)?;
-        } else {
-            continue;
         }
-        changes.save(&sets, &set, &rotation)?;
+        changes.save(&sets, &set, &current, &rotation)?;
     }
     if !changes.steps.is_empty() {
         if !text.is_empty() {
             ui.out(&text)?;
             text.clear();
         }
-        let job = Job::quiet(target)?;
-        if !changes.carry_out(&system, Some(&job), dry_run, ui)? {
-            return Ok(Exit::Ok);
+        if changes.carry_out(system, &lock, Some(&job), dry_run, ui)? {
+            text += &changes.report(system)?;
         }
-        text += &changes.report(&system)?;
     }
     // With a primary server in the spec, DNS follows the state with no human
     // step: a staged key published, a revoked one's `p=`, a withdrawn one
-    // deleted. Idempotent: only what differs from what the server has is sent.
-    // A push that fails undoes none of this run's steps: it is reported, the
-    // run exits 1, and the next run retries.
-    let pushed = push_records(&spec, &system, sets.today).and_then(|pushed| match pushed {
+    // deleted. Idempotent: only what differs from what the server has is sent
+    // (with --dry-run, only said). A push that fails undoes none of this run's
+    // steps: it is reported, the run exits 1, and the next run retries.
+    let pushed = push_records(spec, system, sets.today, !dry_run).and_then(|pushed| match pushed {
         Some(pushed) => {
             if pushed.changed {
                 text += &pushed.text;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use crate::host::{Host, HostMut};
+use crate::host::{Host, HostMut, Lock};
 
 pub const STATE_DIR: &str = "/var/lib/mailsetup";
 pub const LOCK: &str = "/var/lib/mailsetup/lock";
@@ -33,6 +33,13 @@ pub fn ensure_state_dir(system: &impl HostMut) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Takes the apply lock (making the state directory first): a second
+/// mailsetup changing this system fails at once.
+pub fn lock(system: &impl HostMut) -> Result<Lock> {
+    ensure_state_dir(system)?;
+    system.lock(LOCK)
 }
 
 /// What mailsetup last wrote: path → digest (`plan::applied_digest`).

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use crate::cli::Target;
 use crate::exit::Exit;
-use crate::host::{Host, HostMut, System};
+use crate::host::{Host, System};
 use crate::job::{Job, apply_rendered, execute, preflight, today};
 use crate::state;
 use crate::ui::Ui;
@@ -18,9 +18,8 @@ pub fn run(target: &Target, ui: &mut Ui) -> Result<Exit> {
     let facts = job.facts(today()?)?;
     let desired = job.desired(&facts)?;
     preflight(&job.system, &job.spec)?;
-    state::ensure_state_dir(&job.system)?;
-    let lock = job.system.lock(state::LOCK)?;
-    apply_rendered(&job, &lock, Some((facts, desired)), ui)
+    let lock = state::lock(&job.system)?;
+    apply_rendered(&job, &lock, (facts, desired), ui)
 }
 
 /// Applies a saved plan: the steps are derived again here from the spec it
@@ -52,10 +51,10 @@ pub fn saved(file: &Path, root: &Path, ui: &mut Ui) -> Result<Exit> {
     };
     // Compared before the state directory is made, and again under the lock.
     matching()?;
-    state::ensure_state_dir(&job.system)?;
-    let _lock = job.system.lock(state::LOCK)?;
+    let lock = state::lock(&job.system)?;
     execute(
         &job.system,
+        &lock,
         matching()?,
         || job.plan(&job.facts(saved.date)?),
         ui,

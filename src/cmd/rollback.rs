@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::exit::Exit;
-use crate::host::{Host, HostMut, System};
+use crate::host::{Host, System};
 use crate::state;
 use crate::ui::Ui;
 use crate::{apply, backup, desired, plan};
@@ -18,14 +18,14 @@ pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
             system.root().display()
         );
     }
-    let _lock = system.lock(state::LOCK)?;
+    let lock = state::lock(&system)?;
     let Some(dir) = backup::latest(&system)? else {
         bail!(
             "nothing to roll back: no backup left under {}",
             state::STATE_DIR
         );
     };
-    let manifest = backup::restore(&system, &dir)?;
+    let manifest = backup::restore(&system, &lock, &dir)?;
     backup::mark_rolled_back(&system, &dir)?;
     let mut text = format!("Restored from {dir}:\n");
     for entry in &manifest.entries {
@@ -36,8 +36,11 @@ pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
         };
         text += &format!("  {how} {}\n", entry.path);
     }
-    for m in &manifest.moved {
-        text += &format!("  moved back {}\n", m.from);
+    for key in &manifest.archived {
+        text += &format!(
+            "  moved back {}\n",
+            desired::KeyPath::new(&key.set, &key.selector).private
+        );
     }
     // The apply's own follow-ups, and the maps of every restored file (a table the
     // apply had removed has no follow-up of its own there).

@@ -55,8 +55,10 @@ pub trait Host {
     /// The host path of a target path (`/etc/x` → `ROOT/etc/x`), for messages
     /// and for the daemons' own tools, which take host paths.
     fn path(&self, target: &str) -> PathBuf;
-    /// Whether anything (a file, a directory, a dangling symlink) is at `target`.
-    fn exists(&self, target: &str) -> bool;
+    /// Whether anything (a file, a directory, a dangling symlink) is at
+    /// `target`; an error (a symlinked directory on the way, no permission)
+    /// is an error, never "absent".
+    fn exists(&self, target: &str) -> Result<bool>;
     /// A managed file; a symlink or anything but a regular file is refused.
     fn read_file(&self, target: &str) -> Result<Option<FileState>>;
     /// A managed directory; a symlink in its place is refused.
@@ -147,7 +149,7 @@ impl Host for ReadOnly {
     fn path(&self, target: &str) -> PathBuf {
         self.0.path(target)
     }
-    fn exists(&self, target: &str) -> bool {
+    fn exists(&self, target: &str) -> Result<bool> {
         self.0.exists(target)
     }
     fn read_file(&self, target: &str) -> Result<Option<FileState>> {

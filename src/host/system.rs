@@ -95,7 +95,6 @@ pub enum ServiceAction {
     Start,
 }
 
-/// Access to one target system: `/` or a tree under `--root`.
 /// The apply lock, held until dropped. Functions that must run under it take
 /// a `&Lock`, so they cannot be called without it.
 pub struct Lock {
@@ -103,6 +102,7 @@ pub struct Lock {
     _held: nix::fcntl::Flock<fs::File>,
 }
 
+/// Access to one target system: `/` or a tree under `--root`.
 pub struct System {
     root: PathBuf,
     /// Directories already found to be real directories (no symlink on the way).
@@ -242,9 +242,8 @@ impl Host for System {
         self.root.join(target.trim_start_matches('/'))
     }
 
-    fn exists(&self, target: &str) -> bool {
-        self.resolve(target)
-            .is_ok_and(|p| self.lstat(&p).is_ok_and(|m| m.is_some()))
+    fn exists(&self, target: &str) -> Result<bool> {
+        Ok(self.lstat(&self.resolve(target)?)?.is_some())
     }
 
     /// A managed file; a symlink or anything but a regular file is refused, since

@@ -450,7 +450,10 @@ fn rotation_runs_unattended_from_start_to_withdrawal() {
     let (old, new) = (DATE, "20261224");
     let dkim_txt = |sel: &str, domain: &str| bind.txt(&format!("{sel}._domainkey.{domain}"));
 
-    // Day 0: nothing is due, but DNS is published with no human step.
+    // Day 0: nothing is due, but DNS is published with no human step — and
+    // with --dry-run only said, not sent.
+    auto("2026-11-24").args(&["--dry-run"]).run();
+    assert!(dkim_txt(old, "example.com").is_empty(), "a dry run pushed");
     auto("2026-11-24").stdout_has("served as pushed").run();
     let before = sign(&keys.join(format!("{old}.private")), old, "example.com");
     assert!(verifies(&bind, &before), "mail signed before the rotation");

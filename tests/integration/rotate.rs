@@ -451,3 +451,29 @@ fn each_step_is_a_plan_that_dry_run_shows_and_rollback_undoes() {
     assert_eq!(s.state_of("2026-12-20", "20261124")["state"], "retiring");
     assert_eq!(s.read(state_file), activated);
 }
+
+#[test]
+fn a_rolled_back_first_start_leaves_the_old_key_signing() {
+    let s = Setup::new(SPEC);
+    s.on("2026-11-24", &["apply"]).run();
+    // The first start saves where the rotation begins in an apply of its own.
+    s.on("2026-12-01", &["rotate", "start"])
+        .stdout_has("its state is saved first")
+        .stdout_has("staged 20261201")
+        .run();
+    Test::new()
+        .args(&["rollback", "--root", s.root()])
+        .day("2026-12-01")
+        .run();
+    // The staged key's file stays, but the state, not the newest key file,
+    // says which key signs: the old one, and apply changes nothing.
+    assert!(s.file("etc/opendkim/keys/shared/20261201.private").exists());
+    assert_eq!(s.state_of("2026-12-01", "20261124")["state"], "active");
+    assert_eq!(s.status("2026-12-01").len(), 1);
+    s.on("2026-12-01", &["apply"]).stdout_has("No changes.").run();
+    assert!(s.key_table().contains(":20261124:"));
+    // The next start stages under a fresh selector.
+    s.on("2026-12-01", &["rotate", "start"])
+        .stdout_has("staged 20261201-2")
+        .run();
+}
