@@ -27,30 +27,27 @@ pub fn is_key_set(set: &str) -> bool {
     set == SHARED_KEY || set.parse::<DomainName>().is_ok_and(|d| d.as_str() == set)
 }
 
+/// A file directly in a key set's directory: its set and file name.
+fn in_key_set(path: &str) -> Option<(&str, &str)> {
+    let (set, file) = path
+        .strip_prefix(paths::KEYS_DIR)?
+        .strip_prefix('/')?
+        .split_once('/')?;
+    is_key_set(set).then_some((set, file))
+}
+
 /// `/etc/opendkim/keys/<set>/<selector>.private|.txt`.
 pub fn is_key_file(path: &str) -> bool {
-    let Some(rest) = path
-        .strip_prefix(paths::KEYS_DIR)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
-        return false;
-    };
-    let Some((set, file)) = rest.split_once('/') else {
-        return false;
-    };
-    let selector = file
-        .strip_suffix(".private")
-        .or_else(|| file.strip_suffix(".txt"));
-    is_key_set(set) && selector.is_some_and(|s| check_selector(s).is_ok())
+    in_key_set(path).is_some_and(|(_, file)| {
+        file.strip_suffix(".private")
+            .or_else(|| file.strip_suffix(".txt"))
+            .is_some_and(|s| check_selector(s).is_ok())
+    })
 }
 
 /// A key set's rotation state file (`desired::rotation_state`).
 pub fn is_rotation_state(path: &str) -> bool {
-    let Some((set, file)) = path
-        .strip_prefix(paths::KEYS_DIR)
-        .and_then(|r| r.strip_prefix('/'))
-        .and_then(|r| r.split_once('/'))
-    else {
+    let Some((set, file)) = in_key_set(path) else {
         return false;
     };
     let host = match file
@@ -64,7 +61,7 @@ pub fn is_rotation_state(path: &str) -> bool {
         },
         None => return false,
     };
-    is_key_set(set) && desired::rotation_state(set, host) == path
+    desired::rotation_state(set, host) == path
 }
 
 /// Owner and mode of a directory mailsetup manages, if it manages one at `path`.

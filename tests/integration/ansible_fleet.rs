@@ -47,23 +47,18 @@ fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
         std::fs::write(assets.join(file), Test::new().args(args).run().stdout).unwrap();
     }
     let debs = tempfile::tempdir().unwrap();
-    let out = Command::new("cargo")
-        .args([
-            "deb",
-            "--no-build",
-            "--profile",
-            "dev",
-            "--fast",
-            "--output",
-        ])
-        .arg(debs.path())
-        .current_dir(manifest)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo deb: {}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::support::succeed(
+        Command::new("cargo")
+            .args([
+                "deb",
+                "--no-build",
+                "--profile",
+                "dev",
+                "--fast",
+                "--output",
+            ])
+            .arg(debs.path())
+            .current_dir(manifest),
     );
     let deb = std::fs::read_dir(debs.path())
         .unwrap()

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use base64ct::{Base64, Encoding};
 use mailsetup::keys::{DkimKey, DkimPublicKey};
 
-use crate::support::missing_in_ci;
+use crate::support::{missing_in_ci, succeed};
 
 const OPENDKIM_GENKEY: &str = "/usr/sbin/opendkim-genkey";
 
@@ -29,13 +29,8 @@ fn a_pkcs1_key_from_openssl_is_read_as_openssl_reads_it() {
     if missing_in_ci(&["openssl"]) {
         return;
     }
-    let out = Command::new("openssl")
-        .args(["genrsa", "-traditional", "1024"])
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl genrsa -traditional failed");
-    let pem = String::from_utf8(out.stdout).unwrap();
+    let pem = succeed(Command::new("openssl").args(["genrsa", "-traditional", "1024"]));
+    let pem = String::from_utf8(pem).unwrap();
     assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     let public = DkimPublicKey::from_private_pem(&pem).unwrap();
     assert_eq!(public.bits(), 1024);

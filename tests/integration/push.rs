@@ -334,17 +334,8 @@ fn the_octodns_export_round_trips_through_octodns() {
     )
     .unwrap();
     let tool = |program: &std::path::Path, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            program.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let out = crate::support::succeed(std::process::Command::new(program).args(args));
+        String::from_utf8_lossy(&out).into_owned()
     };
     let config_arg = format!("--config-file={}", config.display());
     tool(&validate, &[&config_arg]);
@@ -383,16 +374,13 @@ fn sign(private: &std::path::Path, selector: &str, domain: &str) -> Vec<u8> {
                   msg = b'From: noreply@' + sys.argv[3].encode() + b'\\r\\nTo: a@example.net\\r\\nSubject: rotation\\r\\n\\r\\nhello\\r\\n'\n\
                   key = open(sys.argv[1], 'rb').read()\n\
                   sys.stdout.buffer.write(dkim.sign(msg, sys.argv[2].encode(), sys.argv[3].encode(), key) + msg)\n";
-    let out = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script, path_str(private), selector, domain])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    crate::support::succeed(std::process::Command::new("/usr/bin/python3").args([
+        "-c",
+        script,
+        path_str(private),
+        selector,
+        domain,
+    ]))
 }
 
 /// Whether dkimpy verifies `message` against the keys `bind` serves.

@@ -470,7 +470,9 @@ fn a_rolled_back_first_start_leaves_the_old_key_signing() {
     assert!(s.file("etc/opendkim/keys/shared/20261201.private").exists());
     assert_eq!(s.state_of("2026-12-01", "20261124")["state"], "active");
     assert_eq!(s.status("2026-12-01").len(), 1);
-    s.on("2026-12-01", &["apply"]).stdout_has("No changes.").run();
+    s.on("2026-12-01", &["apply"])
+        .stdout_has("No changes.")
+        .run();
     assert!(s.key_table().contains(":20261124:"));
     // The next start stages under a fresh selector.
     s.on("2026-12-01", &["rotate", "start"])

@@ -238,6 +238,21 @@ pub fn installed(program: &str) -> bool {
         .any(|dir| dir.join(program).is_file())
 }
 
+/// Runs a program a test needs and asserts it succeeded (naming it, with its
+/// output, when not); returns its standard output.
+#[track_caller]
+pub fn succeed(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Whether the tests run as root (named, systemd-nspawn and namespaces need it).
 pub fn root_or_skip() -> bool {
     available(nix::unistd::geteuid().is_root(), "root")
@@ -317,9 +332,10 @@ pub fn targets() -> Vec<Target> {
     out
 }
 
-/// Held by the tests that start real daemons (the end-to-end suite, the
-/// fresh-host test): the end-to-end suite checks that no daemon appeared on the
-/// machine outside its namespaces, which another test's container would upset.
+/// Held by the end-to-end suite and the fresh-host test, which each start a
+/// whole mail stack with timeouts of their own, so they do not compete for
+/// the CI machine's two cores. (The suite's check for daemons escaping its
+/// namespaces ignores other PID namespaces and the tests' own processes.)
 pub static DAEMONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The members of a bundle (a .tar.gz), name and content, in archive order.
