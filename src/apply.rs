@@ -233,7 +233,12 @@ fn change(
             let key = keys
                 .get(private_path)
                 .with_context(|| format!("no key was made for {private_path}"))?;
-            system.create_private_file(private_path, key.private_pem().as_bytes(), *ids)?;
+            system.create_private_file(
+                private_path,
+                key.private_pem().as_bytes(),
+                *ids,
+                state::STATE_DIR,
+            )?;
             let txt = key.public().genkey_txt(selector, domain);
             system.write_file(txt_path, txt.as_bytes(), 0o644, *ids)?;
             report

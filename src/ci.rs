@@ -408,7 +408,7 @@ fn install_private_key(system: &System, key: &desired::Key, pem: &[u8]) -> Resul
             system.create_dir(&dir, desired::KEY_DIR_MODE, ids)?;
         }
     }
-    system.create_private_file(&key.private_path, pem, ids)
+    system.create_private_file(&key.private_path, pem, ids, state::STATE_DIR)
 }
 
 /// Checks BUNDLE.sig against the allowed signers (the flag's file, else the

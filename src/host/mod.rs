@@ -10,6 +10,7 @@
 //! The operator's own files (the spec, templates, saved plans, bundles,
 //! outputs named on the command line) are in [`local`].
 
+pub mod beneath;
 pub mod local;
 mod system;
 
@@ -61,6 +62,9 @@ pub trait Host {
     fn exists(&self, target: &str) -> Result<bool>;
     /// A managed file; a symlink or anything but a regular file is refused.
     fn read_file(&self, target: &str) -> Result<Option<FileState>>;
+    /// Mode and owner of a regular file, without reading it; a symlink or
+    /// anything else in its place is refused.
+    fn file_meta(&self, target: &str) -> Result<Option<Meta>>;
     /// A managed directory; a symlink in its place is refused.
     fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>>;
     /// The entries of a directory, sorted by name; none when it does not exist.
@@ -99,8 +103,15 @@ pub trait Host {
 pub trait HostMut: Host {
     /// Replaces a file atomically (temporary file, mode, owner, sync, rename).
     fn write_file(&self, target: &str, content: &[u8], mode: u32, ids: Option<Ids>) -> Result<()>;
-    /// Creates a private key file, 0600 from its first byte; never replaces one.
-    fn create_private_file(&self, target: &str, content: &[u8], ids: Option<Ids>) -> Result<()>;
+    /// Creates a private key file, 0600 from its first byte; never replaces
+    /// one. It is made in `via`, a directory root's alone, and moved in.
+    fn create_private_file(
+        &self,
+        target: &str,
+        content: &[u8],
+        ids: Option<Ids>,
+        via: &str,
+    ) -> Result<()>;
     fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()>;
     /// Sets mode and (when given) owner, without following a symlink.
     fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()>;
@@ -154,6 +165,9 @@ impl Host for ReadOnly {
     }
     fn read_file(&self, target: &str) -> Result<Option<FileState>> {
         self.0.read_file(target)
+    }
+    fn file_meta(&self, target: &str) -> Result<Option<Meta>> {
+        self.0.file_meta(target)
     }
     fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
         self.0.read_dir_meta(target)

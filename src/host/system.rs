@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::keys::Zeroizing;
 use anyhow::{Context, Result, bail};
 
+use super::beneath::{self, Dir, Kind, Stat};
 use super::{Host, HostMut, Listed, Service};
 
 /// A file as found on the host.
@@ -33,6 +33,12 @@ pub struct Meta {
 pub struct Ids {
     pub uid: u32,
     pub gid: u32,
+}
+
+impl Ids {
+    fn pair(self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
 }
 
 /// The target system's accounts, from its /etc/passwd and /etc/group.
@@ -102,71 +108,61 @@ pub struct Lock {
     _held: nix::fcntl::Flock<fs::File>,
 }
 
-/// Access to one target system: `/` or a tree under `--root`.
+/// No managed file comes near this (100,000 aliases: a few MiB).
+const MAX_MANAGED: u64 = 256 << 20;
+/// Nor any secret file: a password or TSIG key is one line.
+const MAX_SECRET: u64 = 64 << 10;
+
+/// Access to one target system: `/` or a tree under `--root`, every path
+/// reached beneath the handle of its root (see `beneath`).
 pub struct System {
-    root: PathBuf,
-    /// Directories already found to be real directories (no symlink on the way).
-    checked: std::cell::RefCell<std::collections::HashSet<PathBuf>>,
+    root: Dir,
 }
 
 impl System {
     pub fn new(root: &Path) -> Result<System> {
-        let root = fs::canonicalize(root)
-            .with_context(|| format!("open the root directory {}", root.display()))?;
-        if !root.is_dir() {
-            bail!("the root {} is not a directory", root.display());
-        }
-        Ok(System {
-            root,
-            checked: Default::default(),
-        })
+        let root = Dir::open(root).context("open the root directory")?;
+        Ok(System { root })
     }
 
-    /// The host path of a target path that is read or written: a plain absolute
-    /// path (no `.`, `..` or empty parts) under the root, none of whose existing
-    /// directories is a symlink, so nothing is read or written outside the tree.
-    fn resolve(&self, target: &str) -> Result<PathBuf> {
-        let plain = target.strip_prefix('/').is_some_and(|rest| {
+    /// A target path (`/etc/x`) as a path beneath the root (`etc/x`): plain
+    /// and absolute (no `.`, `..` or empty parts), else refused.
+    fn rel<'a>(&self, target: &'a str) -> Result<&'a str> {
+        let rel = target.strip_prefix('/').filter(|rest| {
             rest.split('/')
                 .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\0'))
         });
-        if !plain {
-            bail!("{target:?} is not a plain absolute path; mailsetup will not use it");
-        }
-        let path = self.path(target);
-        let mut dir = path.parent().expect("target has a parent").to_path_buf();
-        let mut chain = Vec::new();
-        while dir != self.root && !self.checked.borrow().contains(&dir) {
-            chain.push(dir.clone());
-            if !dir.pop() {
-                break;
-            }
-        }
-        for dir in chain.into_iter().rev() {
-            match self.lstat(&dir)? {
-                Some(m) if m.file_type().is_symlink() => bail!(
-                    "{} is a symlink; mailsetup will not write through it (it could lead \
-                     outside {})",
-                    dir.display(),
-                    self.root.display()
-                ),
-                Some(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
-                // What does not exist yet is checked again once it does.
-                None => return Ok(path),
-                Some(_) => {
-                    self.checked.borrow_mut().insert(dir);
-                }
-            }
-        }
-        Ok(path)
+        rel.with_context(|| {
+            format!("{target:?} is not a plain absolute path; mailsetup will not use it")
+        })
     }
 
-    fn lstat(&self, path: &Path) -> Result<Option<fs::Metadata>> {
-        match fs::symlink_metadata(path) {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("inspect {}", path.display())),
+    /// The directory holding `target`, which must exist, and the name in it.
+    fn parent<'a>(&self, target: &'a str) -> Result<(Dir, &'a str)> {
+        let rel = self.rel(target)?;
+        self.root.parent(rel)?.with_context(|| {
+            format!(
+                "the directory of {} does not exist",
+                self.path(target).display()
+            )
+        })
+    }
+
+    /// A directory this process's user alone can write, to make files in
+    /// before they move somewhere others can see.
+    fn private_dir(&self, target: &str) -> Result<Dir> {
+        let dir = self
+            .root
+            .open_dir(self.rel(target)?)?
+            .with_context(|| format!("{} does not exist", self.path(target).display()))?;
+        let stat = dir.stat_self()?;
+        if stat.uid != nix::unistd::geteuid().as_raw() || stat.mode & 0o077 != 0 {
+            bail!(
+                "{} must be this user's alone (mode 0700) to make private files in",
+                dir.path().display()
+            );
         }
+        Ok(dir)
     }
 
     /// `run` with extra environment variables and text on standard input.
@@ -223,12 +219,12 @@ impl System {
 
 impl Host for System {
     fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
     /// The running system itself, where services and accounts are managed.
     fn is_live(&self) -> bool {
-        self.root == Path::new("/")
+        self.root.path() == Path::new("/")
     }
 
     /// Only root can give files to other users; without it ownership is left alone.
@@ -239,125 +235,136 @@ impl Host for System {
     /// The host path of a target path (`/etc/x` → `ROOT/etc/x`).
     fn path(&self, target: &str) -> PathBuf {
         debug_assert!(target.starts_with('/') && !target.split('/').any(|p| p == ".."));
-        self.root.join(target.trim_start_matches('/'))
+        self.root.show(target.trim_start_matches('/'))
     }
 
     fn exists(&self, target: &str) -> Result<bool> {
-        Ok(self.lstat(&self.resolve(target)?)?.is_some())
+        Ok(self.root.stat(self.rel(target)?)?.is_some())
     }
 
     /// A managed file; a symlink or anything but a regular file is refused, since
     /// writing through it would change a file mailsetup does not manage.
     fn read_file(&self, target: &str) -> Result<Option<FileState>> {
-        let path = self.resolve(target)?;
-        let Some(meta) = self.lstat(&path)? else {
+        let rel = self.rel(target)?;
+        let Some((file, stat)) = self.root.open_file(rel)? else {
             return Ok(None);
         };
-        if !meta.file_type().is_file() {
+        if stat.kind != Kind::File {
             bail!(
-                "{} is not a regular file (a symlink or other kind); mailsetup will not write through it — remove it or replace it with a plain file",
-                path.display()
+                "{} is not a regular file (a directory, FIFO or other kind); mailsetup will not \
+                 write through it — remove it or replace it with a plain file",
+                self.path(target).display()
             );
         }
-        let content = fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        let content = beneath::read_regular(file, &stat, MAX_MANAGED, &self.path(target), "")?;
         Ok(Some(FileState {
             content,
-            meta: to_meta(&meta),
+            meta: to_meta(&stat),
         }))
+    }
+
+    fn file_meta(&self, target: &str) -> Result<Option<Meta>> {
+        match self.root.stat(self.rel(target)?)? {
+            None => Ok(None),
+            Some(s) if s.kind == Kind::File => Ok(Some(to_meta(&s))),
+            Some(_) => bail!(
+                "{} is not a regular file (a symlink or other kind); mailsetup will not write \
+                 through it — remove it",
+                self.path(target).display()
+            ),
+        }
     }
 
     /// A managed directory; a symlink in its place is refused.
     fn read_dir_meta(&self, target: &str) -> Result<Option<Meta>> {
-        let path = self.resolve(target)?;
-        let Some(meta) = self.lstat(&path)? else {
-            return Ok(None);
-        };
-        if !meta.file_type().is_dir() {
-            bail!(
-                "{} is not a directory (a symlink or other kind); mailsetup will not follow it",
-                path.display()
-            );
+        match self.root.open_dir(self.rel(target)?)? {
+            None => Ok(None),
+            Some(dir) => Ok(Some(to_meta(&dir.stat_self()?))),
         }
-        Ok(Some(to_meta(&meta)))
     }
 
     fn list_dir(&self, target: &str) -> Result<Vec<Listed>> {
-        if self.read_dir_meta(target)?.is_none() {
+        let Some(dir) = self.root.open_dir(self.rel(target)?)? else {
             return Ok(Vec::new());
-        }
-        let path = self.path(target);
-        let mut entries = fs::read_dir(&path)
-            .and_then(|entries| {
-                entries
-                    .map(|e| {
-                        let e = e?;
-                        Ok(Listed {
-                            name: e.file_name().to_string_lossy().into_owned(),
-                            is_dir: e.file_type()?.is_dir(),
-                        })
-                    })
-                    .collect::<std::io::Result<Vec<Listed>>>()
+        };
+        Ok(dir
+            .entries()?
+            .into_iter()
+            .map(|e| Listed {
+                is_dir: e.kind == Kind::Dir,
+                name: e.name,
             })
-            .with_context(|| format!("list {}", path.display()))?;
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
+            .collect())
     }
 
     /// A secret file (the relay password, a TSIG key). It must be a plain file
     /// readable by its owner only, and that owner root when mailsetup runs as
     /// root: otherwise a spec could have any file (/etc/shadow, say) sent to a
-    /// server of its choosing, or the secret was never private. `what` names
-    /// it in errors. `None` when the file does not exist (yet).
+    /// server of its choosing, or the secret was never private. Checked on the
+    /// open file, which is then read (64 KiB at most). `what` names it in
+    /// errors. `None` when the file does not exist (yet).
     fn read_secret(&self, target: &str, what: &str) -> Result<Option<Zeroizing<String>>> {
-        let path = self.resolve(target)?;
-        let Some(meta) = self.lstat(&path)? else {
+        let path = self.path(target);
+        let Some((file, stat)) = self.root.open_file(self.rel(target)?)? else {
             return Ok(None);
         };
-        if !meta.is_file() {
+        if stat.kind != Kind::File {
             bail!("the {what} {} is not a plain file", path.display());
         }
-        if meta.mode() & 0o077 != 0 {
+        if stat.mode & 0o077 != 0 {
             bail!(
                 "the {what} {} is readable by others (mode {:04o}): chmod 600 it",
                 path.display(),
-                meta.mode() & 0o7777
+                stat.mode
             );
         }
-        if self.can_chown() && meta.uid() != 0 {
+        if self.can_chown() && stat.uid != 0 {
             bail!(
                 "the {what} {} belongs to uid {}, not root: chown root it",
                 path.display(),
-                meta.uid()
+                stat.uid
             );
         }
-        fs::read_to_string(&path)
-            .map(|text| Some(Zeroizing::new(text)))
-            .with_context(|| format!("read the {what} {}", path.display()))
+        let bytes = Zeroizing::new(beneath::read_regular(
+            file,
+            &stat,
+            MAX_SECRET,
+            &path,
+            &format!("the {what}"),
+        )?);
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| anyhow::anyhow!("the {what} {} is not UTF-8 text", path.display()))?;
+        Ok(Some(Zeroizing::new(text.to_string())))
     }
 
     /// The target's accounts; a tree without its own /etc/passwd (a staging
     /// directory) uses the running system's.
     fn accounts(&self) -> Result<Accounts> {
-        let base = if self.path("/etc/passwd").exists() {
-            self.root.clone()
+        let own = self.root.stat("etc/passwd")?.is_some();
+        let base = if own {
+            Dir::open(self.root.path())?
         } else {
-            PathBuf::from("/")
+            Dir::open(Path::new("/"))?
         };
-        let read = |name: &str| -> Result<String> {
-            let path = base.join(name.trim_start_matches('/'));
-            match fs::read_to_string(&path) {
-                Ok(s) => Ok(s),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-                Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
-            }
+        let read = |rel: &str| -> Result<String> {
+            Ok(base
+                .read(rel, MAX_MANAGED, "the account database")?
+                .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default())
         };
-        Ok(Accounts::parse(&read("/etc/passwd")?, &read("/etc/group")?))
+        Ok(Accounts::parse(&read("etc/passwd")?, &read("etc/group")?))
     }
 
-    /// Whether something accepts connections on a Unix socket (the milter's).
+    /// Whether something accepts connections on a Unix socket (the milter's),
+    /// reached through the handle of its directory.
     fn connect_unix(&self, target: &str) -> Result<()> {
         let path = self.path(target);
-        std::os::unix::net::UnixStream::connect(&path)
+        let (dir, name) = self.parent(target)?;
+        let via = format!(
+            "/proc/self/fd/{}/{name}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir.as_fd())
+        );
+        std::os::unix::net::UnixStream::connect(via)
             .map(drop)
             .with_context(|| format!("connect to {}", path.display()))
     }
@@ -419,169 +426,137 @@ impl HostMut for System {
     /// Replaces a file atomically: a temporary file in the same directory gets the
     /// content, mode and owner, is synced, then renamed over the target.
     fn write_file(&self, target: &str, content: &[u8], mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.resolve(target)?;
-        let dir = path.parent().expect("target has a parent");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".mailsetup-")
-            .tempfile_in(dir)
-            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .with_context(|| format!("set the mode of {}", tmp.path().display()))?;
-        if let Some(ids) = ids {
-            std::os::unix::fs::fchown(tmp.as_file(), Some(ids.uid), Some(ids.gid))
-                .with_context(|| format!("set the owner of {}", tmp.path().display()))?;
-        }
-        tmp.write_all(content)
-            .and_then(|_| tmp.as_file().sync_all())
-            .with_context(|| format!("write {}", tmp.path().display()))?;
-        tmp.persist(&path)
-            .with_context(|| format!("rename into {}", path.display()))?;
-        sync_dir(dir)
+        let (dir, name) = self.parent(target)?;
+        dir.write_atomic(name, content, mode, ids.map(Ids::pair))
     }
 
-    /// Creates a private key file that is 0600 from its first byte and never
-    /// replaces an existing key.
-    fn create_private_file(&self, target: &str, content: &[u8], ids: Option<Ids>) -> Result<()> {
-        let path = self.resolve(target)?;
-        let dir = path.parent().expect("target has a parent");
-        let tmp = dir.join(format!(
-            ".mailsetup-new-{}-{}",
-            std::process::id(),
-            path.file_name().expect("file name").to_string_lossy()
-        ));
-        let result = (|| -> Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .with_context(|| format!("create {}", tmp.display()))?;
-            if let Some(ids) = ids {
-                std::os::unix::fs::fchown(&file, Some(ids.uid), Some(ids.gid))
-                    .with_context(|| format!("set the owner of {}", tmp.display()))?;
-            }
-            file.write_all(content)
-                .and_then(|_| file.sync_all())
-                .with_context(|| format!("write {}", tmp.display()))?;
-            nix::fcntl::renameat2(
-                nix::fcntl::AT_FDCWD,
-                &tmp,
-                nix::fcntl::AT_FDCWD,
-                &path,
-                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-            )
-            .with_context(|| format!("move the new key into place at {}", path.display()))?;
-            sync_dir(dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+    /// Creates a private key file, 0600 and its owner's from the first byte,
+    /// never replacing one: made in `via` (root's alone) and moved in with
+    /// one rename, so the key directory's owner never sees it half made.
+    fn create_private_file(
+        &self,
+        target: &str,
+        content: &[u8],
+        ids: Option<Ids>,
+        via: &str,
+    ) -> Result<()> {
+        let via = self.private_dir(via)?;
+        let (dir, name) = self.parent(target)?;
+        dir.place_new(name, content, 0o600, ids.map(Ids::pair), Some(&via))
     }
 
     fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.resolve(target)?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("create the directory {}", parent.display()))?;
-        }
-        fs::DirBuilder::new()
-            .mode(mode)
-            .create(&path)
-            .with_context(|| format!("create the directory {}", path.display()))?;
-        self.set_meta(target, mode, ids)
+        let rel = self.rel(target)?;
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((parent, name)) => (self.root.mkdirs(parent)?, name),
+            None => (Dir::open(self.root.path())?, rel),
+        };
+        parent.mkdir(name, mode, ids.map(Ids::pair)).map(drop)
     }
 
-    /// Sets mode and (when given) owner, without following a symlink.
+    /// Sets mode and (when given) owner on the file's own handle: a symlink,
+    /// or a file with other hard links, is refused.
     fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()> {
-        let path = self.resolve(target)?;
-        if let Some(ids) = ids {
-            std::os::unix::fs::lchown(&path, Some(ids.uid), Some(ids.gid))
-                .with_context(|| format!("set the owner of {}", path.display()))?;
-        }
-        if self
-            .lstat(&path)?
-            .is_some_and(|m| m.file_type().is_symlink())
-        {
-            bail!("{} is a symlink; not changing it", path.display());
-        }
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("set the mode of {}", path.display()))
+        let (dir, name) = self.parent(target)?;
+        dir.set_meta_at(name, mode, ids.map(Ids::pair))
     }
 
     fn date_back(&self, target: &str) -> Result<()> {
-        date_back(&self.resolve(target)?, 2)
+        match self.root.open_file(self.rel(target)?)? {
+            Some((file, stat)) if stat.kind == Kind::File => {
+                date_back(&file, 2).with_context(|| format!("date {}", self.path(target).display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes a directory and everything in it (a half-made backup).
     fn remove_tree(&self, target: &str) -> Result<()> {
-        let path = self.resolve(target)?;
-        removed(fs::remove_dir_all(&path), &path)
+        let (dir, name) = self.parent(target)?;
+        dir.remove_tree(name)
     }
 
     /// Removes what a killed run left in `dir`: entries named `prefix` or
-    /// `prefix-…`. Only call it holding the apply lock.
+    /// `prefix-…`, and temporary files (`.NAME.mailsetup-new-…`). Only call it
+    /// holding the apply lock.
     fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()> {
-        let path = self.resolve(&format!("{dir}/{prefix}"))?;
-        let parent = path.parent().expect("has a parent");
-        let Ok(entries) = fs::read_dir(parent) else {
+        let Some(handle) = self.root.open_dir(self.rel(dir)?)? else {
             return Ok(());
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == prefix || name.starts_with(&format!("{prefix}-")) {
-                let _ = fs::remove_dir_all(entry.path());
+        for entry in handle.entries()? {
+            let name = &entry.name;
+            if name == prefix
+                || name.starts_with(&format!("{prefix}-"))
+                || name.contains(beneath::TEMP_MARK)
+            {
+                handle.remove_tree(name)?;
             }
         }
         Ok(())
     }
 
     fn scratch(&self, dir: &str, prefix: &str) -> Result<Scratch> {
-        let parent = self.resolve(&format!("{dir}/x"))?;
-        let parent = parent.parent().expect("has a parent");
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(parent)
-            .map(|dir| Scratch { dir })
-            .with_context(|| format!("create a temporary directory in {}", parent.display()))
+        let parent = self.private_dir(dir)?;
+        let name = beneath::temp_name(prefix)
+            .trim_start_matches('.')
+            .replace(beneath::TEMP_MARK, "-");
+        let dir = parent.mkdir(&name, 0o700, None)?;
+        Ok(Scratch { dir, parent, name })
     }
 
     fn create_dirs(&self, target: &str) -> Result<()> {
-        let path = self.resolve(target)?;
-        fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))
+        self.root.mkdirs(self.rel(target)?).map(drop)
     }
 
     fn remove_file(&self, target: &str) -> Result<()> {
-        let path = self.resolve(target)?;
-        removed(fs::remove_file(&path), &path)
+        let rel = self.rel(target)?;
+        // What is gone already, its directory too, counts as removed.
+        match self.root.parent(rel)? {
+            Some((dir, name)) => dir.unlink(name).map(drop),
+            None => Ok(()),
+        }
     }
 
-    /// Moves a file (a retired DKIM key into its archive) without ever replacing
-    /// one already at `to`; both directories are synced.
+    /// Moves a file (a retired DKIM key into its archive, and back) without
+    /// ever replacing one at `to`; both directories are synced. Across
+    /// filesystems the file is copied (mode and owner kept), then removed.
     fn rename_noreplace(&self, from: &str, to: &str) -> Result<()> {
-        let (src, dst) = (self.resolve(from)?, self.resolve(to)?);
-        nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &src,
-            nix::fcntl::AT_FDCWD,
-            &dst,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        )
-        .with_context(|| format!("move {} to {}", src.display(), dst.display()))?;
-        sync_dir(dst.parent().expect("target has a parent"))?;
-        sync_dir(src.parent().expect("target has a parent"))
+        let (src, src_name) = self.parent(from)?;
+        let (dst, dst_name) = self.parent(to)?;
+        let (shown_from, shown_to) = (self.path(from), self.path(to));
+        match src.rename(src_name, &dst, dst_name, true) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EXDEV) => {
+                let (content, stat) = src
+                    .read(src_name, MAX_MANAGED, "")?
+                    .with_context(|| format!("{} vanished", shown_from.display()))?;
+                let ids = self.can_chown().then_some((stat.uid, stat.gid));
+                dst.place_new(dst_name, &content, stat.mode, ids, None)?;
+                src.unlink(src_name)?;
+            }
+            Err(nix::errno::Errno::EEXIST) => bail!(
+                "move {} to {}: something is there already; mailsetup never replaces it",
+                shown_from.display(),
+                shown_to.display()
+            ),
+            Err(e) => {
+                return Err(anyhow::anyhow!(e).context(format!(
+                    "move {} to {}",
+                    shown_from.display(),
+                    shown_to.display()
+                )));
+            }
+        }
+        dst.sync()?;
+        src.sync()
     }
 
     /// Holds the apply lock until dropped; a second apply fails at once.
     fn lock(&self, target: &str) -> Result<Lock> {
         let path = self.path(target);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
+        let (dir, name) = self.parent(target)?;
+        let file = dir
+            .open_or_create(name, 0o600)
             .with_context(|| format!("open the lock file {}", path.display()))?;
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map(|held| Lock { _held: held })
@@ -696,13 +671,17 @@ fn service_unit(service: Service) -> &'static str {
     }
 }
 
-/// A private scratch directory on the host, removed when dropped: the staged
-/// configuration the daemons check, an empty main.cf for Postfix's map tools.
+/// A private scratch directory on the host (root's alone, in the state
+/// directory), removed when dropped: the staged configuration the daemons
+/// check, the map databases Postfix's tools build.
 pub struct Scratch {
-    dir: tempfile::TempDir,
+    dir: Dir,
+    parent: Dir,
+    name: String,
 }
 
 impl Scratch {
+    /// Its host path, for the daemons' own tools.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -710,35 +689,36 @@ impl Scratch {
     /// Writes `content` at `rel` inside, dated 10 s back: Postfix waits until
     /// a just-modified main.cf is a second old, and a copy can be dated instead.
     pub fn put(&self, rel: &str, content: &[u8]) -> Result<()> {
-        let file = self.dir.path().join(rel.trim_start_matches('/'));
-        fs::create_dir_all(file.parent().expect("parent"))
-            .with_context(|| format!("create {}", file.display()))?;
-        fs::write(&file, content).with_context(|| format!("write {}", file.display()))?;
-        date_back(&file, 10)
+        let rel = rel.trim_start_matches('/');
+        let (dir, name) = match rel.rsplit_once('/') {
+            Some((dir, name)) => (self.dir.mkdirs(dir)?, name),
+            None => (self.dir.mkdirs("")?, rel),
+        };
+        dir.write_atomic(name, content, 0o600, None)?;
+        let (file, _) = dir.open_file(name)?.context("a file just written")?;
+        date_back(&file, 10).with_context(|| format!("date {}", dir.show(name).display()))
+    }
+
+    /// The file at `rel` inside, as a tool left it.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .dir
+            .read(rel.trim_start_matches('/'), MAX_MANAGED, "")?
+            .map(|(bytes, _)| bytes))
     }
 }
 
-/// A removal's result: what is gone already counts as removed.
-fn removed(result: std::io::Result<()>, path: &Path) -> Result<()> {
-    match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("remove {}", path.display()))
-        }
-        _ => Ok(()),
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = self.parent.remove_tree(&self.name);
     }
 }
 
-/// Dates a file `secs` seconds back unless it is older; a missing file is left be.
-fn date_back(path: &Path, secs: u64) -> Result<()> {
+/// Dates an open file `secs` seconds back unless it is older.
+fn date_back(file: &fs::File, secs: u64) -> std::io::Result<()> {
     let past = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
-    let file = match fs::File::options().write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-    };
     if file.metadata()?.modified()? > past {
-        file.set_modified(past)
-            .with_context(|| format!("date {}", path.display()))?;
+        file.set_modified(past)?;
     }
     Ok(())
 }
@@ -749,23 +729,18 @@ pub struct CommandOutput {
     pub stderr: String,
 }
 
-fn to_meta(m: &fs::Metadata) -> Meta {
+fn to_meta(s: &Stat) -> Meta {
     Meta {
-        mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("sync the directory {}", dir.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn accounts_parse_ids_and_members() {
@@ -790,24 +765,34 @@ mod tests {
         fs::create_dir_all(root.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.path().join("etc/mailname")).unwrap();
         let e = sys.read_file("/etc/mailname").unwrap_err().to_string();
-        assert!(e.contains("not a regular file"), "{e}");
+        assert!(e.contains("is a symlink"), "{e}");
     }
 
     #[test]
     fn private_files_are_0600_and_never_replaced() {
         let root = tempfile::tempdir().unwrap();
         let sys = System::new(root.path()).unwrap();
-        sys.create_private_file("/k.private", b"secret", None)
+        std::fs::create_dir(root.path().join("private")).unwrap();
+        std::fs::set_permissions(
+            root.path().join("private"),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        sys.create_private_file("/k.private", b"secret", None, "/private")
             .unwrap();
         let meta = fs::metadata(root.path().join("k.private")).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o600);
         assert!(
-            sys.create_private_file("/k.private", b"other", None)
+            sys.create_private_file("/k.private", b"other", None, "/private")
                 .is_err()
         );
         assert_eq!(fs::read(root.path().join("k.private")).unwrap(), b"secret");
         let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+        assert_eq!(leftovers.len(), 2, "temporary file left behind");
+        assert_eq!(
+            fs::read_dir(root.path().join("private")).unwrap().count(),
+            0
+        );
     }
 
     #[test]
