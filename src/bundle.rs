@@ -26,6 +26,8 @@ const MANIFEST: &str = "manifest.json";
 const MAX_MEMBER: u64 = 64 << 20;
 /// Nor does a whole bundle: reading stops here, so a gzip bomb cannot fill memory.
 const MAX_TOTAL: u64 = 256 << 20;
+/// So a bundle file larger than this (compressed) is refused before it is read.
+pub const MAX_FILE: u64 = MAX_TOTAL;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFile {

@@ -36,21 +36,19 @@ fn with_public_keys(
         .collect()
 }
 
+/// No exported record or marker comes near this.
+const MAX_EXPORTED: u64 = 64 << 10;
+
 /// Public keys exported with `public-keys`: DIR/SET/SELECTOR.txt.
 fn read_public_keys(dir: &Path) -> Result<Exported> {
     let mut out: Exported = BTreeMap::new();
-    for set in local::entries(dir)? {
-        if !set.is_dir {
-            continue;
-        }
-        let set_name = set.name;
-        for file in local::entries(&set.path)? {
-            let path = file.path;
-            let Some(selector) = file.name.strip_suffix(".txt") else {
+    for (set_name, name, bytes) in local::read_tree(dir, MAX_EXPORTED)? {
+        {
+            let path = dir.join(&set_name).join(&name);
+            let Some(selector) = name.strip_suffix(".txt") else {
                 continue;
             };
-            let text =
-                local::read_text(&path).with_context(|| format!("read {}", path.display()))?;
+            let text = String::from_utf8_lossy(&bytes);
             // The record's quoted strings joined, then its p= tag.
             let value: String = text.split('"').skip(1).step_by(2).collect();
             let p = value
@@ -82,11 +80,10 @@ pub fn public_keys(
 ) -> Result<Exit> {
     let spec = load_spec(spec_path, ui)?.for_host(host)?;
     let system = ReadOnly::new(root)?;
+    let out = local::OutDir::open(out_dir)?;
     let mut written = Vec::new();
     let mut write = |rel: String, text: String| -> Result<()> {
-        let path = out_dir.join(rel);
-        local::create_dir_all(path.parent().expect("has a directory"))?;
-        local::write_atomically(&path, text.as_bytes(), 0o644)?;
+        let path = out.write(&rel, text.as_bytes(), 0o644)?;
         written.push(path.display().to_string());
         Ok(())
     };
@@ -130,7 +127,10 @@ fn exported_signing(dir: &Path, spec: &HostSpec) -> Result<BTreeMap<String, Stri
     let mut out = BTreeMap::new();
     for (set, _) in desired::key_sets(spec) {
         let path = dir.join(signing_marker(&set, spec.hostname()));
-        if let Some(text) = local::read_text_if_present(&path)? {
+        if let Some(bytes) =
+            local::read_if_present(&path, "the signing marker", MAX_EXPORTED, local::Follow::No)?
+        {
+            let text = String::from_utf8_lossy(&bytes);
             let selector = spec::names::check_selector(text.trim())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             out.insert(set, selector);
@@ -286,8 +286,7 @@ pub fn apply_bundle(
     skip_packages: bool,
     ui: &mut Ui,
 ) -> Result<Exit> {
-    let bytes = local::read(file)?;
-    verify_signature(file, &bytes, root, allowed_signers, ui)
+    let bytes = read_signed(file, root, allowed_signers, ui)
         .with_context(|| format!("refuse {}; nothing was written", file.display()))?;
     let bundle =
         archive::Bundle::read(&bytes).with_context(|| format!("refuse {}", file.display()))?;
@@ -411,42 +410,46 @@ fn install_private_key(system: &System, key: &desired::Key, pem: &[u8]) -> Resul
     system.create_private_file(&key.private_path, pem, ids, state::STATE_DIR)
 }
 
-/// Checks BUNDLE.sig against the allowed signers (the flag's file, else the
-/// host's). Without either, an unsigned bundle is applied with a warning.
-fn verify_signature(
+/// The bundle's bytes, read once its signature is known to be checkable:
+/// the allowed signers (the flag's file, else the host's) and BUNDLE.sig
+/// first, then the bundle (256 MiB at most), which must carry the signature
+/// of a listed key. Without allowed signers, an unsigned bundle is read with
+/// a warning.
+fn read_signed(
     file: &Path,
-    bytes: &[u8],
     root: &Path,
     allowed_signers: Option<&Path>,
     ui: &mut Ui,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let host = ReadOnly::new(root)?;
     let signers_file = match allowed_signers {
-        Some(f) => f.to_path_buf(),
+        Some(f) => Some(f.to_path_buf()),
         None if host.exists(signature::HOST_ALLOWED_SIGNERS)? => {
-            host.path(signature::HOST_ALLOWED_SIGNERS)
+            Some(host.path(signature::HOST_ALLOWED_SIGNERS))
         }
-        None => {
-            ui.warn(format_args!(
-                "{} is applied without a signature check: whoever could change it chose what \
-                 the managed files say. Sign bundles in CI (bundle --sign) and list the key in \
-                 {} on the host",
-                file.display(),
-                signature::HOST_ALLOWED_SIGNERS
-            ));
-            return Ok(());
-        }
+        None => None,
+    };
+    let read_bundle = || local::read(file, "the bundle", archive::MAX_FILE, local::Follow::Yes);
+    let Some(signers_file) = signers_file else {
+        ui.warn(format_args!(
+            "{} is applied without a signature check: whoever could change it chose what \
+             the managed files say. Sign bundles in CI (bundle --sign) and list the key in \
+             {} on the host",
+            file.display(),
+            signature::HOST_ALLOWED_SIGNERS
+        ));
+        return read_bundle();
     };
     let signers = signature::AllowedSigners::read(&signers_file)?;
-    let sig_path = signature::signature_path(file);
-    let Some(sig) = local::read_text_if_present(&sig_path)? else {
+    let Some(sig) = signature::read_signature(file)? else {
         bail!(
             "it is not signed ({} is missing), and {} requires a signature",
-            sig_path.display(),
+            signature::signature_path(file).display(),
             signers_file.display()
         );
     };
-    let signer = signers.verify(bytes, &sig, jiff::Timestamp::now())?;
+    let bytes = read_bundle()?;
+    let signer = signers.verify(&bytes, &sig, jiff::Timestamp::now())?;
     ui.note(format_args!("{}: signed by {signer}", file.display()));
-    Ok(())
+    Ok(bytes)
 }

@@ -32,8 +32,16 @@ pub fn save(plan: &Plan, source: &Source, date: Date, file: &Path) -> Result<()>
         .with_context(|| format!("save the plan to {}", file.display()))
 }
 
+/// A plan of 100,000 domains is tens of MiB; a larger file is refused unread.
+const MAX_SAVED: u64 = 512 << 20;
+
 pub fn load(file: &Path) -> Result<SavedPlan> {
-    let text = crate::host::local::read(file)?;
+    let text = crate::host::local::read(
+        file,
+        "the saved plan",
+        MAX_SAVED,
+        crate::host::local::Follow::Yes,
+    )?;
     let saved: SavedPlan = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a mailsetup plan", file.display()))?;
     if saved.plan.format != FORMAT {

@@ -18,8 +18,10 @@ pub const NAMESPACE: &str = "mailsetup-bundle";
 /// is not given: once it exists, every bundle must be signed by one of them.
 pub const HOST_ALLOWED_SIGNERS: &str = "/etc/mailsetup/allowed_signers";
 
-/// No signature or allowed_signers file comes near this; larger ones are refused unread.
+/// No allowed_signers or key file comes near this; larger ones are refused unread.
 const MAX_FILE: u64 = 1 << 20;
+/// Nor a signature (an RSA-4096 one is under 2 KiB).
+const MAX_SIGNATURE: u64 = 64 << 10;
 
 /// Where the signature of `bundle` lives: `BUNDLE.sig`, as ssh-keygen writes it.
 pub fn signature_path(bundle: &Path) -> PathBuf {
@@ -28,11 +30,22 @@ pub fn signature_path(bundle: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The signature beside a bundle, if there is one: a plain file (no symlink,
+/// no FIFO) of at most 64 KiB, read before anything of the bundle.
+pub fn read_signature(bundle: &Path) -> Result<Option<String>> {
+    let path = signature_path(bundle);
+    Ok(
+        local::read_if_present(&path, "the signature", MAX_SIGNATURE, local::Follow::No)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+    )
+}
+
 /// Signs `data` with the OpenSSH private key in `key_file`; returns the armored
 /// signature, byte for byte what `ssh-keygen -Y sign` writes.
 pub fn sign(data: &[u8], key_file: &Path) -> Result<String> {
-    let text = local::read_small(key_file, MAX_FILE, "the signing key")?;
-    let key = PrivateKey::from_openssh(&text).map_err(|e| {
+    let bytes = local::read(key_file, "the signing key", MAX_FILE, local::Follow::Yes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| {
         anyhow::anyhow!(
             "{}: not an OpenSSH private key ({e}); make one with `ssh-keygen -t ed25519`",
             key_file.display()
@@ -76,11 +89,11 @@ pub struct AllowedSigners {
 }
 
 impl AllowedSigners {
+    /// The file, read only if no one but root could have written it (see
+    /// `local::read_strict`).
     pub fn read(file: &Path) -> Result<AllowedSigners> {
-        Self::parse(
-            &local::read_small(file, MAX_FILE, "the allowed signers")?,
-            file,
-        )
+        let bytes = local::read_strict(file, "the allowed signers file", MAX_FILE)?;
+        Self::parse(&String::from_utf8_lossy(&bytes), file)
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<AllowedSigners> {
@@ -278,16 +291,33 @@ fn matches_list(patterns: &str, name: &str) -> bool {
     matched
 }
 
+/// `*` and `?` wildcards, in time linear in pattern × name (a pattern of
+/// many `*` cannot make it exponential): on a mismatch, only the last `*` is
+/// tried one byte further.
 fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.first(), name.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob(&pattern[1..], name) || (!name.is_empty() && glob(pattern, &name[1..]))
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
-        (Some(b'?'), Some(_)) => glob(&pattern[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => glob(&pattern[1..], &name[1..]),
-        _ => false,
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -339,6 +369,19 @@ mod tests {
         assert!(!matches_list("git", NAMESPACE));
         assert!(matches_list("*", NAMESPACE));
         assert!(matches_list("mail?etup-bundle", NAMESPACE));
+        assert!(matches_list("m*l*-*e", NAMESPACE));
+        assert!(!matches_list("m*l*-*x", NAMESPACE));
+        assert!(glob(b"", b"") && glob(b"**", b"") && !glob(b"?", b""));
+    }
+
+    /// A pattern of 40 `*` against a long name that almost matches: the
+    /// recursive matcher took exponential time here (never finished).
+    #[test]
+    fn many_stars_take_linear_time() {
+        let pattern = format!("{}b", "*a".repeat(40));
+        let name = "a".repeat(200);
+        assert!(!glob(pattern.as_bytes(), name.as_bytes()));
+        assert!(glob(pattern.as_bytes(), format!("{name}b").as_bytes()));
     }
 
     #[test]

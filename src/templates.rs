@@ -89,16 +89,19 @@ impl Templates {
     }
 }
 
-/// The templates in a directory, as (file name, text).
+/// No template comes near this; a larger file is refused unread.
+const MAX_TEMPLATE: u64 = 1 << 20;
+
+/// The templates in a directory, as (file name, text): plain files only,
+/// none reached through a symlink.
 pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
-    let entries = crate::host::local::entries(dir)
-        .with_context(|| format!("read the templates directory {}", dir.display()))?;
-    entries
+    crate::host::local::read_files(dir, "the templates directory", MAX_TEMPLATE)?
         .into_iter()
-        .map(|entry| {
-            let text = crate::host::local::read_text(&entry.path)
-                .with_context(|| format!("read {}", entry.path.display()))?;
-            Ok((entry.name, text))
+        .map(|(name, bytes)| {
+            let text = String::from_utf8(bytes).map_err(|_| {
+                anyhow::anyhow!("{}: not UTF-8 text", dir.join(&name).display())
+            })?;
+            Ok((name, text))
         })
         .collect()
 }

@@ -80,11 +80,10 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
             )?;
             let (files, outside) =
                 octodns::zone_files(&records, &push::zone_names(&spec), spec.dns.ttl.get());
-            local::create_dir_all(dir)?;
+            let out = local::OutDir::open(dir)?;
             let mut text = String::new();
             for (zone, yaml) in files {
-                let path = dir.join(format!("{zone}.yaml"));
-                local::write_atomically(&path, yaml.as_bytes(), 0o644)?;
+                let path = out.write(&format!("{zone}.yaml"), yaml.as_bytes(), 0o644)?;
                 text += &format!("wrote {}\n", path.display());
             }
             for name in outside {

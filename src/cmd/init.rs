@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::exit::Exit;
 use crate::host::local;
@@ -22,10 +22,17 @@ pub fn run(path: &Path, force: bool, ui: &mut Ui) -> Result<Exit> {
         ui.out(&text)?;
         return Ok(Exit::Ok);
     }
-    if local::exists(path) && !force {
-        bail!("{} exists; use --force to overwrite it", path.display());
+    if force {
+        local::write_atomically(path, text.as_bytes(), 0o644)?;
+    } else {
+        local::write_new(path, text.as_bytes(), 0o644).map_err(|e| {
+            if path.symlink_metadata().is_ok() {
+                anyhow::anyhow!("{} exists; use --force to overwrite it", path.display())
+            } else {
+                e
+            }
+        })?;
     }
-    local::write_atomically(path, text.as_bytes(), 0o644)?;
     ui.out(&format!(
         "wrote {}: edit it, then run `mailsetup plan {}`\n",
         path.display(),

@@ -661,6 +661,11 @@ fn set_meta_fd(fd: &OwnedFd, mode: u32, ids: Option<(u32, u32)>, shown: &Path) -
         .with_context(|| format!("set the mode of {}", shown.display()))
 }
 
+/// What `fstat` says of an open file.
+pub fn stat_of_file(file: &File) -> std::io::Result<Stat> {
+    file.metadata().map(|m| Stat::of_meta(&m))
+}
+
 /// Reads an open file that must be a regular one of at most `max` bytes.
 pub fn read_regular(file: File, stat: &Stat, max: u64, path: &Path, what: &str) -> Result<Vec<u8>> {
     match stat.kind {

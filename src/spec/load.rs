@@ -54,7 +54,8 @@ pub fn load(file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
 
 /// The text of a spec file.
 pub fn read_text(file: &Path) -> Result<String, SpecError> {
-    crate::host::local::read_text(file).map_err(|error| SpecError::Read {
+    // 100,000 domains with an alias each take a few MiB.
+    crate::host::local::read_text(file, 64 << 20).map_err(|error| SpecError::Read {
         file: file.to_path_buf(),
         error,
     })
