@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result, bail};
 
 use crate::backup;
-use crate::desired::{ARCHIVE_DIR_MODE, KeyPath, Service, archive_dir, paths};
+use crate::desired::{
+    ARCHIVE_DIR_MODE, KeyPath, Service, archive_dir, keyset_state_dir, legacy, paths,
+};
 use crate::host::{Host, HostMut, Lock, ServiceAction, System};
 use crate::keys::DkimKey;
 use crate::plan::{FollowUp, Plan, Seen, Step, applied_digest};
@@ -246,6 +248,10 @@ fn change(
                 .push(format!("generated DKIM key {set}/{selector} ({bits} bits)"));
         }
         Step::CreateFile(f) | Step::UpdateFile(f) => {
+            if crate::boundary::is_rotation_state(&f.path) {
+                let (dir, _) = f.path.rsplit_once('/').expect("an absolute path");
+                ensure_private_dir(system, dir)?;
+            }
             system.write_file(&f.path, f.new.as_bytes(), f.mode, f.ids)?;
             report.done.push(format!("wrote {}", f.path));
         }
@@ -254,11 +260,17 @@ fn change(
             system.remove_file(&format!("{path}.db"))?;
             report.done.push(format!("removed {path}"));
         }
+        Step::MoveKeySetState { set, host } => {
+            move_key_set_state(system, set, host.as_deref())?;
+            report.done.push(format!(
+                "moved the state of key set {set} to {}",
+                keyset_state_dir(set)
+            ));
+        }
         Step::ArchiveKey { set, selector } => {
             let archive = archive_dir(set);
-            if system.read_dir_meta(&archive)?.is_none() {
-                system.create_dir(&archive, ARCHIVE_DIR_MODE, None)?;
-            }
+            ensure_private_dir(system, &keyset_state_dir(set))?;
+            ensure_private_dir(system, &archive)?;
             for (from, to) in KeyPath::archived(set, selector) {
                 if system.exists(&from)? {
                     system.rename_noreplace(&from, &to)?;
@@ -278,6 +290,59 @@ fn change(
         Step::InstallPackages { .. } => {}
     }
     Ok(())
+}
+
+/// A directory of mailsetup's state, root's alone (0700), made when missing.
+fn ensure_private_dir(system: &System, dir: &str) -> Result<()> {
+    if system.read_dir_meta(dir)?.is_none() {
+        system.create_dir(dir, ARCHIVE_DIR_MODE, None)?;
+    }
+    Ok(())
+}
+
+/// Moves a key set's rotation state (this host's) and archived keys from the
+/// key directory, where mailsetup 0.1 kept them, to the state directory. Each
+/// file is moved through its directories' handles, never replacing one.
+fn move_key_set_state(system: &System, set: &str, host: Option<&str>) -> Result<()> {
+    ensure_private_dir(system, &keyset_state_dir(set))?;
+    let (old, new) = (
+        legacy::rotation_state(set, host),
+        crate::desired::rotation_state(set, host),
+    );
+    if system.exists(&old)? {
+        if system.exists(&new)? {
+            bail!(
+                "{} and {} both exist: remove the one that is out of date (mailsetup rotate \
+                 status shows what each says), then apply again",
+                system.path(&old).display(),
+                system.path(&new).display()
+            );
+        }
+        system.rename_noreplace(&old, &new)?;
+    }
+    let old_archive = legacy::archive_dir(set);
+    let entries = system.list_dir(&old_archive)?;
+    if system.read_dir_meta(&old_archive)?.is_none() {
+        return Ok(());
+    }
+    let archive = archive_dir(set);
+    ensure_private_dir(system, &archive)?;
+    for entry in entries {
+        if entry.is_dir || !crate::keysets::is_key_file_name(&entry.name) {
+            bail!(
+                "{}: not an archived key; move it out of {} by hand, then apply again",
+                system
+                    .path(&format!("{old_archive}/{}", entry.name))
+                    .display(),
+                system.path(&old_archive).display()
+            );
+        }
+        system.rename_noreplace(
+            &format!("{old_archive}/{}", entry.name),
+            &format!("{archive}/{}", entry.name),
+        )?;
+    }
+    system.remove_tree(&old_archive)
 }
 
 /// What mailsetup has written once `plan` is applied: what it knew of the files

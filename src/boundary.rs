@@ -27,13 +27,19 @@ pub fn is_key_set(set: &str) -> bool {
     set == SHARED_KEY || set.parse::<DomainName>().is_ok_and(|d| d.as_str() == set)
 }
 
-/// A file directly in a key set's directory: its set and file name.
-fn in_key_set(path: &str) -> Option<(&str, &str)> {
+/// A file directly in a key set's directory under `base` (the key
+/// directory, or mailsetup's state of the key sets): its set and file name.
+fn in_set_dir<'a>(base: &str, path: &'a str) -> Option<(&'a str, &'a str)> {
     let (set, file) = path
-        .strip_prefix(paths::KEYS_DIR)?
+        .strip_prefix(base)?
         .strip_prefix('/')?
         .split_once('/')?;
-    is_key_set(set).then_some((set, file))
+    (is_key_set(set) && !file.contains('/')).then_some((set, file))
+}
+
+/// A file directly in a key set's key directory: its set and file name.
+fn in_key_set(path: &str) -> Option<(&str, &str)> {
+    in_set_dir(paths::KEYS_DIR, path)
 }
 
 /// `/etc/opendkim/keys/<set>/<selector>.private|.txt`.
@@ -47,7 +53,7 @@ pub fn is_key_file(path: &str) -> bool {
 
 /// A key set's rotation state file (`desired::rotation_state`).
 pub fn is_rotation_state(path: &str) -> bool {
-    let Some((set, file)) = in_key_set(path) else {
+    let Some((set, file)) = in_set_dir(crate::state::KEYSETS, path) else {
         return false;
     };
     let host = match file
@@ -165,6 +171,16 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                     .ok_or_else(|| refuse(format!("{path} is not managed by mailsetup")))?;
                 effects.extend(table.effects.iter().copied());
             }
+            Step::MoveKeySetState { set, host } => {
+                let host_ok = host
+                    .as_ref()
+                    .is_none_or(|h| h.parse::<DomainName>().is_ok_and(|d| d.as_str() == h));
+                if !is_key_set(set) || !host_ok {
+                    return Err(refuse(
+                        "a key set's state is moved by its set and host name only".into(),
+                    ));
+                }
+            }
             Step::ArchiveKey { set, selector } => {
                 if !is_key_set(set) || check_selector(selector).is_err() {
                     return Err(refuse(
@@ -268,21 +284,29 @@ mod tests {
         assert!(managed_dir("/etc/opendkim/keys/example.com").is_some());
         assert!(managed_dir("/etc/opendkim/keys/..").is_none());
         assert!(managed_dir("/root").is_none());
-        assert!(is_rotation_state("/etc/opendkim/keys/shared/rotation.json"));
         assert!(is_rotation_state(
-            "/etc/opendkim/keys/example.com/rotation-mta01.example.com.json"
+            "/var/lib/mailsetup/keys/shared/rotation.json"
         ));
-        assert!(!is_rotation_state("/etc/opendkim/keys/../rotation.json"));
-        assert!(!is_rotation_state(
-            "/etc/opendkim/keys/shared/rotation-.json"
-        ));
-        assert!(!is_rotation_state(
-            "/etc/opendkim/keys/shared/rotation-../x.json"
+        assert!(is_rotation_state(
+            "/var/lib/mailsetup/keys/example.com/rotation-mta01.example.com.json"
         ));
         assert!(!is_rotation_state(
-            "/etc/opendkim/keys/shared/x/rotation.json"
+            "/var/lib/mailsetup/keys/../rotation.json"
         ));
-        assert!(!is_rotation_state("/etc/opendkim/rotation.json"));
+        assert!(!is_rotation_state(
+            "/var/lib/mailsetup/keys/shared/rotation-.json"
+        ));
+        assert!(!is_rotation_state(
+            "/var/lib/mailsetup/keys/shared/rotation-../x.json"
+        ));
+        assert!(!is_rotation_state(
+            "/var/lib/mailsetup/keys/shared/x/rotation.json"
+        ));
+        assert!(!is_rotation_state("/var/lib/mailsetup/rotation.json"));
+        // Not in the key directory, which is opendkim's.
+        assert!(!is_rotation_state(
+            "/etc/opendkim/keys/shared/rotation.json"
+        ));
     }
 
     fn plan_of(steps: Vec<Step>) -> Plan {
@@ -398,12 +422,30 @@ mod tests {
                 selector: "20261124".into(),
             },
             Step::UpdateFile(write(
-                "/etc/opendkim/keys/example.com/rotation.json",
+                "/var/lib/mailsetup/keys/example.com/rotation.json",
                 0o644,
                 ROOT,
             )),
+            Step::MoveKeySetState {
+                set: "example.com".into(),
+                host: Some("mta01.example.com".into()),
+            },
         ];
         assert!(check(&plan_of(rotation)).is_ok());
+        // The old place, in opendkim's key directory, is refused.
+        let legacy = Step::UpdateFile(write(
+            "/etc/opendkim/keys/example.com/rotation.json",
+            0o644,
+            ROOT,
+        ));
+        assert!(check(&plan_of(vec![legacy])).is_err());
+        for (set, host) in [("../x", None), ("shared", Some("../../etc"))] {
+            let moved = Step::MoveKeySetState {
+                set: set.into(),
+                host: host.map(str::to_string),
+            };
+            assert!(check(&plan_of(vec![moved])).is_err(), "{set} {host:?}");
+        }
         // A follow-up no change calls for.
         let err = check(&plan_of(vec![Step::FollowUp(FollowUp::Newaliases)])).unwrap_err();
         assert_eq!(err.index, 1);

@@ -294,30 +294,59 @@ impl KeyPath {
     /// private key and the record, into the set's archive.
     pub fn archived(set: &str, selector: &str) -> [(String, String); 2] {
         let from = KeyPath::new(set, selector);
-        let to = KeyPath::new(&format!("{set}/{ARCHIVE_DIR}"), selector);
-        [(from.private, to.private), (from.txt, to.txt)]
+        let dir = archive_dir(set);
+        [
+            (from.private, format!("{dir}/{selector}.private")),
+            (from.txt, format!("{dir}/{selector}.txt")),
+        ]
     }
 }
 
-/// Where revoked private keys go, inside their set's directory (0700, root's).
+/// What mailsetup keeps of a key set: its rotation state and archive, in the
+/// state directory (root's alone). Not in the key directory, which is
+/// opendkim's: its owner could otherwise aim root's writes there.
+pub fn keyset_state_dir(set: &str) -> String {
+    format!("{}/{set}", crate::state::KEYSETS)
+}
+
+/// Where revoked private keys go: `/var/lib/mailsetup/keys/SET/archive/`.
 pub const ARCHIVE_DIR: &str = "archive";
 pub const ARCHIVE_DIR_MODE: u32 = 0o700;
 
 /// A key set's archive of revoked keys.
 pub fn archive_dir(set: &str) -> String {
-    format!("{}/{ARCHIVE_DIR}", key_dir(set))
+    format!("{}/{ARCHIVE_DIR}", keyset_state_dir(set))
 }
 
-/// A rotation state holds no secret: 0644, like the keys' .txt records.
+/// A rotation state holds no secret: 0644, like the keys' .txt records (its
+/// directory is root's alone all the same).
 pub const ROTATION_STATE_MODE: u32 = 0o644;
 
 /// A key set's rotation state (which selector is staged, signs, retires, was
-/// revoked), in its key directory: `rotation.json`, or `rotation-HOST.json`
-/// for the hosts of a fleet, which may share a key directory.
+/// revoked): `rotation.json`, or `rotation-HOST.json` for the hosts of a
+/// fleet, which may share a key directory.
 pub fn rotation_state(set: &str, host: Option<&str>) -> String {
+    rotation_file(&keyset_state_dir(set), host)
+}
+
+fn rotation_file(dir: &str, host: Option<&str>) -> String {
     match host {
-        None => format!("{}/rotation.json", key_dir(set)),
-        Some(host) => format!("{}/rotation-{host}.json", key_dir(set)),
+        None => format!("{dir}/rotation.json"),
+        Some(host) => format!("{dir}/rotation-{host}.json"),
+    }
+}
+
+/// Where mailsetup 0.1 kept the rotation state and archive: in the key
+/// directory. The next apply or rotation moves them (`Step::MoveKeySetState`).
+pub mod legacy {
+    /// The rotation state in the key directory.
+    pub fn rotation_state(set: &str, host: Option<&str>) -> String {
+        super::rotation_file(&super::key_dir(set), host)
+    }
+
+    /// The archive in the key directory.
+    pub fn archive_dir(set: &str) -> String {
+        format!("{}/{}", super::key_dir(set), super::ARCHIVE_DIR)
     }
 }
 

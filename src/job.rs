@@ -123,14 +123,13 @@ impl<H: Host> Job<H> {
         desired::desired(&self.spec, &self.templates, facts)
     }
 
-    /// The plan from what the host has now to `desired`.
+    /// The plan from what the host has now to `desired`; key sets whose
+    /// state is still where mailsetup 0.1 kept it have it moved first.
     pub(crate) fn plan_to(&self, desired: Desired) -> Result<plan::Plan> {
         let actual = actual::read(&self.system, &desired)?;
-        Ok(plan::plan(
-            &self.system.root().display().to_string(),
-            desired,
-            actual,
-        ))
+        let mut plan = plan::plan(&self.system.root().display().to_string(), desired, actual);
+        plan.add_first(keysets::moves(&self.spec, &self.system)?);
+        Ok(plan)
     }
 
     /// The plan from what the host has now to what the spec asks.

@@ -28,6 +28,10 @@ pub struct KeySet {
     pub domains: Vec<DomainName>,
     /// Its rotation state's file.
     state_file: String,
+    /// Where mailsetup 0.1 kept it, read until the state is moved.
+    legacy_state_file: String,
+    /// This host's name in a fleet (its state file is its own).
+    host: Option<String>,
 }
 
 impl KeySet {
@@ -70,17 +74,66 @@ pub fn key_sets(spec: &HostSpec) -> Vec<KeySet> {
         .map(|(name, _)| KeySet {
             domains: domains.remove(name.as_str()).unwrap_or_default(),
             state_file: desired::rotation_state(&name, host),
+            legacy_state_file: desired::legacy::rotation_state(&name, host),
+            host: host.map(str::to_string),
             name,
         })
         .collect()
 }
 
+/// The steps that move the key sets' state out of their key directories,
+/// where mailsetup 0.1 kept it (this host's rotation state, the archive).
+/// What is there is checked now, before anything is written: a symlink or
+/// anything but archived keys is refused, naming it.
+pub fn moves(spec: &HostSpec, system: &impl Host) -> Result<Vec<Step>> {
+    let mut out = Vec::new();
+    for set in key_sets(spec) {
+        let state = system.file_meta(&set.legacy_state_file)?.is_some();
+        let archive = desired::legacy::archive_dir(&set.name);
+        let archived = system.read_dir_meta(&archive)?.is_some();
+        for entry in system.list_dir(&archive)? {
+            if entry.is_dir || !is_key_file_name(&entry.name) {
+                bail!(
+                    "{}: not an archived key; move it out of {} by hand, then run mailsetup again",
+                    system.path(&format!("{archive}/{}", entry.name)).display(),
+                    system.path(&archive).display()
+                );
+            }
+        }
+        if state || archived {
+            out.push(Step::MoveKeySetState {
+                set: set.name,
+                host: set.host,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `SELECTOR.private` or `SELECTOR.txt`.
+pub fn is_key_file_name(name: &str) -> bool {
+    name.strip_suffix(".private")
+        .or_else(|| name.strip_suffix(".txt"))
+        .is_some_and(|s| check_selector(s).is_ok())
+}
+
+/// The set's state file as it stands: in the state directory, else (before
+/// the move) in the key directory; with its path.
+fn state_file(system: &impl Host, set: &KeySet) -> Result<Option<(String, Vec<u8>)>> {
+    for path in [&set.state_file, &set.legacy_state_file] {
+        if let Some(file) = system.read_file(path)? {
+            return Ok(Some((path.clone(), file.content)));
+        }
+    }
+    Ok(None)
+}
+
 fn read_state(system: &impl Host, set: &KeySet) -> Result<Option<Rotation>> {
-    let path = &set.state_file;
-    let Some(file) = system.read_file(path)? else {
+    let Some((path, content)) = state_file(system, set)? else {
         return Ok(None);
     };
-    let rotation: Rotation = serde_json::from_slice(&file.content)
+    let path = &path;
+    let rotation: Rotation = serde_json::from_slice(&content)
         .with_context(|| format!("read the rotation state {path}"))?;
     rotation
         .check()
@@ -219,9 +272,9 @@ impl<'a, H: Host> Sets<'a, H> {
         Ok(step.step())
     }
 
-    /// What the set's state file holds now.
+    /// What the set's state file holds now (where it stands before the move).
     pub fn saved_bytes(&self, set: &KeySet) -> Result<Option<Vec<u8>>> {
-        Ok(self.system.read_file(&set.state_file)?.map(|f| f.content))
+        Ok(state_file(self.system, set)?.map(|(_, content)| content))
     }
 
     /// Today's selector from `dkim.selector`, with `-2`, `-3`… when it is taken
@@ -244,8 +297,13 @@ impl<'a, H: Host> Sets<'a, H> {
             let selector = check_selector(&format!("{prefix}{stamp}{suffix}"))
                 .map_err(|e| anyhow!("dkim.selector: {e}"))?;
             let mut taken = rotation.selectors.iter().any(|e| e.selector == selector);
+            let legacy = desired::legacy::archive_dir(&set.name);
             for (key, archived) in KeyPath::archived(&set.name, &selector) {
-                taken = taken || self.system.exists(&key)? || self.system.exists(&archived)?;
+                let name = archived.rsplit_once('/').expect("a path").1;
+                taken = taken
+                    || self.system.exists(&key)?
+                    || self.system.exists(&archived)?
+                    || self.system.exists(&format!("{legacy}/{name}"))?;
             }
             if !taken {
                 return Ok(selector);

@@ -113,6 +113,14 @@ pub enum Step {
         set: String,
         selector: String,
     },
+    /// Move a key set's rotation state (this host's) and archive out of its
+    /// key directory, where mailsetup 0.1 kept them, into the state directory
+    /// (root's alone). Not undone by a rollback: the old place was unsafe,
+    /// and both are read.
+    MoveKeySetState {
+        set: String,
+        host: Option<String>,
+    },
     /// Append a user to a group, keeping its other groups (`usermod -aG`).
     AddToGroup {
         user: String,
@@ -136,6 +144,7 @@ impl Step {
             Step::UpdateFile(f) => format!("update {}", f.path),
             Step::RemoveFile { path } => format!("remove {path}"),
             Step::ArchiveKey { set, selector } => format!("archive DKIM key {set}/{selector}"),
+            Step::MoveKeySetState { set, .. } => format!("move the state of key set {set}"),
             Step::AddToGroup { user, group } => format!("add {user} to group {group}"),
             Step::FollowUp(FollowUp::Newaliases) => "run newaliases".into(),
             Step::FollowUp(FollowUp::Postmap { path }) => format!("run postmap {path}"),
@@ -233,6 +242,16 @@ impl Plan {
             .iter()
             .position(|s| matches!(s, Step::FollowUp(_)))
             .unwrap_or(self.steps.len());
+        self.steps.splice(at..at, steps);
+    }
+
+    /// Puts `steps` first, after a package install (housekeeping the rest
+    /// builds on).
+    pub fn add_first(&mut self, steps: Vec<Step>) {
+        let at = usize::from(matches!(
+            self.steps.first(),
+            Some(Step::InstallPackages { .. })
+        ));
         self.steps.splice(at..at, steps);
     }
 

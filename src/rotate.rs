@@ -30,7 +30,9 @@ use crate::desired::{KeyPath, OPENDKIM, archive_dir, paths};
 use crate::exit::Exit;
 use crate::host::{Host, Lock, ReadOnly, System};
 use crate::job::{Job, execute, preflight, show, today};
-use crate::keysets::{KeySet, Sets, key_sets, public_key, published, state_json, withdrawn_names};
+use crate::keysets::{
+    self, KeySet, Sets, key_sets, public_key, published, state_json, withdrawn_names,
+};
 use crate::plan::{Plan, Step};
 use crate::resolve::Every;
 use crate::rotation::{Entry, Rotation, after};
@@ -92,6 +94,15 @@ struct Changes {
 }
 
 impl Changes {
+    /// No change yet but the moves of key sets' state out of their key
+    /// directories, where mailsetup 0.1 kept it: they go first.
+    fn moving(spec: &HostSpec, system: &System) -> Result<Changes> {
+        Ok(Changes {
+            starting: keysets::moves(spec, system)?,
+            ..Changes::default()
+        })
+    }
+
     /// Stages a new key in `set` unless one is staged (which `text` then
     /// says).
     fn stage(
@@ -234,6 +245,9 @@ impl Changes {
                 }
                 None => Plan::of(root.clone(), Vec::new()),
             };
+            // The starting plan moves them (a dry run shows that once).
+            plan.steps
+                .retain(|s| !matches!(s, Step::MoveKeySetState { .. }));
             plan.add(self.steps.clone());
             Ok(plan)
         };
@@ -327,7 +341,7 @@ fn start(keys: &KeysTarget, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let system = System::new(&keys.root)?;
     let lock = state::lock(&system)?;
     let sets = Sets::new(&spec, &system, today()?)?;
-    let mut changes = Changes::default();
+    let mut changes = Changes::moving(&spec, &system)?;
     let mut text = String::new();
     for set in key_sets(&spec) {
         let current = sets.current(&set)?;
@@ -364,7 +378,7 @@ fn activate(
     let mut dns: Option<Every> = None;
     let mut text = String::new();
     let mut problems = Vec::new();
-    let mut changes = Changes::default();
+    let mut changes = Changes::moving(&spec, &system)?;
     for set in key_sets(spec) {
         let current = sets.current(&set)?;
         let mut rotation = current.0.clone();
@@ -417,7 +431,7 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
     let lock = state::lock(&system)?;
     let sets = Sets::new(&spec, &system, today()?)?;
     let grace = spec.dkim.rotation.grace_days;
-    let mut changes = Changes::default();
+    let mut changes = Changes::moving(&spec, &system)?;
     let mut waiting = Vec::new();
     for set in key_sets(&spec) {
         let current = sets.current(&set)?;
@@ -596,7 +610,7 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();
-    let mut changes = Changes::default();
+    let mut changes = Changes::moving(&spec, &system)?;
     for set in key_sets(spec) {
         let current = sets.current(&set)?;
         let mut rotation = current.0.clone();

@@ -124,6 +124,16 @@ pub fn plan_text(plan: &Plan) -> String {
                     crate::desired::archive_dir(set)
                 );
             }
+            Step::MoveKeySetState { set, .. } => {
+                updated += 1;
+                let _ = writeln!(
+                    out,
+                    "{CHG}~ move the state of key set {set}{CHG:#} (its rotation state and archived \
+                     keys, from {} to {}: root's alone, where opendkim cannot write)",
+                    crate::desired::key_dir(set),
+                    crate::desired::keyset_state_dir(set)
+                );
+            }
             Step::AddToGroup { user, group } => {
                 updated += 1;
                 let _ = writeln!(

@@ -15,6 +15,8 @@ pub const LOCK: &str = "/var/lib/mailsetup/lock";
 const APPLIED: &str = "/var/lib/mailsetup/applied.json";
 pub(crate) const BACKUPS: &str = "/var/lib/mailsetup/backups";
 pub(crate) const ORIGINALS: &str = "/var/lib/mailsetup/originals";
+/// Each key set's rotation state and archive (`desired::keyset_state_dir`).
+pub const KEYSETS: &str = "/var/lib/mailsetup/keys";
 
 /// Makes sure the state directory exists (0700: backups may hold credentials).
 pub fn ensure_state_dir(system: &impl HostMut) -> Result<()> {
@@ -27,7 +29,7 @@ pub fn ensure_state_dir(system: &impl HostMut) -> Result<()> {
             system.create_dir(&target, mode, None)?;
         }
     }
-    for dir in [BACKUPS, ORIGINALS] {
+    for dir in [BACKUPS, ORIGINALS, KEYSETS] {
         if system.read_dir_meta(dir)?.is_none() {
             system.create_dir(dir, 0o700, None)?;
         }

@@ -98,9 +98,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
     crate::host::local::read_files(dir, "the templates directory", MAX_TEMPLATE)?
         .into_iter()
         .map(|(name, bytes)| {
-            let text = String::from_utf8(bytes).map_err(|_| {
-                anyhow::anyhow!("{}: not UTF-8 text", dir.join(&name).display())
-            })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", dir.join(&name).display()))?;
             Ok((name, text))
         })
         .collect()

@@ -25,7 +25,12 @@ pub enum Follow {
 
 /// A regular file of at most `max` bytes (`what` names it in errors), or
 /// `None` when it does not exist.
-pub fn read_if_present(path: &Path, what: &str, max: u64, follow: Follow) -> Result<Option<Vec<u8>>> {
+pub fn read_if_present(
+    path: &Path,
+    what: &str,
+    max: u64,
+    follow: Follow,
+) -> Result<Option<Vec<u8>>> {
     let (dir, name) = split(path)?;
     let dir = match Dir::open(dir) {
         Ok(dir) => dir,

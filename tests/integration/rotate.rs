@@ -167,7 +167,7 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     assert_ne!(old_value, new_value);
 
     // activate refuses while DNS does not serve the staged key exactly.
-    let state_file = "etc/opendkim/keys/shared/rotation.json";
+    let state_file = "var/lib/mailsetup/keys/shared/rotation.json";
     let saved = s.read(state_file);
     let refused = |records: Vec<Rec>, why: &str| {
         let server = DnsServer::start(&records);
@@ -252,7 +252,7 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
         .stdout_lacks("PRIVATE KEY")
         .run();
     assert_eq!(private_keys(&keys), [format!("{new}.private")]);
-    let archive = keys.join("archive");
+    let archive = s.file("var/lib/mailsetup/keys/shared/archive");
     assert_eq!(private_keys(&archive), [format!("{old}.private")]);
     let mode = std::fs::metadata(&archive).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
@@ -302,7 +302,10 @@ fn auto_does_only_the_step_that_is_due() {
     let nothing = DnsServer::start(&[]);
     // Before the interval (30 days) nothing happens, silently.
     assert_eq!(auto("2026-12-10", &nothing.resolver()).run().stdout, "");
-    assert!(!s.file("etc/opendkim/keys/shared/rotation.json").exists());
+    assert!(
+        !s.file("var/lib/mailsetup/keys/shared/rotation.json")
+            .exists()
+    );
     // The interval is over: a key is staged.
     auto("2026-12-24", &nothing.resolver())
         .stdout_has("staged 20261224")
@@ -377,22 +380,29 @@ fn finish_refuses_while_opendkim_still_signs_with_the_key() {
 fn a_tampered_rotation_state_is_refused() {
     let s = Setup::new(SPEC);
     s.on("2026-11-24", &["apply"]).run();
-    std::fs::write(
-        s.file("etc/opendkim/keys/shared/rotation.json"),
-        r#"{"selectors": [{"selector": "../../../etc/passwd", "state": "active", "created": null}]}"#,
-    )
-    .unwrap();
-    s.on("2026-11-24", &["plan"])
-        .status(1)
-        .stderr_has("inconsistent")
-        .run();
+    // Where mailsetup keeps it now, and where it kept it before (the key
+    // directory, which opendkim could write).
+    for dir in ["var/lib/mailsetup/keys/shared", "etc/opendkim/keys/shared"] {
+        std::fs::create_dir_all(s.file(dir)).unwrap();
+        let file = s.file(&format!("{dir}/rotation.json"));
+        std::fs::write(
+            &file,
+            r#"{"selectors": [{"selector": "../../../etc/passwd", "state": "active", "created": null}]}"#,
+        )
+        .unwrap();
+        s.on("2026-11-24", &["plan"])
+            .status(1)
+            .stderr_has("inconsistent")
+            .run();
+        std::fs::remove_file(file).unwrap();
+    }
 }
 
 #[test]
 fn each_step_is_a_plan_that_dry_run_shows_and_rollback_undoes() {
     let s = Setup::new(SPEC);
     s.on("2026-11-24", &["apply"]).run();
-    let state_file = "etc/opendkim/keys/shared/rotation.json";
+    let state_file = "var/lib/mailsetup/keys/shared/rotation.json";
     let keys = s.file("etc/opendkim/keys/shared");
 
     // --dry-run shows the new key and the state, and changes nothing.
@@ -400,7 +410,7 @@ fn each_step_is_a_plan_that_dry_run_shows_and_rollback_undoes() {
     s.on("2026-12-01", &["rotate", "start"])
         .args(&["--dry-run"])
         .stdout_has("+ generate DKIM key shared/20261201")
-        .stdout_has("+ create /etc/opendkim/keys/shared/rotation.json (0644 root:root)")
+        .stdout_has("+ create /var/lib/mailsetup/keys/shared/rotation.json (0644 root:root)")
         .stdout_has("Dry run: nothing was changed.")
         .stdout_lacks("Publish:")
         .run();
@@ -440,14 +450,16 @@ fn each_step_is_a_plan_that_dry_run_shows_and_rollback_undoes() {
         .stdout_has("revoked 20261124")
         .run();
     assert!(!keys.join("20261124.private").exists());
-    assert!(keys.join("archive/20261124.private").exists());
+    let archive = s.file("var/lib/mailsetup/keys/shared/archive");
+    assert!(archive.join("20261124.private").exists());
+    assert!(!keys.join("archive").exists());
     Test::new()
         .args(&["rollback", "--root", s.root()])
         .day("2026-12-20")
         .stdout_has("moved back /etc/opendkim/keys/shared/20261124.private")
         .run();
     assert!(keys.join("20261124.private").exists());
-    assert!(!keys.join("archive/20261124.private").exists());
+    assert!(!archive.join("20261124.private").exists());
     assert_eq!(s.state_of("2026-12-20", "20261124")["state"], "retiring");
     assert_eq!(s.read(state_file), activated);
 }
@@ -478,4 +490,81 @@ fn a_rolled_back_first_start_leaves_the_old_key_signing() {
     s.on("2026-12-01", &["rotate", "start"])
         .stdout_has("staged 20261201-2")
         .run();
+}
+
+/// A host laid out as mailsetup 0.1 left it: the rotation state and the
+/// archive in the key directory, which opendkim owns. The next apply moves
+/// both to the state directory (root's alone), shown in the plan first; the
+/// rotation goes on from there.
+#[test]
+fn state_kept_in_the_key_directory_is_moved_by_the_next_apply() {
+    let s = Setup::new(SPEC);
+    s.force_activated();
+    s.on("2026-12-20", &["rotate", "finish"]).run();
+    // Lay it out the old way.
+    let (old, new) = (
+        s.file("etc/opendkim/keys/shared"),
+        s.file("var/lib/mailsetup/keys/shared"),
+    );
+    let state = std::fs::read(new.join("rotation.json")).unwrap();
+    std::fs::rename(new.join("rotation.json"), old.join("rotation.json")).unwrap();
+    std::fs::rename(new.join("archive"), old.join("archive")).unwrap();
+    let status = s.status("2026-12-20");
+
+    // What is read before the move is the same; the plan moves it first.
+    assert_eq!(s.status("2026-12-20"), status);
+    s.on("2026-12-20", &["plan"])
+        .stdout_has("~ move the state of key set shared")
+        .run();
+    s.on("2026-12-20", &["apply"])
+        .stdout_has("moved the state of key set shared")
+        .run();
+    assert_eq!(std::fs::read(new.join("rotation.json")).unwrap(), state);
+    assert_eq!(private_keys(&new.join("archive")), ["20261124.private"]);
+    assert!(!old.join("rotation.json").exists());
+    assert!(!old.join("archive").exists());
+    assert_eq!(s.status("2026-12-20"), status);
+    s.on("2026-12-20", &["plan"]).stdout_has("No changes").run();
+}
+
+/// rotate moves an old layout first too (cron may run before any apply), and
+/// a symlinked archive in the key directory is refused before anything is
+/// written, naming it.
+#[test]
+fn rotate_moves_an_old_layout_and_refuses_a_symlinked_archive() {
+    let s = Setup::new(SPEC);
+    s.on("2026-11-24", &["apply"]).run();
+    s.on("2026-12-01", &["rotate", "start"]).run();
+    let (old, new) = (
+        s.file("etc/opendkim/keys/shared"),
+        s.file("var/lib/mailsetup/keys/shared"),
+    );
+    std::fs::rename(new.join("rotation.json"), old.join("rotation.json")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), old.join("archive")).unwrap();
+    let before = snapshot(s.root.path());
+    s.on("2026-12-02", &["rotate", "activate"])
+        .args(&["--force"])
+        .status(1)
+        .stderr_has("archive is a symlink")
+        .run();
+    assert_unchanged(
+        &before,
+        &snapshot(s.root.path()),
+        "a refused rotation wrote",
+    );
+    std::fs::remove_file(old.join("archive")).unwrap();
+    s.on("2026-12-02", &["rotate", "activate"])
+        .args(&["--force"])
+        .stdout_has("moved the state of key set shared")
+        .stdout_has("20261201 signs from now on")
+        .run();
+    assert!(!old.join("rotation.json").exists());
+    assert_eq!(s.state_of("2026-12-02", "20261201")["state"], "active");
+    assert!(
+        std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }
