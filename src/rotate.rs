@@ -378,7 +378,7 @@ fn activate(
     let mut dns: Option<Every> = None;
     let mut text = String::new();
     let mut problems = Vec::new();
-    let mut changes = Changes::moving(&spec, &system)?;
+    let mut changes = Changes::moving(spec, system)?;
     for set in key_sets(spec) {
         let current = sets.current(&set)?;
         let mut rotation = current.0.clone();
@@ -610,7 +610,7 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();
-    let mut changes = Changes::moving(&spec, &system)?;
+    let mut changes = Changes::moving(spec, system)?;
     for set in key_sets(spec) {
         let current = sets.current(&set)?;
         let mut rotation = current.0.clone();
