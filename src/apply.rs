@@ -33,12 +33,30 @@ const CHECKED: &[&str] = &[
     paths::TRUSTED_HOSTS,
 ];
 
+/// Removes what a killed apply left (we hold the lock: no other runs):
+/// scratch directories and temporary files in the state directory, and
+/// temporary files beside the managed files and the keys this plan makes.
+fn remove_debris(system: &System, plan: &Plan) -> Result<()> {
+    system.remove_debris(state::STATE_DIR, Some("stage"))?;
+    let key_dirs = plan.steps.iter().filter_map(|s| match s {
+        Step::GenerateKey { set, .. } => Some(crate::desired::key_dir(set)),
+        _ => None,
+    });
+    for dir in crate::desired::managed_dirs()
+        .into_iter()
+        .map(|d| d.path)
+        .chain(key_dirs)
+    {
+        system.remove_debris(&dir, None)?;
+    }
+    Ok(())
+}
+
 /// Checks the configuration the plan leads to with `postconf` and `opendkim -n`,
 /// in a staging copy, before any live file changes. Files the plan does not
 /// change are taken as they are.
 pub fn check_staged(system: &System, _held: &Lock, plan: &Plan) -> Result<Vec<String>> {
-    // A stage left by a killed apply (we hold the lock: no other apply runs).
-    system.remove_debris(state::STATE_DIR, "stage")?;
+    remove_debris(system, plan)?;
     // Removed when dropped, so a failure (a full disk, a refused check) leaves nothing.
     let stage = system.scratch(state::STATE_DIR, "stage-")?;
     let stage_str = stage.path().to_string_lossy().into_owned();
@@ -396,46 +414,69 @@ pub fn run_follow_ups(system: &System, follow_ups: &[FollowUp], report: &mut Rep
 fn run_follow_up(system: &System, follow_up: &FollowUp, report: &mut Report) -> Result<()> {
     match follow_up {
         FollowUp::Newaliases => {
-            if system.read_file(paths::ALIASES)?.is_none() {
-                return Ok(());
+            if rebuild_map(system, "postalias", paths::ALIASES, 0o644)? {
+                report
+                    .done
+                    .push("rebuilt the aliases database (newaliases)".into());
             }
-            let aliases = system.path(paths::ALIASES).to_string_lossy().into_owned();
-            map_tool(system, "postalias", &aliases)?;
-            report
-                .done
-                .push("rebuilt the aliases database (newaliases)".into());
         }
         FollowUp::Postmap { path } => {
-            if system.read_file(path)?.is_none() {
-                return Ok(());
-            }
-            let file = system.path(path).to_string_lossy().into_owned();
-            map_tool(system, "postmap", &file)?;
             // The .db holds the password too.
-            system.set_meta(&format!("{path}.db"), 0o600, None)?;
-            report.done.push(format!("rebuilt {path}.db (postmap)"));
+            if rebuild_map(system, "postmap", path, 0o600)? {
+                report.done.push(format!("rebuilt {path}.db (postmap)"));
+            }
         }
         FollowUp::Service { service, action } => service_step(system, *service, *action, report)?,
     }
     Ok(())
 }
 
-/// Runs postalias/postmap on a file. On the live system they read the live
-/// main.cf; a tree under --root gets an empty configuration, since its main.cf
-/// names files (like /etc/mailname) of the system it is meant for.
-fn map_tool(system: &System, tool: &str, file: &str) -> Result<()> {
-    // Postfix's tools wait until main.cf is more than a second old (it might
-    // still be being written); the one they read here is complete, so it is
-    // dated back instead of waiting — the difference between 1.5 s and 10 ms.
-    let map = format!("hash:{file}");
-    if system.is_live() {
-        system.date_back(paths::MAIN_CF)?;
-        return system.run(tool, &[&map]).map(drop);
+/// Rebuilds the `.db` of a Postfix table (postalias, postmap) without the
+/// tool ever opening the live files: it runs on a copy in a scratch
+/// directory root's alone, and the database it makes is moved in beside its
+/// source through the directory's handle, with its mode and owner. An
+/// existing `.db` that is a symlink, or not root's, is refused: another user
+/// could have aimed it (the relay password's database would land wherever it
+/// pointed). `false` when the source does not exist.
+fn rebuild_map(system: &System, tool: &str, path: &str, mode: u32) -> Result<bool> {
+    let Some(source) = system.read_file(path)? else {
+        return Ok(false);
+    };
+    let db = format!("{path}.db");
+    if let Some(meta) = system.file_meta(&db)? {
+        if meta.uid != system.own_uid() {
+            bail!(
+                "{} belongs to uid {}, not {}: mailsetup will not replace a database another \
+                 user could have placed there; remove it, then apply again",
+                system.path(&db).display(),
+                meta.uid,
+                if system.can_chown() {
+                    "root"
+                } else {
+                    "this user"
+                }
+            );
+        }
     }
-    let config = system.scratch(state::STATE_DIR, "stage-map-")?;
-    config.put("main.cf", b"")?;
-    let dir = config.path().to_string_lossy().into_owned();
-    system.run(tool, &["-c", &dir, &map]).map(drop)
+    let scratch = system.scratch(state::STATE_DIR, "stage-map")?;
+    // On the live system the tool reads its main.cf (a copy); a tree under
+    // --root gets an empty one, since its main.cf names files of the system it
+    // is meant for. Copies are dated back: Postfix's tools wait until main.cf
+    // is a second old — the difference between 1.5 s and 10 ms.
+    let config = match system.is_live() {
+        true => system.read_file(paths::MAIN_CF)?.map(|f| f.content),
+        false => None,
+    };
+    scratch.put("main.cf", &config.unwrap_or_default())?;
+    let name = path.rsplit_once('/').map_or(path, |(_, name)| name);
+    scratch.put(name, &source.content)?;
+    let dir = scratch.path().to_string_lossy().into_owned();
+    system.run(tool, &["-c", &dir, &format!("hash:{dir}/{name}")])?;
+    let built = scratch
+        .read(&format!("{name}.db"))?
+        .with_context(|| format!("{tool} made no {name}.db"))?;
+    system.write_file(&db, &built, mode, None)?;
+    Ok(true)
 }
 
 fn service_step(

@@ -53,6 +53,8 @@ pub trait Host {
     fn is_live(&self) -> bool;
     /// Only root can give files to other users; without it ownership is left alone.
     fn can_chown(&self) -> bool;
+    /// The user mailsetup runs as: the owner its own files must have.
+    fn own_uid(&self) -> u32;
     /// The host path of a target path (`/etc/x` → `ROOT/etc/x`), for messages
     /// and for the daemons' own tools, which take host paths.
     fn path(&self, target: &str) -> PathBuf;
@@ -115,12 +117,11 @@ pub trait HostMut: Host {
     fn create_dir(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()>;
     /// Sets mode and (when given) owner, without following a symlink.
     fn set_meta(&self, target: &str, mode: u32, ids: Option<Ids>) -> Result<()>;
-    /// Dates a just-written file two seconds back, so Postfix's tools take it at once.
-    fn date_back(&self, target: &str) -> Result<()>;
     /// Removes a directory and everything in it (a half-made backup).
     fn remove_tree(&self, target: &str) -> Result<()>;
-    /// Removes what a killed run left in `dir`: entries named `prefix` or `prefix-…`.
-    fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()>;
+    /// Removes what a killed run left in `dir`: temporary files, and entries
+    /// named `prefix` or `prefix-…` (scratch directories).
+    fn remove_debris(&self, dir: &str, prefix: Option<&str>) -> Result<()>;
     /// A private scratch directory in `dir`, removed when dropped.
     fn scratch(&self, dir: &str, prefix: &str) -> Result<Scratch>;
     /// Creates a directory and its missing parents, with the default mode.
@@ -156,6 +157,9 @@ impl Host for ReadOnly {
     }
     fn can_chown(&self) -> bool {
         self.0.can_chown()
+    }
+    fn own_uid(&self) -> u32 {
+        self.0.own_uid()
     }
     fn path(&self, target: &str) -> PathBuf {
         self.0.path(target)

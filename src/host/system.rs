@@ -232,6 +232,10 @@ impl Host for System {
         nix::unistd::geteuid().is_root()
     }
 
+    fn own_uid(&self) -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
     /// The host path of a target path (`/etc/x` → `ROOT/etc/x`).
     fn path(&self, target: &str) -> PathBuf {
         debug_assert!(target.starts_with('/') && !target.split('/').any(|p| p == ".."));
@@ -461,15 +465,6 @@ impl HostMut for System {
         dir.set_meta_at(name, mode, ids.map(Ids::pair))
     }
 
-    fn date_back(&self, target: &str) -> Result<()> {
-        match self.root.open_file(self.rel(target)?)? {
-            Some((file, stat)) if stat.kind == Kind::File => {
-                date_back(&file, 2).with_context(|| format!("date {}", self.path(target).display()))
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// Removes a directory and everything in it (a half-made backup).
     fn remove_tree(&self, target: &str) -> Result<()> {
         let (dir, name) = self.parent(target)?;
@@ -479,16 +474,14 @@ impl HostMut for System {
     /// Removes what a killed run left in `dir`: entries named `prefix` or
     /// `prefix-…`, and temporary files (`.NAME.mailsetup-new-…`). Only call it
     /// holding the apply lock.
-    fn remove_debris(&self, dir: &str, prefix: &str) -> Result<()> {
+    fn remove_debris(&self, dir: &str, prefix: Option<&str>) -> Result<()> {
         let Some(handle) = self.root.open_dir(self.rel(dir)?)? else {
             return Ok(());
         };
         for entry in handle.entries()? {
             let name = &entry.name;
-            if name == prefix
-                || name.starts_with(&format!("{prefix}-"))
-                || name.contains(beneath::TEMP_MARK)
-            {
+            let scratch = prefix.is_some_and(|p| name == p || name.starts_with(&format!("{p}-")));
+            if scratch || name.contains(beneath::TEMP_MARK) {
                 handle.remove_tree(name)?;
             }
         }

@@ -65,6 +65,7 @@ pub fn read_text(file: &Path) -> Result<String, SpecError> {
 /// (as some Windows editors save files) is skipped.
 pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    tag_check(text, file)?;
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -91,6 +92,78 @@ pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError>
     subdomain_check(&spec, text, file)?;
     let warnings = warnings(&spec);
     Ok((spec, warnings))
+}
+
+/// YAML tags (`!something`) mean nothing to mailsetup; serde would drop them
+/// silently, so a spec that uses one is refused, naming it. Only text with a
+/// `!` in it is looked at twice.
+fn tag_check(text: &str, file: &Path) -> Result<(), SpecError> {
+    if !text.contains('!') {
+        return Ok(());
+    }
+    // Broken YAML is reported by the real parse, with its location.
+    let Ok(value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Ok(());
+    };
+    let Some((path, tag)) = find_tag(&value, String::new()) else {
+        return Ok(());
+    };
+    // Its place: the first line holding the tag outside a comment.
+    let (line, column) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let code = l.split(" #").next().unwrap_or(l);
+            code.find(&tag).map(|c| (i + 1, c + 1))
+        })
+        .unwrap_or((1, 1));
+    Err(SpecError::Invalid {
+        file: file.to_path_buf(),
+        line,
+        column,
+        path: if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}: ")
+        },
+        message: format!(
+            "the YAML tag {tag} means nothing to mailsetup and would be ignored; remove it \
+             (quote the value if the `!` belongs to it)"
+        ),
+    })
+}
+
+/// The first tagged value and its field path.
+fn find_tag(value: &serde_yaml_ng::Value, path: String) -> Option<(String, String)> {
+    use serde_yaml_ng::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::Tagged(t) => Some((path, t.tag.to_string())),
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            if let Value::Tagged(t) = k {
+                return Some((path.clone(), t.tag.to_string()));
+            }
+            let key = match k {
+                Value::String(s) => s.clone(),
+                other => serde_yaml_ng::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            find_tag(v, join(&key))
+        }),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_tag(v, format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// A single host names its hostname; a fleet names one per host.

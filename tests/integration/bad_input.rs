@@ -188,6 +188,12 @@ const CASES: &[(&str, &str, &str)] = &[
         "subjct: System updates.",
         "apticron.subjct",
     ),
+    // A YAML tag would be dropped silently.
+    (
+        "hostname: mail.example.com",
+        "hostname: !relay mail.example.com",
+        "host.hostname",
+    ),
 ];
 
 #[test]
