@@ -559,9 +559,14 @@ pub fn desired(spec: &HostSpec, templates: &Templates, facts: &HostFacts) -> Res
     let vars = vars(spec, facts, &keys)?;
     let mut context = tera::Context::from_serialize(&vars)?;
     let render = |f: &ManagedFile, context: &tera::Context| -> Result<File> {
+        let content = if f.secret {
+            templates.render_secret(f.template, context)?
+        } else {
+            templates.render(f.template, context)?
+        };
         Ok(File {
             path: f.path.to_string(),
-            content: templates.render(f.template, context)?,
+            content,
             owner: f.owner,
             mode: f.mode,
             secret: f.secret,

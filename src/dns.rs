@@ -297,8 +297,21 @@ pub fn split_txt(value: &str) -> String {
         .as_bytes()
         .chunks(255)
         .map(|chunk| {
-            let s = String::from_utf8_lossy(chunk);
-            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            // Zone-file escapes (RFC 1035 5.1): control characters as \DDD,
+            // so a value a server sent cannot move the terminal's cursor.
+            let mut out = String::from("\"");
+            for c in String::from_utf8_lossy(chunk).chars() {
+                match c {
+                    '\\' | '"' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if c.is_control() => out += &format!("\\{:03}", u32::from(c)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -341,6 +354,11 @@ pub fn zone(records: &[Record], missing: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(split_txt("a\x1b[2Jb\r\"\\"), "\"a\\027[2Jb\\013\\\"\\\\\"");
+    }
 
     #[test]
     fn long_values_split_at_255_bytes() {

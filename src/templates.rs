@@ -41,8 +41,46 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// The compiled templates.
-pub struct Templates(tera::Tera);
+/// The compiled templates, with their sources (to point at a line).
+pub struct Templates {
+    tera: tera::Tera,
+    sources: Vec<(String, String)>,
+}
+
+/// The most numbers `range()` gives: Tera's own would fill memory (and
+/// abort) for `range(end=100000000)` in an override.
+const MAX_RANGE: usize = 100_000;
+
+/// Tera's `range(start=0, end, step_by=1)`, bounded.
+fn bounded_range(
+    args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let arg = |name: &str, default: Option<usize>| -> tera::Result<usize> {
+        match args.get(name) {
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("`range`: {name} must be a whole number").into()),
+            None => default.ok_or_else(|| format!("`range` needs `{name}`").into()),
+        }
+    };
+    let (start, end, step) = (
+        arg("start", Some(0))?,
+        arg("end", None)?,
+        arg("step_by", Some(1))?,
+    );
+    if step == 0 {
+        return Err("`range`: step_by must not be 0".into());
+    }
+    let count = end.saturating_sub(start).div_ceil(step);
+    if count > MAX_RANGE {
+        return Err(format!(
+            "`range` of {count} numbers: more than the {MAX_RANGE} a template may ask for"
+        )
+        .into());
+    }
+    Ok((start..end).step_by(step).collect::<Vec<_>>().into())
+}
 
 impl Templates {
     /// The built-in templates, with those in the directory `overrides` (if given)
@@ -75,17 +113,68 @@ impl Templates {
         }
         let mut tera = tera::Tera::default();
         tera.autoescape_on(vec![]);
-        tera.add_raw_templates(sources)
+        tera.register_function("range", bounded_range);
+        tera.add_raw_templates(sources.clone())
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))
             .context("compile the templates")?;
-        Ok(Templates(tera))
+        Ok(Templates { tera, sources })
     }
 
     pub fn render(&self, name: &str, vars: &tera::Context) -> Result<String> {
-        self.0
+        self.tera
             .render(name, vars)
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))
             .with_context(|| format!("render {name}"))
+    }
+
+    /// Renders a template that sees credentials. Its error says which
+    /// template and what failed (a function, filter or test by name, with
+    /// the line that calls it), never Tera's message, which can carry a value
+    /// (`throw(message=sasl.password)`, a failing `get`, `range(end=…)`).
+    pub fn render_secret(&self, name: &str, vars: &tera::Context) -> Result<String> {
+        self.tera.render(name, vars).map_err(|e| {
+            anyhow::anyhow!(
+                "render {name}: {}; the error itself is not shown, since this template sees \
+                 the relay password",
+                self.what_failed(name, &e)
+            )
+        })
+    }
+
+    /// What failed in a render, in words that hold no value.
+    fn what_failed(&self, name: &str, e: &tera::Error) -> String {
+        let mut source: Option<&dyn std::error::Error> = Some(e);
+        while let Some(err) = source {
+            if let Some(err) = err.downcast_ref::<tera::Error>() {
+                let called = match &err.kind {
+                    tera::ErrorKind::CallFunction(f) => Some(("function", f, format!("{f}("))),
+                    tera::ErrorKind::CallFilter(f) => Some(("filter", f, format!("| {f}"))),
+                    tera::ErrorKind::CallTest(t) => Some(("test", t, format!("is {t}"))),
+                    _ => None,
+                };
+                if let Some((kind, what, call)) = called {
+                    let line = self.line_of(name, &call, what);
+                    return format!("the {kind} `{what}` failed{line}");
+                }
+            }
+            source = err.source();
+        }
+        "an expression failed (a missing variable, a wrong type)".into()
+    }
+
+    /// ` (line N)`: the first line of the template that has the call.
+    fn line_of(&self, name: &str, call: &str, what: &str) -> String {
+        let text = self
+            .sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, t)| t.as_str());
+        let compact = call.replace(' ', "");
+        text.lines()
+            .position(|l| l.replace(' ', "").contains(&compact))
+            .or_else(|| text.lines().position(|l| l.contains(what)))
+            .map(|i| format!(" (line {})", i + 1))
+            .unwrap_or_default()
     }
 }
 
@@ -132,6 +221,63 @@ mod tests {
         std::fs::write(dir.path().join("main.cf"), "x").unwrap();
         let e = Templates::load(Some(dir.path())).err().unwrap().to_string();
         assert!(e.contains("not a template mailsetup knows"), "{e}");
+    }
+
+    /// A template that sees the password: its errors name the template, what
+    /// failed and the line, never a value.
+    #[test]
+    fn errors_of_a_secret_template_hold_no_value() {
+        let mut vars = tera::Context::new();
+        vars.insert("password", "hunter2-secret");
+        for (text, what) in [
+            (
+                "x\n{{ throw(message=password) }}\n",
+                "function `throw` failed (line 2)",
+            ),
+            (
+                "{{ password | get(key=password) }}",
+                "filter `get` failed (line 1)",
+            ),
+            ("{{ range(end=password) }}", "function `range` failed"),
+            ("{{ password * 2 }}", "an expression failed"),
+            ("{{ nope.password }}", "an expression failed"),
+        ] {
+            let t =
+                Templates::with_overrides(vec![("sasl_passwd.tera".into(), text.into())]).unwrap();
+            let e = format!(
+                "{:#}",
+                t.render_secret("sasl_passwd.tera", &vars).unwrap_err()
+            );
+            assert!(!e.contains("hunter2"), "{text}: {e}");
+            assert!(
+                e.contains(what) && e.contains("sasl_passwd.tera"),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_are_bounded() {
+        let t = Templates::with_overrides(vec![(
+            "mailname.tera".into(),
+            "{% for i in range(end=100000000) %}x{% endfor %}".into(),
+        )])
+        .unwrap();
+        let e = format!(
+            "{:#}",
+            t.render("mailname.tera", &tera::Context::new())
+                .unwrap_err()
+        );
+        assert!(e.contains("more than the 100000"), "{e}");
+        let t = Templates::with_overrides(vec![(
+            "mailname.tera".into(),
+            "{% for i in range(start=1, end=10, step_by=3) %}{{ i }}{% endfor %}".into(),
+        )])
+        .unwrap();
+        assert_eq!(
+            t.render("mailname.tera", &tera::Context::new()).unwrap(),
+            "147"
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub fn parse(text: &str) -> Result<Key, String> {
         .trim_end_matches('.')
         .to_ascii_lowercase();
     if name.is_empty() || !name.split('.').all(valid_label) {
-        return Err(format!("`{}` is not a key name", name.escape_debug()));
+        // Not quoted back: in a garbled file it could be the secret.
+        return Err("the key's name is not a DNS name".into());
     }
     if it.next() != Some("{") {
         return Err("expected `{` after the key name".into());
@@ -75,11 +76,13 @@ pub fn parse(text: &str) -> Result<Key, String> {
                     "hmac-sha256" => Algorithm::HmacSha256,
                     "hmac-sha384" => Algorithm::HmacSha384,
                     "hmac-sha512" => Algorithm::HmacSha512,
-                    other => {
-                        return Err(format!(
-                            "algorithm {} is not supported: use hmac-sha256, hmac-sha384 or hmac-sha512 (tsig-keygen -a hmac-sha256)",
-                            other.escape_debug()
-                        ));
+                    // Not quoted back either.
+                    _ => {
+                        return Err(
+                            "the algorithm is not supported: use hmac-sha256, hmac-sha384 or \
+                             hmac-sha512 (tsig-keygen -a hmac-sha256)"
+                                .into(),
+                        );
                     }
                 });
             }
@@ -215,7 +218,19 @@ mod tests {
         assert!(
             parse("key \"a b\" {};")
                 .unwrap_err()
-                .contains("not a key name")
+                .contains("name is not a DNS name")
         );
+        // No word of the file comes back in an error: a garbled file (lines
+        // swapped, a secret where the name or algorithm goes) stays secret.
+        let secret = "b3Uwq1SNW2UwSx0TBcGnUN0p1kVUQ0PCQjl0eLxTiWc=";
+        for garbled in [
+            format!("key \"{secret}/x\" {{}};"),
+            format!("key \"k\" {{ algorithm {secret}; }};"),
+            format!("key \"k\" {{ {secret}; }};"),
+            format!("key {{ secret \"{secret}\"; }};"),
+        ] {
+            let e = parse(&garbled).unwrap_err();
+            assert!(!e.contains(&secret[..8]), "{garbled}: {e}");
+        }
     }
 }

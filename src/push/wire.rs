@@ -62,8 +62,9 @@ impl Primary {
                 .await
                 .map_err(|_| anyhow!("no connection within {} s", TIMEOUT.as_secs()))?
                 .map_err(|e| anyhow!("{e}"))?;
+            // Ours fires first (see `send`), so a silent server is named as one.
             let multiplexer = DnsMultiplexer::new(stream, handle)
-                .with_timeout(TIMEOUT)
+                .with_timeout(TIMEOUT * 2)
                 .with_signer(signer);
             let (client, background) = Client::<TokioRuntimeProvider>::from_sender(multiplexer);
             tokio::spawn(background);
@@ -203,17 +204,24 @@ impl Primary {
         let mut options = DnsRequestOptions::default();
         options.use_edns = true;
         let mut responses = self.client.send(DnsRequest::new(message, options));
-        match responses.next().await {
-            Some(Ok(response)) => Ok(response),
-            Some(Err(e)) => Err(anyhow!(
+        match tokio::time::timeout(TIMEOUT, responses.next()).await {
+            Ok(Some(Ok(response))) => Ok(response),
+            Ok(Some(Err(e))) => Err(anyhow!(
                 "zone {}: the primary {} did not answer: {e}",
                 self.zone,
                 self.server
             )),
-            None => Err(anyhow!(
+            Ok(None) => Err(anyhow!(
                 "zone {}: the primary {} closed the connection",
                 self.zone,
                 self.server
+            )),
+            Err(_) => Err(anyhow!(
+                "zone {}: the primary {} did not answer within {} s (it accepted the \
+                 connection: a firewall, or a server that does not speak DNS on that port?)",
+                self.zone,
+                self.server,
+                TIMEOUT.as_secs()
             )),
         }
     }

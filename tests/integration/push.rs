@@ -238,6 +238,41 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
         .stderr_has(dead.to_string())
         .run();
 
+    // A server that takes the connection and never answers is named as one,
+    // not as one that closed it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    Test::new()
+        .args(&["dns", s, "--root", r, "--push", "--server", &silent_addr])
+        .status(1)
+        .stderr_has(format!(
+            "the primary {silent_addr} did not answer within 5 s"
+        ))
+        .stderr_lacks("closed the connection")
+        .run();
+    drop(silent);
+
+    // A key file of a gigabyte is refused, not read.
+    let huge = root.path().join("huge.key");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    std::fs::set_permissions(&huge, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Test::new()
+        .args(&[
+            "dns",
+            s,
+            "--root",
+            r,
+            "--push",
+            "--tsig-key",
+            path_str(&huge),
+        ])
+        .status(1)
+        .stderr_has("more than the 65536 bytes")
+        .run();
+
     // Before apply there are no keys: nothing is pushed half.
     let empty = tempfile::tempdir().unwrap();
     Test::new()
