@@ -42,11 +42,14 @@ fn remove_debris(system: &System, plan: &Plan) -> Result<()> {
         Step::GenerateKey { set, .. } => Some(crate::desired::key_dir(set)),
         _ => None,
     });
-    for dir in crate::desired::managed_dirs()
-        .into_iter()
-        .map(|d| d.path)
+    let mut dirs: Vec<String> = crate::desired::MANAGED_FILES
+        .iter()
+        .filter_map(|f| f.path.rsplit_once('/').map(|(dir, _)| dir.to_string()))
         .chain(key_dirs)
-    {
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
         system.remove_debris(&dir, None)?;
     }
     Ok(())
@@ -57,6 +60,18 @@ fn remove_debris(system: &System, plan: &Plan) -> Result<()> {
 /// change are taken as they are.
 pub fn check_staged(system: &System, _held: &Lock, plan: &Plan) -> Result<Vec<String>> {
     remove_debris(system, plan)?;
+    // The maps' databases are checked now, before any file changes.
+    for step in &plan.steps {
+        match step {
+            Step::FollowUp(FollowUp::Newaliases) => {
+                check_map_database(system, paths::ALIASES)?;
+            }
+            Step::FollowUp(FollowUp::Postmap { path }) => {
+                check_map_database(system, path)?;
+            }
+            _ => {}
+        }
+    }
     // Removed when dropped, so a failure (a full disk, a refused check) leaves nothing.
     let stage = system.scratch(state::STATE_DIR, "stage-")?;
     let stage_str = stage.path().to_string_lossy().into_owned();
@@ -431,6 +446,25 @@ fn run_follow_up(system: &System, follow_up: &FollowUp, report: &mut Report) -> 
     Ok(())
 }
 
+/// The `.db` beside a table, refused when it is not root's (mailsetup's
+/// user's under --root): a symlink, anything but a plain file, or another
+/// user's file could have been placed to be written through or given away.
+fn check_map_database(system: &impl Host, path: &str) -> Result<String> {
+    let db = format!("{path}.db");
+    if let Some(meta) = system.file_meta(&db)?
+        && meta.uid != system.own_uid()
+    {
+        bail!(
+            "{} belongs to uid {}, not {}: mailsetup will not replace a database another \
+             user could have placed there; remove it, then apply again",
+            system.path(&db).display(),
+            meta.uid,
+            if system.can_chown() { "root" } else { "this user" }
+        );
+    }
+    Ok(db)
+}
+
 /// Rebuilds the `.db` of a Postfix table (postalias, postmap) without the
 /// tool ever opening the live files: it runs on a copy in a scratch
 /// directory root's alone, and the database it makes is moved in beside its
@@ -442,22 +476,7 @@ fn rebuild_map(system: &System, tool: &str, path: &str, mode: u32) -> Result<boo
     let Some(source) = system.read_file(path)? else {
         return Ok(false);
     };
-    let db = format!("{path}.db");
-    if let Some(meta) = system.file_meta(&db)? {
-        if meta.uid != system.own_uid() {
-            bail!(
-                "{} belongs to uid {}, not {}: mailsetup will not replace a database another \
-                 user could have placed there; remove it, then apply again",
-                system.path(&db).display(),
-                meta.uid,
-                if system.can_chown() {
-                    "root"
-                } else {
-                    "this user"
-                }
-            );
-        }
-    }
+    let db = check_map_database(system, path)?;
     let scratch = system.scratch(state::STATE_DIR, "stage-map")?;
     // On the live system the tool reads its main.cf (a copy); a tree under
     // --root gets an empty one, since its main.cf names files of the system it
