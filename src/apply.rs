@@ -459,7 +459,11 @@ fn check_map_database(system: &impl Host, path: &str) -> Result<String> {
              user could have placed there; remove it, then apply again",
             system.path(&db).display(),
             meta.uid,
-            if system.can_chown() { "root" } else { "this user" }
+            if system.can_chown() {
+                "root"
+            } else {
+                "this user"
+            }
         );
     }
     Ok(db)

@@ -318,6 +318,25 @@ impl Bundle {
         self.members.get(&file_member(path)).map(Vec::as_slice)
     }
 
+    /// The DKIM keys the bundle's records publish: (record name, p= value).
+    /// Keys CI did not know (marked missing) are not among them.
+    pub fn published_dkim(&self) -> Vec<(String, String)> {
+        let records: Vec<serde_json::Value> =
+            serde_json::from_slice(self.member("dns/records.json")).unwrap_or_default();
+        records
+            .iter()
+            .filter(|r| r["kind"] == "dkim")
+            .filter_map(|r| {
+                let name = r["name"].as_str()?;
+                let p = r["value"]
+                    .as_str()?
+                    .split(';')
+                    .find_map(|tag| tag.trim().strip_prefix("p="))?;
+                Some((name.to_string(), p.trim().to_string()))
+            })
+            .collect()
+    }
+
     /// Private keys shipped in the bundle (target path, PEM).
     pub fn private_keys(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.members

@@ -362,12 +362,15 @@ pub fn apply_bundle(
         })
         .collect::<Result<_>>()?;
 
+    let fresh = keys_agree(&job, &desired.keys, &bundle, &shipped)
+        .with_context(|| format!("refuse {}; nothing was written", file.display()))?;
+
     let lock = state::lock(&job.system)?;
     for (key, pem) in &shipped {
         install_private_key(&job.system, key, pem)?;
     }
     let plan = job.plan_to(desired)?;
-    execute(
+    let exit = execute(
         &job.system,
         &lock,
         plan,
@@ -380,7 +383,80 @@ pub fn apply_bundle(
             job.plan_to(job.desired(&facts)?)
         },
         ui,
-    )
+    )?;
+    // Keys made here are new: nothing publishes them yet.
+    let mut text = String::new();
+    for key in &fresh {
+        if let Some(public) = keysets::public_key(&job.system, &key.private_path)? {
+            let set = keysets::key_sets(&job.spec)
+                .into_iter()
+                .find(|s| s.name == key.set)
+                .expect("the key's set is the spec's");
+            text += &set.zone_lines(&key.selector, &public.dns_value());
+        }
+    }
+    if !text.is_empty() {
+        ui.out(&format!(
+            "\nNew DKIM keys were made on this host; publish (and export them with \
+             mailsetup public-keys for the next bundle):\n{text}"
+        ))?;
+    }
+    Ok(exit)
+}
+
+/// The bundle's DNS records and this host's keys agree: a key the records
+/// publish must be the one this host has (or the bundle carries); a host
+/// without it would make a different key under a published name, and every
+/// message would fail DKIM. Returns the keys the host will make, which no
+/// record publishes yet.
+fn keys_agree(
+    job: &Job,
+    keys: &[desired::Key],
+    bundle: &archive::Bundle,
+    shipped: &[(desired::Key, &[u8])],
+) -> Result<Vec<desired::Key>> {
+    let published = bundle.published_dkim();
+    let mut fresh = Vec::new();
+    for key in keys {
+        let prefix = format!("{}._domainkey.", key.selector);
+        let named: Vec<&(String, String)> = published
+            .iter()
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .collect();
+        let here = match shipped
+            .iter()
+            .find(|(k, _)| k.private_path == key.private_path)
+        {
+            Some((_, pem)) => Some(
+                keys::DkimPublicKey::from_private_pem(&String::from_utf8_lossy(pem))
+                    .with_context(|| format!("read the key {} in the bundle", key.private_path))?,
+            ),
+            None => keysets::public_key(&job.system, &key.private_path)?,
+        };
+        match (here, named.first()) {
+            (None, None) => fresh.push(key.clone()),
+            (None, Some((name, _))) => bail!(
+                "its records publish {name} (key set {}), but this host has no private key {}: \
+                 apply would make a different key under that name, and every message would fail \
+                 DKIM. Put the key back (from a backup of this host), or run `mailsetup \
+                 public-keys` here and build the bundle again from what it exports (a host \
+                 without a key is given a new selector)",
+                key.set,
+                job.system.path(&key.private_path).display()
+            ),
+            (Some(public), _) => {
+                if let Some((name, _)) = named.iter().find(|(_, p)| *p != public.p_value()) {
+                    bail!(
+                        "its records publish {name} with another key than this host's {}: the \
+                         bundle was built from another host's keys; run `mailsetup public-keys` \
+                         here and build it again",
+                        job.system.path(&key.private_path).display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(fresh)
 }
 
 /// A private key shipped in a bundle, put in place unless one is there: 0600

@@ -179,13 +179,26 @@ fn apply_bundle_sets_up_the_host_and_generates_its_keys() {
     bundle_of(&example("smarthost.yaml"), &b, &[]).run();
     let host = root();
     let h = path_str(host.path());
-    Test::new()
+    let out = Test::new()
         .args(&["apply", "--bundle", path_str(&b), "--root", h])
+        .stdout_has("New DKIM keys were made on this host; publish")
         .run();
+    let key = host
+        .path()
+        .join(format!("etc/opendkim/keys/example.com/app1-{DATE}.private"));
+    let public =
+        mailsetup::keys::DkimPublicKey::from_private_pem(&std::fs::read_to_string(&key).unwrap())
+            .unwrap();
     assert!(
-        host.path()
-            .join(format!("etc/opendkim/keys/example.com/app1-{DATE}.private"))
-            .exists()
+        out.stdout
+            .contains(&format!("app1-{DATE}._domainkey.example.com.")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&public.p_value()[..200]),
+        "{}",
+        out.stdout
     );
     // The relay credentials were rendered here, from this host's password file.
     let sasl = std::fs::read_to_string(host.path().join("etc/postfix/sasl_passwd")).unwrap();
@@ -312,4 +325,85 @@ fn a_staged_key_is_exported_but_the_bundle_keeps_signing_with_the_active_one() {
         keytable.contains(&format!(":{DATE}:")) && !keytable.contains("20261125"),
         "{keytable}"
     );
+}
+
+/// A bundle whose records publish a key (CI had the host's export) must meet
+/// that key on the host: a host without it, or with another under the same
+/// selector, is refused with what to do — never given a different key under
+/// a published name. Carrying the key, or publishing none, is fine.
+#[test]
+fn a_bundle_publishing_a_key_the_host_lacks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = root();
+    let f = path_str(first.path());
+    Test::new()
+        .args(&["apply", &example("guide.yaml"), "--root", f])
+        .run();
+    let exported = dir.path().join("public");
+    Test::new()
+        .args(&[
+            "public-keys",
+            &example("guide.yaml"),
+            "--root",
+            f,
+            "--out",
+            path_str(&exported),
+        ])
+        .run();
+    let b = dir.path().join("b.tar.gz");
+    bundle_of(
+        &example("guide.yaml"),
+        &b,
+        &["--public-keys", path_str(&exported)],
+    )
+    .run();
+
+    // A new host, without the key: refused, nothing written.
+    let out = crate::support::apply_bundle_to_a_new_root(&b, &[], 1);
+    for said in [
+        format!("its records publish {DATE}._domainkey."),
+        "has no private key".into(),
+        "mailsetup public-keys".into(),
+        "nothing was written".into(),
+    ] {
+        assert!(out.stderr.contains(&said), "{said}: {}", out.stderr);
+    }
+
+    // Another host with its own key under the same selector: refused.
+    let other = root();
+    Test::new()
+        .args(&[
+            "apply",
+            &example("guide.yaml"),
+            "--root",
+            path_str(other.path()),
+        ])
+        .run();
+    Test::new()
+        .args(&[
+            "apply",
+            "--bundle",
+            path_str(&b),
+            "--root",
+            path_str(other.path()),
+        ])
+        .status(1)
+        .stderr_has("with another key than this host's")
+        .run();
+
+    // The host the keys came from: applied.
+    Test::new()
+        .args(&["apply", "--bundle", path_str(&b), "--root", f])
+        .stdout_lacks("New DKIM keys")
+        .run();
+
+    // The same bundle carrying the key: a new host takes it.
+    let secret = dir.path().join("secret.tar.gz");
+    bundle_of(
+        &example("guide.yaml"),
+        &secret,
+        &["--root", f, "--include-private-keys"],
+    )
+    .run();
+    crate::support::apply_bundle_to_a_new_root(&secret, &[], 0);
 }
