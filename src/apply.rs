@@ -508,10 +508,7 @@ fn service_step(
     action: ServiceAction,
     report: &mut Report,
 ) -> Result<()> {
-    let name = match service {
-        Service::Postfix => "postfix",
-        Service::Opendkim => "opendkim",
-    };
+    let name = service.name();
     let running = system.service_running(service);
     // A fresh install's services are started (and enabled); otherwise only a
     // running service is touched.
@@ -519,24 +516,64 @@ fn service_step(
         ServiceAction::Start if running => ServiceAction::Restart,
         other => other,
     };
+    if action == ServiceAction::Stop {
+        if running {
+            stop_service(system, service, report)?;
+        }
+        return Ok(());
+    }
     if !running && action != ServiceAction::Start {
         report.notes.push(format!(
             "{name} is not running: not reloaded; start it to use the new configuration"
         ));
         return Ok(());
     }
+    let verb = match action {
+        ServiceAction::Reload => "reloaded",
+        ServiceAction::Restart => "restarted",
+        ServiceAction::Start | ServiceAction::Stop => "enabled and started",
+    };
     system
         .service(service, action)
         .with_context(|| format!("{action:?} {name}").to_lowercase())?;
-    report.done.push(format!(
-        "{} {name}",
-        match action {
-            ServiceAction::Reload => "reloaded",
-            ServiceAction::Restart => "restarted",
-            ServiceAction::Start => "enabled and started",
-        }
-    ));
+    // Said only once it runs: a unit can "succeed" without starting (Debian
+    // 13's postfix.service skips itself when main.cf is missing).
+    if !settles(|| system.service_running(service)) {
+        bail!(
+            "{name} was {verb}, but it is not running now; `systemctl status {name}` (or the \
+             mail log) says why"
+        );
+    }
+    report.done.push(format!("{verb} {name}"));
     Ok(())
+}
+
+/// Stops a service and checks that it stopped.
+pub fn stop_service(system: &System, service: Service, report: &mut Report) -> Result<()> {
+    let name = service.name();
+    system
+        .service(service, ServiceAction::Stop)
+        .with_context(|| format!("stop {name}"))?;
+    if !settles(|| !system.service_running(service)) {
+        bail!("{name} was told to stop, but it still runs");
+    }
+    report.done.push(format!("stopped {name}"));
+    Ok(())
+}
+
+/// Whether `done` holds now or within ten seconds (a daemon forking, a unit
+/// activating): asked at once, then every 50 ms while it does not hold.
+fn settles(done: impl Fn() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

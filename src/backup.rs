@@ -7,10 +7,10 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::KeyPath;
+use crate::desired::{Effect, KeyPath};
 use crate::host::{Host, HostMut, Ids, Lock, System};
 use crate::plan::FollowUp;
-use crate::state::{BACKUPS, ORIGINALS, ensure_state_dir, read_applied, write_applied};
+use crate::state::{BACKUPS, ORIGINALS, ensure_state_dir, read_applied, stage_applied};
 
 const MANIFEST: &str = "manifest.json";
 /// A backup that was rolled back gets this suffix and is not used again.
@@ -119,39 +119,94 @@ fn make_parents(system: &System, target: &str) -> Result<()> {
     system.create_dirs(parent)
 }
 
-/// Restores the files of one backup; returns its manifest.
-pub fn restore(system: &System, _held: &Lock, dir: &str) -> Result<Manifest> {
+/// Reads a backup's manifest.
+pub fn manifest(system: &impl Host, dir: &str) -> Result<Manifest> {
     let manifest_path = format!("{dir}/{MANIFEST}");
     let text = system
         .read_file(&manifest_path)?
         .with_context(|| format!("{manifest_path} is missing"))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text.content).with_context(|| format!("read {manifest_path}"))?;
+    serde_json::from_slice(&text.content).with_context(|| format!("read {manifest_path}"))
+}
+
+/// Restores the files of one backup, all or nothing: every file is first
+/// staged beside its place (with `applied.json`), which is where a full disk
+/// stops it with nothing changed; then all are renamed into place and the
+/// files the apply created removed. Should a rename fail, the error says
+/// which files were put back and which were not. Returns the manifest.
+pub fn restore(system: &System, _held: &Lock, dir: &str) -> Result<Manifest> {
+    let manifest = manifest(system, dir)?;
     let mut applied = read_applied(system)?;
+    let mut staged = Vec::new();
+    let mut removed = Vec::new();
     for entry in &manifest.entries {
         // What mailsetup wrote is now what the backup held.
         applied.remove(&entry.path);
-        match entry.before {
-            None => system.remove_file(&entry.path)?,
-            Some(before) => {
-                let copy = system
-                    .read_file(&format!("{dir}/files{}", entry.path))?
-                    .with_context(|| format!("the backup of {} is missing", entry.path))?;
-                let ids = system.can_chown().then_some(Ids {
-                    uid: before.uid,
-                    gid: before.gid,
-                });
-                system.write_file(&entry.path, &copy.content, before.mode, ids)?;
-                if let Some(table) = crate::desired::managed_file(&entry.path) {
-                    applied.insert(
-                        entry.path.clone(),
-                        crate::plan::applied_digest(&copy.content, table.secret)?,
-                    );
-                }
-            }
+        let Some(before) = entry.before else {
+            removed.push(entry.path.clone());
+            continue;
+        };
+        let copy = system
+            .read_file(&format!("{dir}/files{}", entry.path))?
+            .with_context(|| format!("the backup of {} is missing", entry.path))?;
+        let ids = system.can_chown().then_some(Ids {
+            uid: before.uid,
+            gid: before.gid,
+        });
+        let file = system
+            .stage_file(&entry.path, &copy.content, before.mode, ids)
+            .with_context(|| {
+                format!(
+                    "stage {} for the rollback; nothing was restored, every file is as the \
+                     last apply left it",
+                    entry.path
+                )
+            })?;
+        staged.push((entry.path.clone(), file));
+        if let Some(table) = crate::desired::managed_file(&entry.path) {
+            applied.insert(
+                entry.path.clone(),
+                crate::plan::applied_digest(&copy.content, table.secret)?,
+            );
         }
     }
-    write_applied(system, &applied)?;
+    let applied = stage_applied(system, &applied).context(
+        "stage the record of applied files; nothing was restored, every file is as the last \
+         apply left it",
+    )?;
+    let all: Vec<String> = staged
+        .iter()
+        .map(|(path, _)| path.clone())
+        .chain(removed.iter().cloned())
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let stopped = |e: anyhow::Error, done: &[String]| {
+        let rest: Vec<&String> = all.iter().filter(|p| !done.contains(p)).collect();
+        e.context(format!(
+            "the rollback stopped half way: restored {}; still as the last apply left them: {} \
+             (run mailsetup rollback again once the cause is fixed)",
+            list(done.iter()),
+            list(rest.into_iter())
+        ))
+    };
+    for (path, file) in staged {
+        file.commit().map_err(|e| stopped(e, &done))?;
+        done.push(path);
+    }
+    for path in removed {
+        // A table's database goes with it (the first apply made both).
+        let db = crate::desired::effects_of(&path)
+            .iter()
+            .any(|e| matches!(e, Effect::Newaliases | Effect::Postmap));
+        system
+            .remove_file(&path)
+            .and_then(|()| match db {
+                true => system.remove_file(&format!("{path}.db")),
+                false => Ok(()),
+            })
+            .map_err(|e| stopped(e, &done))?;
+        done.push(path);
+    }
+    applied.commit()?;
     // Moved back unless the file is back already (an apply that stopped
     // before moving it) or something else took its place.
     for key in manifest.archived.iter().rev() {
@@ -162,6 +217,15 @@ pub fn restore(system: &System, _held: &Lock, dir: &str) -> Result<Manifest> {
         }
     }
     Ok(manifest)
+}
+
+fn list<'a>(paths: impl Iterator<Item = &'a String>) -> String {
+    let paths: Vec<&str> = paths.map(String::as_str).collect();
+    if paths.is_empty() {
+        "none".into()
+    } else {
+        paths.join(", ")
+    }
 }
 
 /// The newest backup not yet rolled back.

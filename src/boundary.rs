@@ -208,10 +208,11 @@ pub fn check(plan: &Plan) -> Result<(), Refused> {
                         // plan that installs, or the one made again after it.
                         let installing = !plan.installed.is_empty()
                             || matches!(plan.steps.first(), Some(Step::InstallPackages { .. }));
-                        if *action == crate::host::ServiceAction::Start {
-                            installing
-                        } else {
-                            changed
+                        match action {
+                            crate::host::ServiceAction::Start => installing,
+                            // Only a rollback stops a service, never a plan.
+                            crate::host::ServiceAction::Stop => false,
+                            _ => changed,
                         }
                     }
                 };

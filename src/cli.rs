@@ -132,12 +132,19 @@ pub enum Command {
     Dns(DnsArgs),
     /// Put back the files the last apply replaced (and remove the ones it created).
     ///
+    /// All or nothing: every file is staged first, then all are put in place.
     /// DKIM keys are kept: they may already be published. Each rollback goes one
-    /// apply further back.
+    /// apply further back. The apply that first configured Postfix and OpenDKIM
+    /// is only rolled back with --unconfigure.
     Rollback {
         /// The system to restore.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
+        /// Also roll back the apply that first configured the mail services
+        /// (it created main.cf or opendkim.conf): they are left without a
+        /// configuration, so they are stopped.
+        #[arg(long)]
+        unconfigure: bool,
     },
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,

@@ -54,7 +54,15 @@ pub fn read_applied(system: &impl Host) -> Result<BTreeMap<String, String>> {
 }
 
 pub fn write_applied(system: &impl HostMut, applied: &BTreeMap<String, String>) -> Result<()> {
+    stage_applied(system, applied)?.commit()
+}
+
+/// The new `applied.json`, staged to go in place with other files.
+pub fn stage_applied(
+    system: &impl HostMut,
+    applied: &BTreeMap<String, String>,
+) -> Result<crate::host::Staged> {
     ensure_state_dir(system)?;
     let json = serde_json::to_string_pretty(applied)? + "\n";
-    system.write_file(APPLIED, json.as_bytes(), 0o600, None)
+    system.stage_file(APPLIED, json.as_bytes(), 0o600, None)
 }

@@ -74,7 +74,7 @@ pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
             out,
         } => ci::public_keys(&spec, host.as_deref(), &root, &out, ui),
         Command::Dns(args) => dns::run(&args, ui),
-        Command::Rollback { root } => rollback::run(&root, ui),
+        Command::Rollback { root, unconfigure } => rollback::run(&root, unconfigure, ui),
         Command::Schema => docs::schema(ui),
         Command::Completions { shell } => docs::completions(shell, ui),
         Command::Man => docs::man(ui),

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::exit::Exit;
 use crate::host::{Host, System};
@@ -10,7 +10,10 @@ use crate::state;
 use crate::ui::Ui;
 use crate::{apply, backup, desired, plan};
 
-pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
+/// The files whose creation means an apply first configured the daemons.
+const CONFIGURES: &[&str] = &[desired::paths::MAIN_CF, desired::paths::OPENDKIM_CONF];
+
+pub fn run(root: &Path, unconfigure: bool, ui: &mut Ui) -> Result<Exit> {
     let system = System::new(root)?;
     if system.read_dir_meta(state::STATE_DIR)?.is_none() {
         bail!(
@@ -25,7 +28,47 @@ pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
             state::STATE_DIR
         );
     };
-    let manifest = backup::restore(&system, &lock, &dir)?;
+    // The apply that first configured the daemons created their main files:
+    // rolling it back leaves them none (and Debian 13's postfix unit then
+    // skips itself without an error), so only on request, stopping them.
+    let creates = backup::manifest(&system, &dir)?
+        .entries
+        .iter()
+        .filter(|e| e.before.is_none() && CONFIGURES.contains(&e.path.as_str()))
+        .map(|e| e.path.clone())
+        .collect::<Vec<_>>();
+    if !creates.is_empty() && !unconfigure {
+        let again = if system.is_live() {
+            String::new()
+        } else {
+            format!(" --root {}", system.root().display())
+        };
+        bail!(
+            "the apply to roll back ({dir}) is the one that first configured the mail \
+             services: it created {}, and rolling it back leaves Postfix and OpenDKIM without \
+             a configuration. Nothing was changed. To do it all the same (the services are \
+             then stopped): mailsetup rollback --unconfigure{again}",
+            creates.join(" and ")
+        );
+    }
+    // Stopped while they still have their configuration (postfix's own tools
+    // need main.cf to stop it).
+    let mut report = apply::Report::default();
+    if !creates.is_empty() && system.is_live() {
+        for service in [desired::Service::Postfix, desired::Service::Opendkim] {
+            if system.service_running(service) {
+                apply::stop_service(&system, service, &mut report)?;
+            }
+        }
+    }
+    let manifest =
+        backup::restore(&system, &lock, &dir).map_err(|e| match report.done.is_empty() {
+            true => e,
+            false => e.context(format!(
+                "{} first; start them again (systemctl start postfix opendkim)",
+                report.done.join(", ")
+            )),
+        })?;
     backup::mark_rolled_back(&system, &dir)?;
     let mut text = format!("Restored from {dir}:\n");
     for entry in &manifest.entries {
@@ -59,8 +102,20 @@ pub fn run(root: &Path, ui: &mut Ui) -> Result<Exit> {
             }
         }
     }
-    let mut report = apply::Report::default();
-    apply::run_follow_ups(&system, &follow_ups, &mut report)?;
+    if !creates.is_empty() {
+        // Nothing to reload: the services lose their configuration and stop.
+        follow_ups.retain(|f| !matches!(f, plan::FollowUp::Service { .. }));
+    }
+    apply::run_follow_ups(&system, &follow_ups, &mut report).with_context(|| {
+        format!(
+            "every file was put back from {dir}, but what follows failed: the map databases \
+             or the running services may not match them yet (mailsetup plan shows the files; \
+             run newaliases, postmap or the reload by hand once the cause is fixed)"
+        )
+    })?;
+    if !creates.is_empty() && system.is_live() {
+        text += "Postfix and OpenDKIM have no configuration from mailsetup now and are stopped.\n";
+    }
     for line in report.done {
         text += &format!("  {line}\n");
     }

@@ -347,6 +347,17 @@ impl Dir {
         .map_err(|e| anyhow!(e).context(format!("create {}", self.show(name).display())))
     }
 
+    /// Another handle of the same directory.
+    pub fn try_clone(&self) -> Result<Dir> {
+        Ok(Dir {
+            fd: self
+                .fd
+                .try_clone()
+                .with_context(|| format!("open {} again", self.path.display()))?,
+            path: self.path.clone(),
+        })
+    }
+
     /// Stages `content` in a new temporary file here with its mode and owner,
     /// synced; [`Staged::commit`] puts it in place as `name`.
     pub fn stage(
@@ -355,11 +366,11 @@ impl Dir {
         content: &[u8],
         mode: u32,
         ids: Option<(u32, u32)>,
-    ) -> Result<Staged<'_>> {
+    ) -> Result<Staged> {
         check_name(name)?;
         let tmp = temp_name(name);
         let staged = Staged {
-            dir: self,
+            dir: self.try_clone()?,
             tmp,
             name: name.to_string(),
             done: false,
@@ -618,19 +629,19 @@ impl Dir {
     }
 }
 
-/// A file written beside its place, not yet in it.
-pub struct Staged<'a> {
-    dir: &'a Dir,
+/// A file written beside its place, not yet in it; removed unless committed.
+pub struct Staged {
+    dir: Dir,
     tmp: String,
     name: String,
     done: bool,
 }
 
-impl Staged<'_> {
+impl Staged {
     /// Renames the staged file over its place and syncs the directory.
     pub fn commit(mut self) -> Result<()> {
         self.dir
-            .rename(&self.tmp, self.dir, &self.name, false)
+            .rename(&self.tmp, &self.dir, &self.name, false)
             .map_err(|e| {
                 anyhow!(e).context(format!("write {}", self.dir.show(&self.name).display()))
             })?;
@@ -644,7 +655,7 @@ impl Staged<'_> {
     }
 }
 
-impl Drop for Staged<'_> {
+impl Drop for Staged {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.dir.unlink(&self.tmp);

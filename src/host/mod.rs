@@ -20,6 +20,7 @@ use anyhow::{Result, bail};
 
 use crate::keys::Zeroizing;
 
+pub use beneath::Staged;
 pub use system::{
     Accounts, CommandOutput, FileState, Ids, Lock, Meta, Scratch, ServiceAction, System,
 };
@@ -32,6 +33,16 @@ pub use system::{
 pub enum Service {
     Postfix,
     Opendkim,
+}
+
+impl Service {
+    /// Its name, as its systemd unit and its messages say.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Postfix => "postfix",
+            Service::Opendkim => "opendkim",
+        }
+    }
 }
 
 /// Where opendkim (Debian's) writes its PID: how a running one is found
@@ -105,6 +116,16 @@ pub trait Host {
 pub trait HostMut: Host {
     /// Replaces a file atomically (temporary file, mode, owner, sync, rename).
     fn write_file(&self, target: &str, content: &[u8], mode: u32, ids: Option<Ids>) -> Result<()>;
+    /// Writes a file's new content beside it (mode, owner, synced), to be put
+    /// in place by `Staged::commit` — a rename, which needs no space — or
+    /// removed when dropped: several files change all or nothing this way.
+    fn stage_file(
+        &self,
+        target: &str,
+        content: &[u8],
+        mode: u32,
+        ids: Option<Ids>,
+    ) -> Result<Staged>;
     /// Creates a private key file, 0600 from its first byte; never replaces
     /// one. It is made in `via`, a directory root's alone, and moved in.
     fn create_private_file(

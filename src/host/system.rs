@@ -99,6 +99,8 @@ pub enum ServiceAction {
     Restart,
     /// Enable and start (after a fresh install); restart when already running.
     Start,
+    /// Stop (a rollback past the apply that first configured the daemons).
+    Stop,
 }
 
 /// The apply lock, held until dropped. Functions that must run under it take
@@ -404,18 +406,19 @@ impl Host for System {
             })
     }
 
-    /// Whether a service is running on the live system.
+    /// Whether a service is running on the live system: Postfix by its own
+    /// `postfix status` (Debian 12's postfix.service is a wrapper that says
+    /// "active" whatever its instance does), OpenDKIM by its unit under
+    /// systemd, else by its PID file.
     fn service_running(&self, service: Service) -> bool {
-        if self.systemd() {
-            return self
+        match service {
+            Service::Postfix => self.run("postfix", &["status"]).is_ok(),
+            Service::Opendkim if self.systemd() => self
                 .run(
                     "systemctl",
                     &["is-active", "--quiet", service_unit(service)],
                 )
-                .is_ok();
-        }
-        match service {
-            Service::Postfix => self.run("postfix", &["status"]).is_ok(),
+                .is_ok(),
             Service::Opendkim => fs::read_to_string(super::OPENDKIM_PID)
                 .ok()
                 .and_then(|pid| pid.trim().parse::<i32>().ok())
@@ -432,6 +435,17 @@ impl HostMut for System {
     fn write_file(&self, target: &str, content: &[u8], mode: u32, ids: Option<Ids>) -> Result<()> {
         let (dir, name) = self.parent(target)?;
         dir.write_atomic(name, content, mode, ids.map(Ids::pair))
+    }
+
+    fn stage_file(
+        &self,
+        target: &str,
+        content: &[u8],
+        mode: u32,
+        ids: Option<Ids>,
+    ) -> Result<beneath::Staged> {
+        let (dir, name) = self.parent(target)?;
+        dir.stage(name, content, mode, ids.map(Ids::pair))
     }
 
     /// Creates a private key file, 0600 and its owner's from the first byte,
@@ -634,6 +648,7 @@ impl HostMut for System {
                 ServiceAction::Reload => &["reload", unit],
                 ServiceAction::Restart => &["restart", unit],
                 ServiceAction::Start => &["enable", "--now", unit],
+                ServiceAction::Stop => &["stop", unit],
             };
             return self.run("systemctl", args).map(drop);
         }
@@ -653,15 +668,16 @@ impl HostMut for System {
             (Service::Opendkim, ServiceAction::Restart) => {
                 self.run("/etc/init.d/opendkim", &["restart"]).map(drop)
             }
+            (Service::Postfix, ServiceAction::Stop) => self.run("postfix", &["stop"]).map(drop),
+            (Service::Opendkim, ServiceAction::Stop) => {
+                self.run("/etc/init.d/opendkim", &["stop"]).map(drop)
+            }
         }
     }
 }
 
 fn service_unit(service: Service) -> &'static str {
-    match service {
-        Service::Postfix => "postfix",
-        Service::Opendkim => "opendkim",
-    }
+    service.name()
 }
 
 /// A private scratch directory on the host (root's alone, in the state

@@ -198,5 +198,42 @@ grep -q 'No changes.' <<<"$out" || fail "the second apply changed something: $ou
 [ "$(pids)" = "$before" ] || fail "the second apply restarted a daemon ($before -> $(pids))"
 say "ok  a second apply changes nothing and restarts nothing"
 
+# 6. A restart is reported only when the daemon runs: with a unit that exits 0
+#    and starts nothing (as Debian 13's postfix.service does without main.cf),
+#    apply fails saying so instead of printing "restarted".
+mkdir -p "$root/etc/systemd/system/opendkim.service.d"
+printf '[Service]\nType=oneshot\nPIDFile=\nExecStart=\nExecStart=/bin/true\n' \
+  > "$root/etc/systemd/system/opendkim.service.d/nothing.conf"
+inside systemctl daemon-reload
+sed -i 's/^  selector: fresh$/  selector: fresh\n  oversign_headers: [From, To, Subject]/' "$root/root/mailsetup.yaml"
+if out=$(inside mailsetup apply /root/mailsetup.yaml 2>&1); then
+  fail "apply succeeded although opendkim did not start: $out"
+fi
+grep -q 'opendkim was restarted, but it is not running now' <<<"$out" ||
+  fail "a restart that started nothing was not reported: $out"
+! grep -q '^  restarted opendkim' <<<"$out" || fail "apply printed \"restarted opendkim\": $out"
+rm -r "$root/etc/systemd/system/opendkim.service.d"
+inside systemctl daemon-reload
+inside systemctl start opendkim
+say "ok  a unit that exits 0 but starts no daemon is reported, not \"restarted\""
+
+# 7. Rolling back the apply that first configured the daemons is refused
+#    unless asked for; then they are stopped and said to be.
+inside mailsetup rollback >/dev/null   # the oversign change
+if out=$(inside mailsetup rollback 2>&1); then
+  fail "the rollback past the first configuration was not refused: $out"
+fi
+grep -q 'first configured the mail services' <<<"$out" || fail "not explained: $out"
+[ -e "$root/etc/postfix/main.cf" ] || fail "the refused rollback removed main.cf"
+out=$(inside mailsetup rollback --unconfigure 2>&1) || fail "rollback --unconfigure: $out"
+for want in "stopped postfix" "stopped opendkim"; do
+  grep -q "$want" <<<"$out" || fail "rollback --unconfigure did not say \"$want\": $out"
+done
+[ ! -e "$root/etc/postfix/main.cf" ] || fail "main.cf is still there"
+for unit in postfix opendkim; do
+  [ "$(inside systemctl is-active "$unit")" != active ] || fail "$unit still runs"
+done
+say "ok  rolling back the first configuration needs --unconfigure, and stops the services"
+
 [ "$(sha256sum /var/lib/dpkg/status)" = "$dpkg_before" ] || fail "the host's dpkg state changed"
 say "ok  the host's own dpkg state is untouched"

@@ -302,9 +302,28 @@ fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
     };
     assert_eq!(without_db(&restored), without_db(&first));
 
-    // One step further back: before the first apply, the managed files did not exist.
-    Test::new().args(&["rollback", "--root", r]).run();
+    // One step further back is before the first apply: the daemons would be
+    // left without a configuration, so only when asked, and nothing changes
+    // before then.
+    let before = crate::support::snapshot(root.path());
+    Test::new()
+        .args(&["rollback", "--root", r])
+        .status(1)
+        .stderr_has("first configured the mail services")
+        .stderr_has(format!("mailsetup rollback --unconfigure --root {r}"))
+        .run();
+    crate::support::assert_unchanged(
+        &before,
+        &crate::support::snapshot(root.path()),
+        "a refused rollback changed files",
+    );
+    Test::new()
+        .args(&["rollback", "--root", r, "--unconfigure"])
+        .run();
     assert!(!root.path().join("etc/postfix/main.cf").exists());
+    // The aliases database the first apply built goes with /etc/aliases.
+    assert!(!root.path().join("etc/aliases").exists());
+    assert!(!root.path().join("etc/aliases.db").exists());
     assert!(
         root.path()
             .join(format!("etc/opendkim/keys/shared/{DATE}.private"))

@@ -58,8 +58,12 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Not support::Test: a full disk may stop apply anywhere; the caller judges the status.
 fn apply(spec: &Path, root: &Path) -> crate::support::Output {
+    run(&["apply", path_str(spec), "--root", path_str(root)])
+}
+
+fn run(args: &[&str]) -> crate::support::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_mailsetup"))
-        .args(["apply", path_str(spec), "--root", path_str(root)])
+        .args(args)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -70,18 +74,112 @@ fn apply(spec: &Path, root: &Path) -> crate::support::Output {
     }
 }
 
-#[test]
-fn a_full_disk_stops_apply_cleanly_at_every_point() {
-    let root_user = nix::unistd::geteuid().is_root();
+/// A small tmpfs, or `None` (with a note) where the test cannot mount one —
+/// never in CI, which runs the tests as root.
+fn small_disk() -> Option<Tmpfs> {
     let in_ci = std::env::var("CI").as_deref() == Ok("true");
-    if !root_user {
+    if !nix::unistd::geteuid().is_root() {
         assert!(!in_ci, "CI runs the tests as root (the tmpfs needs mount)");
         eprintln!("skipping: mounting a tmpfs needs root");
-        return;
+        return None;
     }
-    let Some(tmpfs) = Tmpfs::mount("2m") else {
+    let tmpfs = Tmpfs::mount("2m");
+    if tmpfs.is_none() {
         assert!(!in_ci, "mount -t tmpfs failed");
         eprintln!("skipping: mount -t tmpfs failed");
+    }
+    tmpfs
+}
+
+/// A temporary file or staging directory a run left behind, if any.
+fn debris(tree: &std::collections::BTreeMap<PathBuf, Vec<u8>>) -> Option<String> {
+    tree.keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .find(|name| name.contains(".mailsetup-") || name.contains("/stage"))
+}
+
+/// A full disk stops a rollback before it changes anything: every file is
+/// staged before any is put back, so the managed files are all as the last
+/// apply left them, or all as before it.
+#[test]
+fn a_full_disk_stops_rollback_before_it_changes_anything() {
+    let Some(tmpfs) = small_disk() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("spec.yaml");
+    let text = std::fs::read_to_string(example("guide.yaml")).unwrap();
+    std::fs::write(&spec, &text).unwrap();
+    let applied = work.path().join("applied");
+    std::fs::create_dir(&applied).unwrap();
+    assert_eq!(apply(&spec, &applied).code, 0);
+    let before = tree(&applied);
+    let changed = text.replace("aliases:\n", "aliases:\n  abuse: root\n  webmaster: root\n");
+    std::fs::write(&spec, changed).unwrap();
+    assert_eq!(apply(&spec, &applied).code, 0);
+    let after = tree(&applied);
+    let etc = |t: &std::collections::BTreeMap<PathBuf, Vec<u8>>| {
+        t.iter()
+            .filter(|(p, _)| p.starts_with("etc") && p.extension().is_none_or(|e| e != "db"))
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(etc(&before), etc(&after));
+
+    let root = tmpfs.path().join("root");
+    let filler = tmpfs.path().join("filler");
+    let mut failures = 0;
+    for pages in 0..64 {
+        let _ = std::fs::remove_file(&filler);
+        copy_tree(&applied, &root);
+        fill_leaving(&filler, pages);
+        let out = run(&["rollback", "--root", path_str(&root)]);
+        let now = tree(&root);
+        if let Some(name) = debris(&now) {
+            panic!("{pages} pages free: {name} left behind\n{}", out.stderr);
+        }
+        if out.code == 0 {
+            assert_eq!(
+                etc(&now),
+                etc(&before),
+                "{pages} pages free: not all restored"
+            );
+            assert!(failures > 0, "the disk was never full enough to fail");
+            return;
+        }
+        failures += 1;
+        assert!(
+            out.stderr.contains("No space left on device"),
+            "{pages} pages free: {}",
+            out.stderr
+        );
+        eprintln!(
+            "{pages} pages free: {}",
+            out.stderr.lines().next().unwrap_or("")
+        );
+        // Stopped before any file changed, or after all were back (then
+        // rebuilding a map database found no space): never half way.
+        if out.stderr.contains("every file was put back") {
+            assert_eq!(
+                etc(&now),
+                etc(&before),
+                "{pages} pages free: not all restored"
+            );
+        } else {
+            assert!(
+                out.stderr.contains("nothing was restored"),
+                "{}",
+                out.stderr
+            );
+            assert_eq!(etc(&now), etc(&after), "{pages} pages free: half restored");
+        }
+    }
+    panic!("rollback never succeeded with 64 pages free");
+}
+
+#[test]
+fn a_full_disk_stops_apply_cleanly_at_every_point() {
+    let Some(tmpfs) = small_disk() else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -118,13 +216,8 @@ fn a_full_disk_stops_apply_cleanly_at_every_point() {
         fill_leaving(&filler, pages);
         let out = apply(&spec, &root);
         let now = tree(&root);
-        for path in now.keys() {
-            let name = path.to_string_lossy();
-            assert!(
-                !name.contains(".mailsetup-") && !name.contains("/stage"),
-                "{pages} pages free: {name} left behind\n{}",
-                out.stderr
-            );
+        if let Some(name) = debris(&now) {
+            panic!("{pages} pages free: {name} left behind\n{}", out.stderr);
         }
         for (path, old) in &before {
             // Map databases are built by postalias, not byte-reproducible.
