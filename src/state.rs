@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::host::{Host, HostMut, Lock};
 
@@ -18,7 +18,10 @@ pub(crate) const ORIGINALS: &str = "/var/lib/mailsetup/originals";
 /// Each key set's rotation state and archive (`desired::keyset_state_dir`).
 pub const KEYSETS: &str = "/var/lib/mailsetup/keys";
 
-/// Makes sure the state directory exists (0700: backups may hold credentials).
+/// Makes sure the state directory exists, root's alone (0700: backups may
+/// hold credentials, and root makes keys there). One that others could write
+/// is refused (what is in it may be theirs); one only readable by others is
+/// closed.
 pub fn ensure_state_dir(system: &impl HostMut) -> Result<()> {
     let mut target = String::new();
     for part in STATE_DIR.trim_start_matches('/').split('/') {
@@ -28,6 +31,26 @@ pub fn ensure_state_dir(system: &impl HostMut) -> Result<()> {
             let mode = if target == STATE_DIR { 0o700 } else { 0o755 };
             system.create_dir(&target, mode, None)?;
         }
+    }
+    let meta = system
+        .read_dir_meta(STATE_DIR)?
+        .context("the state directory vanished")?;
+    if meta.uid != system.own_uid() || meta.mode & 0o022 != 0 {
+        bail!(
+            "{} is {} (uid {}, mode {:04o}): what is in it could be another user's; make sure \
+             nothing in it was changed, then chown root and chmod 700 it",
+            system.path(STATE_DIR).display(),
+            if meta.uid != system.own_uid() {
+                "another user's"
+            } else {
+                "writable by others"
+            },
+            meta.uid,
+            meta.mode
+        );
+    }
+    if meta.mode & 0o077 != 0 {
+        system.set_meta(STATE_DIR, 0o700, None)?;
     }
     for dir in [BACKUPS, ORIGINALS, KEYSETS] {
         if system.read_dir_meta(dir)?.is_none() {

@@ -273,6 +273,11 @@ impl Host for System {
         match self.root.stat(self.rel(target)?)? {
             None => Ok(None),
             Some(s) if s.kind == Kind::File => Ok(Some(to_meta(&s))),
+            Some(s) if s.kind == Kind::Symlink => bail!(
+                "{} is a symlink; mailsetup will not write through it (it could lead anywhere) \
+                 — remove it",
+                self.path(target).display()
+            ),
             Some(_) => bail!(
                 "{} is not a regular file (a symlink or other kind); mailsetup will not write \
                  through it — remove it",

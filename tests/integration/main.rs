@@ -12,6 +12,7 @@ mod e2e;
 mod fleet;
 mod fresh_host;
 mod golden;
+mod hostile;
 mod keys;
 mod push;
 mod rotate;
