@@ -15,6 +15,7 @@ mod golden;
 mod hostile;
 mod keys;
 mod push;
+mod race;
 mod rotate;
 mod support;
 mod trust;
