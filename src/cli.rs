@@ -160,7 +160,7 @@ pub enum Command {
     /// Each key set (`shared`, or each domain with `dkim.key: per-domain`) takes a new
     /// key through staged (published, not signing) → active (signing) → retiring (still
     /// published for dkim.rotation.grace_days) → revoked (private key archived, an empty
-    /// `p=` published). The state lives in /etc/opendkim/keys/SET/rotation.json. Each
+    /// `p=` published). The state lives in /var/lib/mailsetup/keys/SET/rotation.json. Each
     /// step is a plan carried out as apply does (shown, checked, backed up, put back on
     /// failure; `--dry-run` only shows it; `mailsetup rollback` undoes it). Every step is
     /// idempotent; `rotate auto` does whichever is due, for cron.
@@ -237,7 +237,7 @@ pub enum RotateStep {
     },
     /// Revoke the retiring selectors whose grace period is over.
     ///
-    /// Their private keys move to /etc/opendkim/keys/SET/archive/ (0700), and
+    /// Their private keys move to /var/lib/mailsetup/keys/SET/archive/ (root's alone), and
     /// `mailsetup dns` shows `v=DKIM1; p=` to publish in place of their records.
     /// Refused (exit 1) during the grace period (dkim.rotation.grace_days after
     /// activation) unless --force.

@@ -280,6 +280,22 @@ fn bad_keys_unknown_zones_and_dead_servers_are_clear_and_change_nothing() {
         .status(1)
         .stderr_has("not pushed: some keys are missing")
         .run();
+
+    // What the server serves reaches the terminal escaped: an ESC in a TXT
+    // value cannot clear the screen or overwrite the dry run's lines.
+    bind.nsupdate(
+        "example.com",
+        "update delete _dmarc.example.com TXT\nupdate add _dmarc.example.com 300 TXT \"v=DMARC1\\027[2J\\013x\"\n",
+    );
+    let out = Test::new()
+        .args(&["dns", s, "--root", r, "--push", "--dry-run"])
+        .stdout_has("- _dmarc.example.com TXT \"v=DMARC1\\027[2J\\013x\"")
+        .run();
+    assert!(
+        !out.stdout.contains('\u{1b}') && !out.stdout.contains('\r'),
+        "{:?}",
+        out.stdout
+    );
 }
 
 #[test]
