@@ -69,6 +69,7 @@ pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError>
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
+        let segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
         let inner = e.into_inner();
         let (line, column) = inner
             .location()
@@ -80,12 +81,14 @@ pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError>
         } else {
             format!("{}: ", path.escape_debug())
         };
+        let explained =
+            super::explain::explain(text, &segments, &path, (line, column), &with_hint(message));
         SpecError::Invalid {
             file: file.to_path_buf(),
-            line,
-            column,
-            path,
-            message: with_hint(message),
+            line: explained.line,
+            column: explained.column,
+            path: explained.path,
+            message: explained.message,
         }
     })?;
     fleet_check(&spec, text, file)?;

@@ -4,6 +4,7 @@
 //! every value is checked for the syntax of the place it goes (see `names`), so
 //! nothing later in the pipeline has to distrust a string from the spec.
 
+mod explain;
 mod load;
 pub mod names;
 mod ops;

@@ -323,3 +323,127 @@ fn a_missing_relay_password_file_is_an_error_that_writes_nothing() {
         .run();
     assert!(tree(root.path()).is_empty());
 }
+
+/// The typical YAML mistakes, each with the place and the words the user
+/// should get: (what is wrong, spec text, `file:line:column`, a phrase of
+/// the message). No message may use the parser's or serde's own terms.
+const MISTAKES: &[(&str, &str, &str, &str)] = &[
+    (
+        "a tab",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\naliases:\n\troot: ops@example.net\n",
+        ":6:1:",
+        "a tab character: YAML indents with spaces only",
+    ),
+    (
+        "a key indented into the value above",
+        "host:\n  hostname: mail.example.com\n    mailname: mail.example.com\ndomains:\n  example.com:\naliases:\n  root: ops@example.net\n",
+        ":3:5:",
+        "`mailname:` is indented deeper than `hostname:`",
+    ),
+    (
+        "an over-indented key in dkim",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  selector: mail\n    bits: 2048\naliases:\n  root: ops@example.net\n",
+        ":7:5:",
+        "`bits:` is indented deeper than `selector:`",
+    ),
+    (
+        "a key indented less than the one before",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n    selector: mail\n  bits: 2048\naliases:\n  root: ops@example.net\n",
+        ":7:3:",
+        "not indented like the keys around it",
+    ),
+    (
+        "an alias with no value",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\naliases:\n  root:\n",
+        ":6:8:",
+        "aliases.root: has no value",
+    ),
+    (
+        "a bad selector, not the mapping's first key",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  key: shared\n  selector: \"x y\"\n  bits: 2048\naliases:\n  root: ops@example.net\n",
+        ":7:3:",
+        "dkim.selector:",
+    ),
+    (
+        "bad bits, third in its mapping",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  key: shared\n  selector: mail\n  bits: 512\naliases:\n  root: ops@example.net\n",
+        ":8:3:",
+        "dkim.bits:",
+    ),
+    (
+        "a quote never closed",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  selector: \"{date}\n  bits: 2048\naliases:\n  root: ops@example.net\n",
+        ":6:13:",
+        "this quote is never closed",
+    ),
+    (
+        "a quote closed lines later by another",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  selector: \"{date}\n  bits: 2048\naliases:\n  root: \"ops@example.net\"\n",
+        ":6:13:",
+        "the quote after `selector:` is not closed on this line",
+    ),
+    (
+        "a key given twice",
+        "host:\n  hostname: mail.example.com\n  hostname: other.example.com\ndomains:\n  example.com:\naliases:\n  root: ops@example.net\n",
+        ":3:3:",
+        "`hostname` is given twice",
+    ),
+    (
+        "a list where a mapping belongs",
+        "host:\n  hostname: mail.example.com\ndomains:\n  - example.com\naliases:\n  root: ops@example.net\n",
+        ":4:3:",
+        "domains: is a list (`- item` lines), where a mapping (`key: value` lines) belongs",
+    ),
+    (
+        "text where a number belongs",
+        "host:\n  hostname: mail.example.com\ndomains:\n  example.com:\ndkim:\n  bits: lots\naliases:\n  root: ops@example.net\n",
+        ":6:9:",
+        "dkim.bits: is the text \"lots\", where a whole number belongs",
+    ),
+    (
+        "a misspelled field",
+        "host:\n  hostname: mail.example.com\n  hostnme: x\ndomains:\n  example.com:\naliases:\n  root: ops@example.net\n",
+        ":3:3:",
+        "did you mean `hostname`?",
+    ),
+];
+
+#[test]
+fn typical_yaml_mistakes_are_told_in_the_users_words_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, text, place, phrase) in MISTAKES {
+        let spec = dir.path().join("mailsetup.yaml");
+        std::fs::write(&spec, text).unwrap();
+        let out = Test::new()
+            .args(&["validate", path_str(&spec)])
+            .status(1)
+            .run();
+        let err = out.stderr.trim();
+        assert!(
+            err.contains(&format!("mailsetup.yaml{place}")) && err.contains(phrase),
+            "{what}: {err}"
+        );
+        for jargon in [
+            "invalid type",
+            "unit value",
+            "sequence",
+            "did not find expected",
+            "while scanning",
+            "cannot start any token",
+            "u64",
+        ] {
+            assert!(!err.contains(jargon), "{what}: {jargon:?} in {err}");
+        }
+    }
+    // Windows line endings are read as they are meant.
+    let crlf = dir.path().join("crlf.yaml");
+    std::fs::write(
+        &crlf,
+        "host:\r\n  hostname: mail.example.com\r\ndomains:\r\n  example.com:\r\naliases:\r\n  root: ops@example.net\r\n",
+    )
+    .unwrap();
+    Test::new()
+        .args(&["validate", path_str(&crlf)])
+        .stdout_has("valid (1 domain)")
+        .run();
+}
