@@ -169,7 +169,14 @@ pub fn apply(
             _ => None,
         })
         .collect();
-    let backup_dir = backup::save(system, &replaced, &archived, &follow_ups).context(
+    let backup_dir = backup::save(
+        system,
+        &replaced,
+        &archived,
+        &follow_ups,
+        plan.origin.as_ref(),
+    )
+    .context(
         "back up the files to be replaced; nothing was changed, the live files are untouched",
     )?;
 
@@ -193,9 +200,10 @@ pub fn apply(
     let applied = applied_after(state::read_applied(system)?, plan)?;
     state::write_applied(system, &applied)?;
     run_follow_ups(system, &follow_ups, &mut report)?;
-    report
-        .done
-        .push(format!("backup of the replaced files: {backup_dir}"));
+    report.done.push(format!(
+        "backup of the replaced files: {}",
+        system.path(&backup_dir).display()
+    ));
     Ok(report)
 }
 

@@ -41,6 +41,9 @@ pub struct Manifest {
     /// derived again, never read from the manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archived: Vec<Archived>,
+    /// The spec file the apply came from, if one was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::plan::Origin>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +59,7 @@ pub fn save(
     paths: &[&str],
     archived: &[Archived],
     follow_ups: &[FollowUp],
+    origin: Option<&crate::plan::Origin>,
 ) -> Result<String> {
     ensure_state_dir(system)?;
     let stamp = jiff::Timestamp::now()
@@ -64,7 +68,7 @@ pub fn save(
     let dir = format!("{BACKUPS}/{stamp}");
     system.create_dir(&dir, 0o700, None)?;
     // A half-made backup (a full disk) is removed: it could not be rolled back to.
-    save_into(system, &dir, &stamp, paths, archived, follow_ups).inspect_err(|_| {
+    save_into(system, &dir, &stamp, paths, archived, follow_ups, origin).inspect_err(|_| {
         let _ = system.remove_tree(&dir);
     })?;
     Ok(dir)
@@ -77,6 +81,7 @@ fn save_into(
     paths: &[&str],
     archived: &[Archived],
     follow_ups: &[FollowUp],
+    origin: Option<&crate::plan::Origin>,
 ) -> Result<()> {
     let mut entries = Vec::new();
     for path in paths {
@@ -105,6 +110,7 @@ fn save_into(
         entries,
         follow_ups: follow_ups.to_vec(),
         archived: archived.to_vec(),
+        origin: origin.cloned(),
     };
     system.write_file(
         &format!("{dir}/{MANIFEST}"),

@@ -9,9 +9,10 @@ use crate::spec::ResolverAddr;
 /// Turn one YAML spec into a send-only, DKIM-signing Postfix + OpenDKIM server,
 /// and print the DNS records to publish.
 ///
-/// The usual flow: `mailsetup init`, edit mailsetup.yaml, `mailsetup validate`,
-/// `mailsetup plan` (shows every change), `sudo mailsetup apply`, then publish
-/// what `mailsetup dns` prints.
+/// The usual flow: `mailsetup init` writes mailsetup.yaml; edit it; `mailsetup
+/// validate mailsetup.yaml`; `mailsetup plan mailsetup.yaml` shows every change;
+/// `mailsetup apply mailsetup.yaml` (as root) makes them; then publish what
+/// `mailsetup dns mailsetup.yaml` prints.
 #[derive(Debug, Parser)]
 #[command(name = "mailsetup", version, max_term_width = 100)]
 pub struct Cli {
@@ -153,8 +154,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print a man page (roff): mailsetup(1), or a command's (`man plan`,
+    /// `man rotate start`); with --out, write them all to a directory.
+    Man {
+        /// The command whose page to print (default: mailsetup itself).
+        command: Vec<String>,
+        /// Write every page (mailsetup.1, mailsetup-plan.1, …) into DIR instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        out: Option<PathBuf>,
+    },
     /// Rotate DKIM keys without a message failing DKIM: start, publish, activate, finish.
     ///
     /// Each key set (`shared`, or each domain with `dkim.key: per-domain`) takes a new
@@ -327,8 +335,9 @@ pub struct BundleArgs {
 pub struct Target {
     /// The spec file.
     pub spec: PathBuf,
-    /// Apply to the tree under DIR instead of the running system (staging, images,
-    /// tests). Services and group membership are only changed on `/`.
+    /// The system to work on: the tree under DIR instead of the running one
+    /// (staging, images, tests). Services and group membership are only
+    /// changed on `/`.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// With a fleet spec: the host (a name under `hosts`) to plan or apply for.

@@ -17,6 +17,22 @@ pub enum Exit {
     CheckFailed,
 }
 
+impl Exit {
+    /// Every code with what it means, for the man page (and the README's table).
+    pub const MEANINGS: &[(u8, &str)] = &[
+        (
+            0,
+            "done; with `plan --detailed-exitcode`, nothing to change",
+        ),
+        (
+            1,
+            "an error, said on stderr; nothing was written (a failed apply puts back what it replaced)",
+        ),
+        (2, "`plan --detailed-exitcode`: there are changes to make"),
+        (3, "`check` ran and found failures"),
+    ];
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(match e {

@@ -23,6 +23,9 @@ pub(crate) struct Job<H = System> {
     pub(crate) source: source::Source,
     pub(crate) templates: templates::Templates,
     pub(crate) system: H,
+    /// The spec file named on the command line (not a saved plan's or a
+    /// bundle's), for backups to remember.
+    pub(crate) origin: Option<plan::Origin>,
 }
 
 /// Opening the host a job works on, at a root.
@@ -45,9 +48,13 @@ impl Open for ReadOnly {
 impl<H: Open> Job<H> {
     /// The job a command line names; prints the spec's warnings.
     pub(crate) fn new(target: &Target, ui: &mut Ui) -> Result<Job<H>> {
-        let (job, warnings) =
+        let (mut job, warnings) =
             Self::from_source(source::Source::read(target)?, &target.spec, &target.root)?;
         ui.warn_spec(&target.spec, &warnings);
+        job.origin = Some(plan::Origin {
+            spec: std::path::absolute(&target.spec).unwrap_or_else(|_| target.spec.clone()),
+            host: target.host.clone(),
+        });
         Ok(job)
     }
 
@@ -69,6 +76,7 @@ impl<H: Open> Job<H> {
             templates: source.templates()?,
             source,
             system: H::open(root)?,
+            origin: None,
         };
         Ok((job, warnings))
     }
@@ -129,6 +137,7 @@ impl<H: Host> Job<H> {
         let actual = actual::read(&self.system, &desired)?;
         let mut plan = plan::plan(&self.system.root().display().to_string(), desired, actual);
         plan.add_first(keysets::moves(&self.spec, &self.system)?);
+        plan.origin = self.origin.clone();
         Ok(plan)
     }
 

@@ -376,7 +376,7 @@ pub fn published(spec: &HostSpec, system: &impl Host, today: Date) -> Result<Vec
                     match public_key(system, &path)? {
                         Some(key) => DkimValue::Key(key),
                         None if state == State::Active => DkimValue::Missing(format!(
-                            "the key {path} does not exist yet; run mailsetup apply first"
+                            "the key {path} does not exist yet (apply makes it)"
                         )),
                         None => DkimValue::Missing(format!("the {state} key {path} is missing")),
                     }

@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod desired;
 pub mod dns;
 pub mod exit;
+pub mod hint;
 pub mod host;
 pub mod job;
 pub mod keys;

@@ -207,6 +207,18 @@ pub struct Plan {
     /// Packages this apply installed before planning again (`after_install`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub installed: Vec<String>,
+    /// The spec file the plan was made from, when one was named (not a
+    /// bundle's): backups keep it, so a rollback can say what to plan again.
+    #[serde(skip)]
+    pub origin: Option<Origin>,
+}
+
+/// A spec file on the host and the fleet host it was applied for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub spec: std::path::PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl Plan {
@@ -227,6 +239,7 @@ impl Plan {
             keys_present: vec![],
             notes: vec![],
             installed: vec![],
+            origin: None,
         }
     }
 
@@ -563,6 +576,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
         keys_present,
         notes: notes.into_iter().collect(),
         installed: Vec::new(),
+        origin: None,
     }
 }
 

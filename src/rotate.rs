@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::cli::{KeysTarget, ReportFormat, RotateStep, Target};
 use crate::desired::{KeyPath, OPENDKIM, archive_dir, paths};
 use crate::exit::Exit;
+use crate::hint::Again;
 use crate::host::{Host, Lock, ReadOnly, System};
 use crate::job::{Job, execute, preflight, show, today};
 use crate::keysets::{
@@ -91,13 +92,16 @@ struct Changes {
     revoked: Vec<(KeySet, String)>,
     /// The live KeyTable, read once when a revocation first needs it.
     key_table: Option<String>,
+    /// How to run other commands on this spec and system, for hints.
+    again: Again,
 }
 
 impl Changes {
     /// No change yet but the moves of key sets' state out of their key
     /// directories, where mailsetup 0.1 kept it: they go first.
-    fn moving(spec: &HostSpec, system: &System) -> Result<Changes> {
+    fn moving(spec: &HostSpec, system: &System, again: Again) -> Result<Changes> {
         Ok(Changes {
+            again,
             starting: keysets::moves(spec, system)?,
             ..Changes::default()
         })
@@ -130,8 +134,9 @@ impl Changes {
             .clone();
         if !sets.system.exists(&set.private(&active))? {
             bail!(
-                "{set}: there is no signing key yet ({}): run mailsetup apply first",
-                set.private(&active)
+                "{set}: there is no signing key yet ({}): run {} first",
+                set.private(&active),
+                self.again.cmd("apply")
             );
         }
         let selector = sets.new_selector(set, rotation)?;
@@ -174,9 +179,11 @@ impl Changes {
             .is_some_and(|t| t.contains(&format!(":{private}")))
         {
             bail!(
-                "{set}: {} still signs with {selector}; run mailsetup apply so it signs with \
-                 the active key, then finish",
-                paths::KEY_TABLE
+                "{set}: {} still signs with {selector}; run {} so it signs with the active \
+                 key, then {}",
+                paths::KEY_TABLE,
+                self.again.cmd("apply"),
+                self.again.cmd("rotate finish")
             );
         }
         self.steps.push(Step::ArchiveKey {
@@ -290,7 +297,7 @@ impl Changes {
         for (set, selector) in &self.revoked {
             text += &format!(
                 "{set}: revoked {selector}; its private key is archived in {}. Publish in place of its record:\n{}",
-                archive_dir(&set.name),
+                system.path(&archive_dir(&set.name)).display(),
                 set.zone_lines(selector, dns::REVOKED)
             );
         }
@@ -341,7 +348,8 @@ fn start(keys: &KeysTarget, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
     let system = System::new(&keys.root)?;
     let lock = state::lock(&system)?;
     let sets = Sets::new(&spec, &system, today()?)?;
-    let mut changes = Changes::moving(&spec, &system)?;
+    let again = Again::new(Some(&keys.spec), keys.host.as_deref(), &keys.root);
+    let mut changes = Changes::moving(&spec, &system, again.clone())?;
     let mut text = String::new();
     for set in key_sets(&spec) {
         let current = sets.current(&set)?;
@@ -357,8 +365,8 @@ fn start(keys: &KeysTarget, dry_run: bool, ui: &mut Ui) -> Result<Exit> {
         text += &changes.report(&system)?;
     }
     text += &format!(
-        "Once DNS serves these records, run `mailsetup rotate activate {}`: it checks, then switches signing.\n",
-        keys.spec.display()
+        "Once DNS serves these records, run {}: it checks, then switches signing.\n",
+        again.cmd("rotate activate")
     );
     ui.out(&text)?;
     Ok(Exit::Ok)
@@ -378,7 +386,8 @@ fn activate(
     let mut dns: Option<Every> = None;
     let mut text = String::new();
     let mut problems = Vec::new();
-    let mut changes = Changes::moving(spec, system)?;
+    let again = Again::new(Some(&target.spec), target.host.as_deref(), &target.root);
+    let mut changes = Changes::moving(spec, system, again.clone())?;
     for set in key_sets(spec) {
         let current = sets.current(&set)?;
         let mut rotation = current.0.clone();
@@ -399,7 +408,8 @@ fn activate(
             .expect("a staged selector");
         problems.extend(unserved);
         text += &format!(
-            "{set}: {selector} signs from now on; {active} stays published until `mailsetup rotate finish` (due {})\n",
+            "{set}: {selector} signs from now on; {active} stays published until {} (due {})\n",
+            again.cmd("rotate finish"),
             after(sets.today, spec.dkim.rotation.grace_days)
         );
         changes.activate(&sets, &set, &mut rotation);
@@ -414,8 +424,10 @@ fn activate(
         if !force {
             bail!(
                 "DNS does not serve the staged key yet, so signing stays as it is:\n  {list}\n\
-                 Publish the records `mailsetup dns` prints, wait until your DNS servers have them, \
-                 and run activate again (--force switches anyway)."
+                 Publish the records {} prints, wait until your DNS servers have them, and run \
+                 {} again (--force switches anyway).",
+                again.cmd("dns"),
+                again.with_resolvers(&resolver).cmd("rotate activate")
             );
         }
         text = format!("warning: --force: switching although\n  {list}\n{text}");
@@ -431,7 +443,8 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
     let lock = state::lock(&system)?;
     let sets = Sets::new(&spec, &system, today()?)?;
     let grace = spec.dkim.rotation.grace_days;
-    let mut changes = Changes::moving(&spec, &system)?;
+    let again = Again::new(Some(&keys.spec), keys.host.as_deref(), &keys.root);
+    let mut changes = Changes::moving(&spec, &system, again)?;
     let mut waiting = Vec::new();
     for set in key_sets(&spec) {
         let current = sets.current(&set)?;
@@ -485,13 +498,17 @@ enum Next {
     Activate,
     /// `rotate finish` revokes it.
     Finish,
+    /// The key does not exist yet: `apply` makes it.
+    Apply,
 }
 
 #[derive(Serialize)]
 struct StatusRow<'a> {
     set: &'a str,
     #[serde(flatten)]
-    entry: &'a Entry,
+    entry: Entry,
+    /// Whether its private key exists (a revoked one's is archived).
+    key_exists: bool,
     next: Option<Next>,
     /// From when `next` is due; none for activate, which waits for DNS.
     due: Option<Date>,
@@ -514,7 +531,10 @@ fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> 
             unsaved.push(set.name.as_str());
         }
         for entry in state.listed() {
+            let key_exists =
+                entry.state == State::Revoked || system.exists(&set.private(&entry.selector))?;
             let (next, due) = match entry.state {
+                _ if !key_exists => (Some(Next::Apply), None),
                 State::Active if state.staged().is_none() => (
                     Some(Next::Start),
                     state.next_rotation(rotation.interval_days),
@@ -526,9 +546,15 @@ fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> 
                 ),
                 State::Active | State::Revoked => (None, None),
             };
+            let mut entry = entry.clone();
+            if !key_exists {
+                // A key not made yet has no creation day.
+                entry.created = None;
+            }
             rows.push(StatusRow {
                 set: &set.name,
                 entry,
+                key_exists,
                 next,
                 due,
             });
@@ -536,12 +562,15 @@ fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> 
     }
     match format {
         ReportFormat::Json => ui.out(&(serde_json::to_string_pretty(&rows)? + "\n"))?,
-        ReportFormat::Text => ui.out(&status_text(&rows, &unsaved))?,
+        ReportFormat::Text => {
+            let again = Again::new(Some(&keys.spec), keys.host.as_deref(), &keys.root);
+            ui.out(&status_text(&rows, &unsaved, &again))?
+        }
     }
     Ok(Exit::Ok)
 }
 
-fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
+fn status_text(rows: &[StatusRow], unsaved: &[&str], again: &Again) -> String {
     let day = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
     let mut table = vec![
         [
@@ -561,12 +590,16 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
             (Some(Next::Activate), _) => "activate once DNS serves it".to_string(),
             (Some(Next::Start), Some(due)) => format!("start from {due}"),
             (Some(Next::Finish), Some(due)) => format!("finish from {due}"),
+            (Some(Next::Apply), _) => "apply makes the key".to_string(),
             _ => "-".to_string(),
         };
         table.push([
             r.set.to_string(),
             r.entry.selector.clone(),
-            r.entry.state.to_string(),
+            match r.key_exists {
+                true => r.entry.state.to_string(),
+                false => format!("{} (no key yet)", r.entry.state),
+            },
             day(r.entry.created),
             day(r.entry.activated),
             day(r.entry.retired),
@@ -592,11 +625,18 @@ fn status_text(rows: &[StatusRow], unsaved: &[&str]) -> String {
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
-    if !unsaved.is_empty() {
+    if rows.iter().any(|r| !r.key_exists) {
         let _ = writeln!(
             out,
-            "\n{}: no rotation yet; `mailsetup rotate start` begins one.",
-            unsaved.join(", ")
+            "\nNo key exists yet where NEXT says so: {} makes it.",
+            again.cmd("apply")
+        );
+    } else if !unsaved.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}: no rotation yet; {} begins one.",
+            unsaved.join(", "),
+            again.cmd("rotate start")
         );
     }
     out
@@ -610,7 +650,8 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
     let mut text = String::new();
-    let mut changes = Changes::moving(spec, system)?;
+    let again = Again::new(Some(&target.spec), target.host.as_deref(), &target.root);
+    let mut changes = Changes::moving(spec, system, again)?;
     for set in key_sets(spec) {
         let current = sets.current(&set)?;
         let mut rotation = current.0.clone();

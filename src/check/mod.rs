@@ -114,8 +114,11 @@ pub fn run(
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
     let mut findings = dns_findings(&spec, &dkim, &dns);
     findings.extend(host_findings(&system));
+    let again = crate::hint::Again::new(Some(spec_path), host, root);
     match format {
-        ReportFormat::Text => ui.colored(&text(&findings))?,
+        ReportFormat::Text => {
+            ui.colored(&(text(&findings) + &next_steps(&findings, &dkim, &again, resolver)))?
+        }
         ReportFormat::Json => ui.out(&(serde_json::to_string_pretty(&findings)? + "\n"))?,
     };
     Ok(if findings.iter().any(|f| f.status == Status::Fail) {
@@ -329,13 +332,11 @@ fn dkim_finding(dns: &dyn Dns, domain: &str, selector: &DkimSelector) -> Finding
         ),
         (DkimValue::Key(_), Served::Missing) if state == State::Staged => result(
             Status::Warn,
-            "not published yet: publish it (mailsetup dns), then run mailsetup rotate activate"
-                .into(),
+            "not published yet: publish it (see below), then activate it".into(),
         ),
         (DkimValue::Key(_), Served::Missing) => result(
             Status::Fail,
-            "not published: mail signed with it fails DKIM; publish what mailsetup dns prints"
-                .into(),
+            "not published: mail signed with it fails DKIM; publish it (see below)".into(),
         ),
         (DkimValue::Key(_), Served::Revoked) => result(
             Status::Fail,
@@ -581,6 +582,43 @@ fn host_findings(system: &impl Host) -> Vec<Finding> {
         ),
     });
     out
+}
+
+/// What to run about the records that are not as they should be, as
+/// commands that work as printed.
+fn next_steps(
+    findings: &[Finding],
+    dkim: &[DkimSelector],
+    again: &crate::hint::Again,
+    resolver: Option<ResolverAddr>,
+) -> String {
+    let records = [Kind::Spf, Kind::Dkim, Kind::Dmarc, Kind::DmarcReportAuth];
+    let mut out = String::new();
+    if dkim
+        .iter()
+        .any(|s| matches!(s.value, DkimValue::Missing(_)))
+    {
+        let _ = writeln!(out, "{} makes the missing keys.", again.cmd("apply"));
+    }
+    if findings
+        .iter()
+        .any(|f| records.contains(&f.check) && f.status != Status::Pass)
+    {
+        let _ = writeln!(out, "{} prints the records to publish.", again.cmd("dns"));
+    }
+    if dkim.iter().any(|s| s.state == State::Staged) {
+        let resolvers: Vec<ResolverAddr> = resolver.into_iter().collect();
+        let _ = writeln!(
+            out,
+            "Once DNS serves the staged key, {} switches signing to it.",
+            again.with_resolvers(&resolvers).cmd("rotate activate")
+        );
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\n{out}")
+    }
 }
 
 /// The findings as an aligned table and a count per status.

@@ -45,6 +45,20 @@ pub fn run(args: &DnsArgs, ui: &mut Ui) -> Result<Exit> {
     for m in &missing {
         ui.warn(m);
     }
+    if !missing.is_empty() && args.public_keys.is_none() {
+        let on_each = args.host.is_none() && !spec.hosts.is_empty();
+        let host = args.host.as_deref().or(on_each.then_some("NAME"));
+        let again = crate::hint::Again::new(Some(&args.spec), host, &args.root);
+        ui.warn(format_args!(
+            "{} makes the missing keys{}",
+            again.cmd("apply"),
+            if on_each {
+                ", on each host NAME of the fleet"
+            } else {
+                ""
+            }
+        ));
+    }
     if args.push {
         if !missing.is_empty() {
             bail!("not pushed: some keys are missing (see the warnings above)");

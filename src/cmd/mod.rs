@@ -77,7 +77,7 @@ pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
         Command::Rollback { root, unconfigure } => rollback::run(&root, unconfigure, ui),
         Command::Schema => docs::schema(ui),
         Command::Completions { shell } => docs::completions(shell, ui),
-        Command::Man => docs::man(ui),
+        Command::Man { command, out } => docs::man(&command, out.as_deref(), ui),
         Command::Rotate { step } => rotate::run(step, ui),
         Command::Check {
             spec,

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::exit::Exit;
+use crate::hint::Again;
 use crate::host::{Host, System};
 use crate::state;
 use crate::ui::Ui;
@@ -25,7 +26,7 @@ pub fn run(root: &Path, unconfigure: bool, ui: &mut Ui) -> Result<Exit> {
     let Some(dir) = backup::latest(&system)? else {
         bail!(
             "nothing to roll back: no backup left under {}",
-            state::STATE_DIR
+            system.path(state::BACKUPS).display()
         );
     };
     // The apply that first configured the daemons created their main files:
@@ -38,17 +39,14 @@ pub fn run(root: &Path, unconfigure: bool, ui: &mut Ui) -> Result<Exit> {
         .map(|e| e.path.clone())
         .collect::<Vec<_>>();
     if !creates.is_empty() && !unconfigure {
-        let again = if system.is_live() {
-            String::new()
-        } else {
-            format!(" --root {}", system.root().display())
-        };
         bail!(
-            "the apply to roll back ({dir}) is the one that first configured the mail \
+            "the apply to roll back ({}) is the one that first configured the mail \
              services: it created {}, and rolling it back leaves Postfix and OpenDKIM without \
              a configuration. Nothing was changed. To do it all the same (the services are \
-             then stopped): mailsetup rollback --unconfigure{again}",
-            creates.join(" and ")
+             then stopped): {}",
+            system.path(&dir).display(),
+            creates.join(" and "),
+            Again::new(None, None, root).cmd_with("rollback", &["--unconfigure"])
         );
     }
     // Stopped while they still have their configuration (postfix's own tools
@@ -70,7 +68,7 @@ pub fn run(root: &Path, unconfigure: bool, ui: &mut Ui) -> Result<Exit> {
             )),
         })?;
     backup::mark_rolled_back(&system, &dir)?;
-    let mut text = format!("Restored from {dir}:\n");
+    let mut text = format!("Restored from {}:\n", system.path(&dir).display());
     for entry in &manifest.entries {
         let how = if entry.before.is_some() {
             "restored"
@@ -108,9 +106,10 @@ pub fn run(root: &Path, unconfigure: bool, ui: &mut Ui) -> Result<Exit> {
     }
     apply::run_follow_ups(&system, &follow_ups, &mut report).with_context(|| {
         format!(
-            "every file was put back from {dir}, but what follows failed: the map databases \
+            "every file was put back from {}, but what follows failed: the map databases \
              or the running services may not match them yet (mailsetup plan shows the files; \
-             run newaliases, postmap or the reload by hand once the cause is fixed)"
+             run newaliases, postmap or the reload by hand once the cause is fixed)",
+            system.path(&dir).display()
         )
     })?;
     if !creates.is_empty() && system.is_live() {
@@ -122,7 +121,15 @@ pub fn run(root: &Path, unconfigure: bool, ui: &mut Ui) -> Result<Exit> {
     for note in report.notes {
         text += &format!("note: {note}\n");
     }
-    text += "`mailsetup plan` shows how the system now differs from the spec.\n";
+    text += &match &manifest.origin {
+        Some(origin) => format!(
+            "{} shows how the system now differs from the spec.\n",
+            Again::new(Some(&origin.spec), origin.host.as_deref(), root).cmd("plan")
+        ),
+        None => "A plan of the spec the bundle or saved plan was made from shows how the \
+                 system now differs from it.\n"
+            .to_string(),
+    };
     ui.out(&text)?;
     Ok(Exit::Ok)
 }

@@ -86,13 +86,13 @@ checked_string!(
     /// A mail address (local@domain) or a local name such as `root`.
     MailTarget,
     check_mail_target,
-    "^[A-Za-z0-9_][A-Za-z0-9._+-]*(@[A-Za-z0-9.-]+)?$"
+    "^[A-Za-z0-9_][A-Za-z0-9._+-]*(@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)?$"
 );
 checked_string!(
     /// A mail address local@domain.
     MailAddress,
     check_mail_address,
-    "^[A-Za-z0-9_][A-Za-z0-9._+-]*@[A-Za-z0-9.-]+$"
+    "^[A-Za-z0-9_][A-Za-z0-9._+-]*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 );
 checked_string!(
     /// Free text placed in a shell-quoted value: printable, no quotes, `$`, backquote or backslash.

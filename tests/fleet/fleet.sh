@@ -223,6 +223,10 @@ playbook || fail "the first run: $(grep -E '^(fatal|failed)|FAILED' "$work/play$
 for i in "${ids[@]}"; do
   recap "mta0$i" | grep -q 'failed=0' || fail "mta0$i: $(recap "mta0$i")"
   inside "$i" dpkg-query -W -f='${Version}' mailsetup | grep -q '^0\.' || fail "mta0$i has no mailsetup package"
+  for page in mailsetup mailsetup-apply mailsetup-rotate-start; do
+    inside "$i" dpkg -L mailsetup | grep -q "/usr/share/man/man1/$page.1" ||
+      fail "the .deb does not install $page(1)"
+  done
   [ "$(inside "$i" systemctl is-active opendkim)" = active ] || fail "opendkim on mta0$i"
 done
 say "ok  ansible-playbook installed the packages and the .deb, applied both signed bundles ($(elapsed "$t"))"

@@ -38,8 +38,10 @@ fn ansible_takes_a_fleet_from_bare_hosts_to_signed_mail() {
     let bin = env!("CARGO_BIN_EXE_mailsetup");
     let assets = std::path::Path::new(manifest).join("target/assets");
     std::fs::create_dir_all(&assets).unwrap();
+    Test::new()
+        .args(&["man", "--out", assets.join("man").to_str().unwrap()])
+        .run();
     for (args, file) in [
-        (&["man"][..], "mailsetup.1"),
         (&["completions", "bash"][..], "mailsetup.bash"),
         (&["completions", "zsh"][..], "_mailsetup"),
         (&["completions", "fish"][..], "mailsetup.fish"),

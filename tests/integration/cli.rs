@@ -244,16 +244,22 @@ fn dkim_records_carry_the_public_half_of_the_key_on_disk() {
 #[test]
 fn dns_before_apply_warns_that_keys_are_missing() {
     let root = root();
-    Test::new()
-        .args(&[
-            "dns",
-            &example("minimal.yaml"),
-            "--root",
-            path_str(root.path()),
-        ])
-        .stderr_has("run mailsetup apply")
+    let r = path_str(root.path());
+    let out = Test::new()
+        .args(&["dns", &example("minimal.yaml"), "--root", r])
+        .stderr_has(format!(
+            "`mailsetup apply {} --root {r}` makes the missing keys",
+            example("minimal.yaml")
+        ))
         .stdout_has("; MISSING")
         .stdout_has("example.com.\tIN\tTXT\t\"v=spf1 a -all\"")
+        .run();
+    // The command works as printed: afterwards the key is there.
+    crate::support::hinted(&out.stderr, "apply").run();
+    Test::new()
+        .args(&["dns", &example("minimal.yaml"), "--root", r])
+        .stdout_lacks("MISSING")
+        .stderr_lacks("missing")
         .run();
 }
 
@@ -310,7 +316,7 @@ fn a_changed_spec_updates_only_what_changed_and_rollback_restores() {
         .args(&["rollback", "--root", r])
         .status(1)
         .stderr_has("first configured the mail services")
-        .stderr_has(format!("mailsetup rollback --unconfigure --root {r}"))
+        .stderr_has(format!("`mailsetup rollback --root {r} --unconfigure`"))
         .run();
     crate::support::assert_unchanged(
         &before,
@@ -964,5 +970,46 @@ fn the_schema_refuses_what_validate_refuses_where_a_schema_can() {
             .join(&example);
         Test::new().args(&["validate", path_str(&file)]).run();
         assert!(schema_accepts(&file), "the schema refuses {example}");
+    }
+}
+
+/// A man page per command, with its options; mailsetup(1) says the exit
+/// codes, the files and the other pages; `--out` writes them all.
+#[test]
+fn every_command_has_a_man_page_with_its_options() {
+    let top = Test::new()
+        .args(&["man"])
+        .stdout_has(".SH \"EXIT STATUS\"")
+        .stdout_has(".SH FILES")
+        .stdout_has("/var/lib/mailsetup/")
+        .stdout_has("mailsetup\\-rotate\\-start(1)")
+        .run();
+    assert!(top.stdout.contains(".TP\n3\n"), "{}", top.stdout);
+    Test::new()
+        .args(&["man", "plan"])
+        .stdout_has(".TH mailsetup-plan 1")
+        .stdout_has("\\fB\\-\\-root\\fR")
+        .stdout_has("\\fB\\-\\-detailed\\-exitcode\\fR")
+        .run();
+    Test::new()
+        .args(&["man", "rotate", "finish"])
+        .stdout_has("\\fB\\-\\-force\\fR")
+        .run();
+    Test::new()
+        .args(&["man", "nope"])
+        .status(1)
+        .stderr_has("`nope` is not a command of `mailsetup`")
+        .run();
+    let dir = tempfile::tempdir().unwrap();
+    Test::new()
+        .args(&["man", "--out", path_str(dir.path())])
+        .stdout_has("wrote 19 man pages")
+        .run();
+    for page in [
+        "mailsetup.1",
+        "mailsetup-apply.1",
+        "mailsetup-rotate-auto.1",
+    ] {
+        assert!(dir.path().join(page).exists(), "{page}");
     }
 }

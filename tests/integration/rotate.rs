@@ -349,11 +349,16 @@ fn a_second_key_on_the_same_day_gets_a_suffix() {
 #[test]
 fn rotation_needs_a_dated_selector_and_an_existing_key() {
     let s = Setup::new(&SPEC.replace("  bits: 1024\n", "  bits: 1024\n  selector: mail\n"));
-    s.on("2026-11-24", &["rotate", "start"])
+    let out = s
+        .on("2026-11-24", &["rotate", "start"])
         .status(1)
-        .stderr_has("run mailsetup apply first")
+        .stderr_has(format!(
+            "run `mailsetup apply {} --root {}` first",
+            s.spec(),
+            s.root()
+        ))
         .run();
-    s.on("2026-11-24", &["apply"]).run();
+    crate::support::hinted(&out.stderr, "apply").run();
     s.on("2026-11-24", &["rotate", "start"])
         .status(1)
         .stderr_has("mail-{date}")
@@ -567,4 +572,57 @@ fn rotate_moves_an_old_layout_and_refuses_a_symlinked_archive() {
             .next()
             .is_none()
     );
+}
+
+/// Every command rotate, rollback and check suggest names the spec and the
+/// flags of the run (`--root`, `--resolver`), and works as printed.
+#[test]
+fn every_suggested_command_works_as_printed() {
+    use crate::support::hinted;
+    let s = Setup::new(SPEC);
+    // Before any key: status says what makes it.
+    let out = s.on("2026-11-24", &["rotate", "status"]).run();
+    assert!(out.stdout.contains("active (no key yet)"), "{}", out.stdout);
+    hinted(&out.stdout, "apply").run();
+    let out = s.on("2026-11-24", &["rotate", "status"]).run();
+    hinted(&out.stdout, "rotate start").day("2026-12-01").run();
+    // start → activate: refused (DNS does not serve the key), for that reason.
+    let out = s.on("2026-12-02", &["rotate", "start"]).run();
+    let nothing = DnsServer::start(&[]);
+    let refused = hinted(&out.stdout, "rotate activate")
+        .args(&["--resolver", &nothing.resolver()])
+        .day("2026-12-02")
+        .status(1)
+        .stderr_has("DNS does not serve the staged key yet")
+        .run();
+    // Its own hints: the records, and activate again with the same resolver.
+    hinted(&refused.stderr, "dns").run();
+    hinted(&refused.stderr, "rotate activate")
+        .day("2026-12-02")
+        .status(1)
+        .stderr_has(nothing.resolver())
+        .run();
+    // check names dns with the root, and activate with its resolver.
+    let checked = s
+        .on("2026-12-02", &["check"])
+        .args(&["--resolver", &nothing.resolver()])
+        .status(3)
+        .run();
+    hinted(&checked.stdout, "dns").run();
+    hinted(&checked.stdout, "rotate activate")
+        .day("2026-12-02")
+        .status(1)
+        .stderr_has("DNS does not serve the staged key yet")
+        .run();
+    // rollback names the spec the apply was made from.
+    s.on("2026-12-02", &["apply"]).run();
+    let spec = std::fs::read_to_string(&s.spec).unwrap() + "  abuse: root\n";
+    std::fs::write(&s.spec, spec).unwrap();
+    s.on("2026-12-02", &["apply"]).run();
+    let back = Test::new().args(&["rollback", "--root", s.root()]).run();
+    hinted(&back.stdout, "plan")
+        .args(&["--detailed-exitcode"])
+        .status(2)
+        .stdout_has("abuse: root")
+        .run();
 }

@@ -425,3 +425,38 @@ pub fn apply_bundle_to_a_new_root(bundle: &Path, extra: &[&str], expect: i32) ->
     }
     out
 }
+
+/// The commands a run suggested — `mailsetup …` in backquotes — as their
+/// arguments, read as a shell would (single quotes), without `mailsetup`.
+pub fn hints(said: &str) -> Vec<Vec<String>> {
+    said.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|cmd| cmd.strip_prefix("mailsetup "))
+        .map(|cmd| {
+            let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+            for c in cmd.chars() {
+                match c {
+                    '\'' => quoted = !quoted,
+                    ' ' if !quoted => words.push(std::mem::take(&mut word)),
+                    c => word.push(c),
+                }
+            }
+            words.push(word);
+            words.into_iter().filter(|w| !w.is_empty()).collect()
+        })
+        .collect()
+}
+
+/// The one command a run suggested that starts with `sub`, ready to run as
+/// printed (the caller sets the status and checks).
+#[track_caller]
+pub fn hinted(said: &str, sub: &str) -> Test {
+    let all = hints(said);
+    let found = all
+        .iter()
+        .find(|h| h.join(" ").starts_with(sub))
+        .unwrap_or_else(|| panic!("no `mailsetup {sub} …` suggested in: {said}"));
+    let args: Vec<&str> = found.iter().map(String::as_str).collect();
+    Test::new().args(&args)
+}
