@@ -241,6 +241,8 @@ pub(crate) fn execute(
     }
     // Packages first; then the host has changed (users, directories, tools), so
     // the rest is planned again against it, and the services are started.
+    // Notes of the plan made after an install (what it did not answer).
+    let mut after_install = Vec::new();
     let plan = match plan.steps.first() {
         Some(plan::Step::InstallPackages { packages }) => {
             let names: Vec<&str> = packages.iter().map(String::as_str).collect();
@@ -252,6 +254,7 @@ pub(crate) fn execute(
             let mut again = replan()?;
             again.after_install(packages.clone());
             boundary::check(&again)?;
+            after_install = again.notes.clone();
             again
         }
         _ => plan,
@@ -268,6 +271,7 @@ pub(crate) fn execute(
         "check the new configuration; nothing was changed, the live files are untouched",
     )?;
     let report = apply::apply(system, held, plan, &keys?)?;
+    notes.extend(after_install);
     notes.extend(report.notes);
     let mut text = String::from("\nApplied:\n");
     for line in plan

@@ -353,14 +353,21 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
     let mut notes = BTreeSet::new();
     let mut effects = BTreeSet::new();
 
-    let resolve = |owner: Owner, notes: &mut BTreeSet<String>| -> Option<Ids> {
+    // What a package install answers (users, groups, tools): said only when
+    // no install comes first; after one, the plan made again says what is
+    // still true.
+    let mut until_install = BTreeSet::new();
+    let resolve = |owner: Owner,
+                   notes: &mut BTreeSet<String>,
+                   until_install: &mut BTreeSet<String>|
+     -> Option<Ids> {
         if !actual.can_chown {
             notes.insert("not running as root: owners are not set (modes are)".to_string());
             return None;
         }
         let ids = actual.accounts.ids(owner.user, owner.group);
         if ids.is_none() {
-            notes.insert(format!(
+            until_install.insert(format!(
                 "user {} or group {} does not exist on the target: install postfix and opendkim; files meant for it keep their current owner",
                 owner.user, owner.group
             ));
@@ -429,7 +436,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
     }
 
     for dir in &desired.dirs {
-        let ids = resolve(dir.owner, &mut notes);
+        let ids = resolve(dir.owner, &mut notes, &mut until_install);
         match actual.dirs.get(&dir.path).copied().flatten() {
             None => steps.push(Step::CreateDir {
                 path: dir.path.clone(),
@@ -452,7 +459,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
             domain: key.domain.to_string(),
             private_path: key.private_path.clone(),
             txt_path: key.txt_path.clone(),
-            ids: resolve(crate::desired::OPENDKIM, &mut notes),
+            ids: resolve(crate::desired::OPENDKIM, &mut notes, &mut until_install),
         });
         effects.insert(Effect::Reload(Service::Opendkim));
     }
@@ -460,7 +467,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
     // Contents move from the desired and actual states into the steps: at
     // 100,000 domains a copy of each would double the memory.
     for file in desired.files {
-        let ids = resolve(file.owner, &mut notes);
+        let ids = resolve(file.owner, &mut notes, &mut until_install);
         let have = actual.files.remove(&file.path).flatten();
         let write = |file: crate::desired::File, old: Option<Vec<u8>>| {
             let table = (file.owner, file.mode, file.secret);
@@ -516,7 +523,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
                 ));
             }
             None => {
-                notes.insert(format!(
+                until_install.insert(format!(
                     "user {} or group {} does not exist: install postfix and opendkim",
                     member.user, member.group
                 ));
@@ -541,7 +548,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
                 }))
             }
             Effect::Newaliases | Effect::Postmap => {
-                notes.insert(
+                until_install.insert(
                     "postfix is not installed here: the .db files of aliases and sasl_passwd are not built"
                         .to_string(),
                 );
@@ -568,6 +575,9 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
         }
     }
 
+    if !installing {
+        notes.append(&mut until_install);
+    }
     Plan {
         format: FORMAT.to_string(),
         root: root.to_string(),

@@ -41,10 +41,17 @@ pub fn saved(file: &Path, root: &Path, ui: &mut Ui) -> Result<Exit> {
     let matching = || -> Result<plan::Plan> {
         let fresh = job.plan(&job.facts(saved.date)?)?;
         if let Some(difference) = saved::difference(&saved.plan, &fresh) {
+            // The spec as it was named where the plan was made.
+            let again = crate::hint::Again::new(
+                Some(Path::new(&saved.source.spec_name)),
+                saved.source.host.as_deref(),
+                root,
+            );
             bail!(
                 "{}: refused, nothing was written: {difference}. The host changed since the \
-                 plan was made, or the plan file was edited; run `mailsetup plan --out` again",
-                file.display()
+                 plan was made, or the plan file was edited; make it again ({})",
+                file.display(),
+                again.cmd_with("plan", &["--out", &file.display().to_string()])
             );
         }
         Ok(fresh)

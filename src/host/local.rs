@@ -165,6 +165,11 @@ impl OutDir {
     }
 }
 
+/// Whether anything (a file, a directory, a symlink) is at `path`.
+pub fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
 /// Writes a file all or nothing: a temporary file beside it gets the content
 /// and mode, is synced, then renamed into place (a symlink there is replaced,
 /// not followed).

@@ -189,8 +189,7 @@ fn locate_nth(lines: &[&str], keys: &[String], nth: usize) -> Option<(usize, usi
         let last = depth + 1 == keys.len();
         let mut seen = 0;
         let mut hit = None;
-        for i in from..to {
-            let l = lines[i];
+        for (i, l) in lines.iter().enumerate().take(to).skip(from) {
             let content = l.trim_start();
             if content.is_empty() || content.starts_with('#') {
                 continue;
@@ -252,13 +251,14 @@ fn words(message: &str) -> String {
             e => e.into(),
         }
     };
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        if let Some((got, want)) = rest.split_once(", expected ") {
-            if got == "unit value" {
-                return format!("has no value; give {}", expected(want));
-            }
-            return format!("is {}, where {} belongs", kind(got), expected(want));
+    if let Some((got, want)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        if got == "unit value" {
+            return format!("has no value; give {}", expected(want));
         }
+        return format!("is {}, where {} belongs", kind(got), expected(want));
     }
     if let Some(field) = message
         .strip_prefix("missing field `")

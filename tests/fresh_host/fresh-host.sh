@@ -111,7 +111,9 @@ say "ok  booted Debian 12 with systemd as PID 1 ($state, $(elapsed "$t"))"
 out=$(inside mailsetup plan /root/mailsetup.yaml)
 grep -q '^! install postfix opendkim opendkim-tools apticron' <<<"$out" ||
   fail "plan does not list the packages first: $out"
-say "ok  plan lists the missing packages first"
+! grep -q 'does not exist\|not installed here' <<<"$out" ||
+  fail "plan notes what the install it lists will answer: $out"
+say "ok  plan lists the missing packages first, and no note the install answers"
 
 # apt failing (a package it must download, and no network): a clear error,
 # no package half-installed, no configuration written.
@@ -132,6 +134,8 @@ for want in "Installed postfix opendkim opendkim-tools apticron" \
             "enabled and started postfix" "opendkim"; do
   grep -q "$want" <<<"$out" || fail "apply did not say \"$want\": $out"
 done
+! grep -q 'does not exist\|not installed here' <<<"$out" ||
+  fail "apply printed notes the install answered: $out"
 say "ok  apply installed the packages and started the services ($(elapsed "$t"))"
 grep -q '^# Managed by mailsetup' "$root/etc/postfix/main.cf" || fail "main.cf is not mailsetup's"
 for unit in postfix opendkim; do

@@ -43,8 +43,19 @@ fn examples_name_the_schema_and_the_schema_is_current() {
 fn init_writes_a_starter_that_validates_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("mailsetup.yaml");
-    Test::new().args(&["init", path_str(&spec)]).run();
+    Test::new()
+        .args(&["init", path_str(&spec)])
+        .stdout_has("mailsetup.schema.json (for editors)")
+        .run();
     Test::new().args(&["validate", path_str(&spec)]).run();
+    // Editors find the schema: the first line names the copy written beside it.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=mailsetup.schema.json\n"),
+        "{text}"
+    );
+    let schema = std::fs::read_to_string(dir.path().join("mailsetup.schema.json")).unwrap();
+    assert_eq!(schema, Test::new().args(&["schema"]).run().stdout);
     Test::new()
         .args(&["init", path_str(&spec)])
         .status(1)

@@ -16,6 +16,7 @@ mod hostile;
 mod keys;
 mod push;
 mod race;
+mod readme;
 mod rotate;
 mod support;
 mod trust;
