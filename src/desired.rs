@@ -15,6 +15,7 @@ use crate::templates::Templates;
 /// Paths of the managed files, in one place.
 pub mod paths {
     pub const MAIN_CF: &str = "/etc/postfix/main.cf";
+    pub const SENDER_CANONICAL: &str = "/etc/postfix/sender_canonical";
     pub const MASTER_CF: &str = "/etc/postfix/master.cf";
     pub const SASL_PASSWD: &str = "/etc/postfix/sasl_passwd";
     pub const OPENDKIM_CONF: &str = "/etc/opendkim.conf";
@@ -103,6 +104,12 @@ pub const MANAGED_FILES: &[ManagedFile] = &[
     managed(
         paths::MASTER_CF,
         "master.cf.tera",
+        ROOT,
+        &[Effect::Reload(Service::Postfix)],
+    ),
+    managed(
+        paths::SENDER_CANONICAL,
+        "sender_canonical.tera",
         ROOT,
         &[Effect::Reload(Service::Postfix)],
     ),
@@ -465,6 +472,9 @@ struct Vars<'a> {
     keys: Vec<KeyTableEntry<'a>>,
     signing: Vec<SigningEntry>,
     trusted_hosts: Vec<String>,
+    /// Envelope senders rewritten to the listed domain, one entry per domain
+    /// whose unlisted subdomains are signed with its key.
+    sender_canonical: Vec<CanonicalVars>,
     aliases: Vec<AliasVars>,
     apticron: AptVars,
     sasl: Option<SaslVars>,
@@ -516,6 +526,16 @@ struct KeyTableEntry<'a> {
 struct SigningEntry {
     pattern: String,
     key: String,
+}
+
+#[derive(Serialize)]
+struct CanonicalVars {
+    domain: String,
+    /// The domain as a regular expression (dots escaped).
+    pattern: String,
+    /// Its subdomains that send as themselves (listed ones, the mailname,
+    /// listed domains under it), as regular expressions.
+    keep: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -705,6 +725,22 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
             });
         }
     }
+    // System mail signs as the mailname itself, with the key of the listed
+    // domain it is under: root@mailname passes DKIM aligned, even strictly.
+    if let crate::spec::SystemMail::Under(d) = spec.system_mail() {
+        let key = key_of(d.name);
+        let mailname = spec.mailname().to_string();
+        key_entries.push(KeyTableEntry {
+            name: mailname.clone(),
+            domain: mailname.clone(),
+            selector: &key.selector,
+            path: &key.private_path,
+        });
+        signing.push(SigningEntry {
+            pattern: mailname.clone(),
+            key: mailname,
+        });
+    }
 
     Ok(Vars {
         // The same whatever the spec file is called or where it lives: renaming
@@ -768,6 +804,7 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
             .iter()
             .map(ToString::to_string)
             .collect(),
+        sender_canonical: sender_canonical(spec),
         aliases: spec
             .aliases
             .iter()
@@ -787,6 +824,49 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
         },
         sasl,
     })
+}
+
+/// With `dkim.subdomains`, mail from a subdomain the spec does not list is
+/// signed d=its listed domain, but that subdomain has no SPF record: its
+/// envelope sender is rewritten to the listed domain (the From header stays),
+/// whose SPF covers this host, so SPF passes and aligns (relaxed) as DKIM
+/// does. Listed subdomains, the mailname and listed domains under it keep
+/// theirs: they have SPF of their own.
+fn sender_canonical(spec: &HostSpec) -> Vec<CanonicalVars> {
+    if !spec.dkim.subdomains {
+        return Vec::new();
+    }
+    let escape = |name: &str| name.replace('.', "\\.");
+    // Each name that sends as itself, under each listed domain above it
+    // (found by walking up its labels: linear in the names).
+    let mut keep: std::collections::HashMap<&str, Vec<String>> = spec
+        .domains()
+        .map(|d| (d.name.as_str(), Vec::new()))
+        .collect();
+    let own = spec
+        .domains()
+        .flat_map(|d| {
+            std::iter::once(d.name.clone())
+                .chain(d.subdomains)
+                .collect::<Vec<_>>()
+        })
+        .chain(std::iter::once(spec.mailname().clone()));
+    for name in own {
+        let mut parent = name.as_str();
+        while let Some((_, up)) = parent.split_once('.') {
+            if let Some(list) = keep.get_mut(up) {
+                list.push(escape(name.as_str()));
+            }
+            parent = up;
+        }
+    }
+    spec.domains()
+        .map(|d| CanonicalVars {
+            domain: d.name.to_string(),
+            pattern: escape(d.name.as_str()),
+            keep: keep.remove(d.name.as_str()).unwrap_or_default(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

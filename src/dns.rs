@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::desired::{Key, key_set_of};
 use crate::keys::DkimPublicKey;
 use crate::selector::{DkimSelector, DkimValue, State};
-use crate::spec::{Alignment, DmarcPolicy, Domain, DomainName, Spec, SpfAll};
+use crate::spec::{Alignment, DmarcPolicy, Domain, DomainName, HostSpec, SpfAll, SystemMail};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,7 +48,10 @@ pub const REVOKED: &str = "v=DKIM1; p=";
 
 /// The records of every domain. `keys` pairs each desired key with its public
 /// half, or `None` when the key does not exist yet (reported in the second value).
-pub fn records(spec: &Spec, keys: &[(Key, Option<DkimPublicKey>)]) -> (Vec<Record>, Vec<String>) {
+pub fn records(
+    spec: &HostSpec,
+    keys: &[(Key, Option<DkimPublicKey>)],
+) -> (Vec<Record>, Vec<String>) {
     let dkim: Vec<DkimSelector> = keys
         .iter()
         .map(|(key, public)| DkimSelector {
@@ -79,8 +82,9 @@ pub fn by_set(dkim: &[DkimSelector]) -> HashMap<&str, Vec<&DkimSelector>> {
     sets
 }
 
-/// The records of every domain, with `dkim` every selector to publish.
-pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<String>) {
+/// The records of every domain and of this host's own names, with `dkim`
+/// every selector to publish.
+pub fn records_for(spec: &HostSpec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<String>) {
     let sets = by_set(dkim);
     let mut out = Vec::new();
     let mut missing = Vec::new();
@@ -160,12 +164,95 @@ pub fn records_for(spec: &Spec, dkim: &[DkimSelector]) -> (Vec<Record>, Vec<Stri
             });
         }
     }
+    host_records(spec, &sets, &mut out, &mut missing);
     (out, missing)
 }
 
+/// The SPF records of this host's own names, each name once: the HELO name
+/// (bounces, sent with an empty envelope sender, are judged by it) and the
+/// mailname (root@…, cron, apticron). Names that are listed domains or
+/// subdomains have theirs already. Through a relay the relay's HELO counts,
+/// and the mailname's SPF must name the relay: its domain's mechanisms.
+pub fn host_spf(spec: &HostSpec) -> Vec<(DomainName, String)> {
+    let listed = |name: &DomainName| {
+        spec.domains()
+            .any(|d| d.name == name || d.subdomains.contains(name))
+    };
+    let fleet: Vec<&DomainName> = if spec.hosts.is_empty() {
+        Vec::new()
+    } else {
+        spec.sending_hosts()
+    };
+    let (hostname, mailname) = (spec.hostname(), spec.mailname());
+    let relayed = spec.host.relay.is_some();
+    let mut out = Vec::new();
+    if !relayed && !listed(hostname) {
+        out.push((hostname.clone(), "v=spf1 a -all".to_string()));
+    }
+    if listed(mailname) || (mailname == hostname && !relayed) {
+        return out;
+    }
+    let value = match (spec.system_mail(), relayed) {
+        (SystemMail::Under(domain), true) => Some(spf_for(&domain, &fleet, true)),
+        (_, true) => None,
+        // A mailname the hosts of a fleet share names them all.
+        (_, false) => {
+            let hosts = match spec.host.mailname.is_some() && !fleet.is_empty() {
+                true => fleet.iter().map(|h| format!(" a:{h}")).collect::<String>(),
+                false => format!(" a:{hostname}"),
+            };
+            Some(format!("v=spf1{hosts} -all"))
+        }
+    };
+    out.extend(value.map(|v| (mailname.clone(), v)));
+    out
+}
+
+/// This host's own records: SPF for its names, and DKIM for its mailname
+/// when it signs system mail as itself.
+fn host_records(
+    spec: &HostSpec,
+    sets: &HashMap<&str, Vec<&DkimSelector>>,
+    out: &mut Vec<Record>,
+    missing: &mut Vec<String>,
+) {
+    for (name, value) in host_spf(spec) {
+        out.push(Record {
+            note: Some(format!(
+                "SPF for this host's own name {name}: its HELO, bounces and system mail \
+                 (root@{}) pass",
+                spec.mailname()
+            )),
+            ..txt(Kind::Spf, name.to_string(), value)
+        });
+    }
+    let SystemMail::Under(domain) = spec.system_mail() else {
+        return;
+    };
+    let mailname = spec.mailname();
+    for dkim in sets.get(key_set_of(spec, domain.name)).into_iter().flatten() {
+        let name = format!("{}._domainkey.{mailname}", dkim.selector);
+        let Some(value) = dkim_value(dkim, &name, missing) else {
+            continue;
+        };
+        out.push(Record {
+            note: Some(format!(
+                "DKIM key of system mail's own signatures (d={mailname}, {}'s key)",
+                domain.name
+            )),
+            ..txt(Kind::Dkim, name, value)
+        });
+    }
+}
+
 /// The DKIM names one selector of a key set is published at: each domain
-/// signing with the set, and each of their listed subdomains.
-pub fn dkim_names(spec: &Spec, set: &str, selector: &str) -> Vec<String> {
+/// signing with the set, each of their listed subdomains, and the mailname
+/// when system mail signs as itself with the set's key.
+pub fn dkim_names(spec: &HostSpec, set: &str, selector: &str) -> Vec<String> {
+    let mailname = match spec.system_mail() {
+        SystemMail::Under(d) if key_set_of(spec, d.name) == set => Some(spec.mailname()),
+        _ => None,
+    };
     spec.domains()
         .filter(|d| key_set_of(spec, d.name) == set)
         .flat_map(|d| {
@@ -173,6 +260,7 @@ pub fn dkim_names(spec: &Spec, set: &str, selector: &str) -> Vec<String> {
                 .chain(d.subdomains.iter().map(ToString::to_string))
                 .collect::<Vec<_>>()
         })
+        .chain(mailname.map(ToString::to_string))
         .map(|owner| format!("{selector}._domainkey.{owner}"))
         .collect()
 }

@@ -69,6 +69,13 @@ pub fn key_sets(spec: &HostSpec) -> Vec<KeySet> {
         names.push(domain.name.clone());
         names.extend(domain.subdomains);
     }
+    // System mail signed as the mailname publishes the key there too.
+    if let crate::spec::SystemMail::Under(domain) = spec.system_mail() {
+        domains
+            .entry(key_set_of(spec, domain.name))
+            .or_default()
+            .push(spec.mailname().clone());
+    }
     desired::key_sets(spec)
         .into_iter()
         .map(|(name, _)| KeySet {

@@ -16,6 +16,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "opendkim.conf.tera",
         include_str!("../templates/opendkim.conf.tera"),
     ),
+    (
+        "sender_canonical.tera",
+        include_str!("../templates/sender_canonical.tera"),
+    ),
     ("KeyTable.tera", include_str!("../templates/KeyTable.tera")),
     (
         "SigningTable.tera",

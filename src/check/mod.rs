@@ -174,6 +174,18 @@ pub fn dns_findings(spec: &HostSpec, dkim: &[DkimSelector], dns: &dyn Dns) -> Ve
             }
         }
     }
+    // This host's own names: HELO and system mail.
+    for (name, value) in dns::host_spf(spec) {
+        out.push(spf_finding(dns, name.as_str(), Some(&value)));
+        for ip in &addresses {
+            out.push(spf_host_finding(dns, name.as_str(), *ip));
+        }
+    }
+    if let crate::spec::SystemMail::Under(d) = spec.system_mail() {
+        for selector in sets.get(key_set_of(spec, d.name)).into_iter().flatten() {
+            out.push(dkim_finding(dns, spec.mailname().as_str(), selector));
+        }
+    }
     for ip in &addresses {
         out.push(fcrdns_finding(dns, *ip, spec.hostname().as_str()));
         for zone in &spec.check.blocklists {

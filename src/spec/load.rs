@@ -350,6 +350,19 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
         Some(m) => vec![m],
         None => spec.sending_hosts(),
     };
+    for mailname in &mailnames {
+        if let super::SystemMail::Outside = spec.system_mail_of(mailname) {
+            warn(
+                "host.mailname",
+                format!(
+                    "system mail (root@{mailname}: cron, apticron, bounces) is under none of \
+                     the domains: it is not DKIM-signed, and its SPF record is yours to \
+                     publish; set host.mailname to a name under a listed domain, or list its \
+                     domain"
+                ),
+            );
+        }
+    }
     for mailname in mailnames
         .into_iter()
         .filter(|m| spec.domains.contains_key(*m))
@@ -404,9 +417,10 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
         warn(
             "dmarc.aspf",
             format!(
-                "the unlisted subdomains of {} have no SPF record: their mail passes DMARC on \
-                 DKIM alone. List the subdomains that send under domains.DOMAIN.subdomains to \
-                 publish SPF for them",
+                "mail from the unlisted subdomains of {} leaves with its envelope sender on the \
+                 domain (so SPF passes), which strict SPF alignment (aspf: s) does not count: it \
+                 passes DMARC on DKIM alone. List the subdomains that send under \
+                 domains.DOMAIN.subdomains: each then has SPF and DKIM of its own",
                 some(&no_spf)
             ),
         );

@@ -97,6 +97,12 @@ impl HostSpec {
         self.spec.host.mailname.as_ref().unwrap_or(&self.hostname)
     }
 
+    /// How this host's system mail (root@mailname, cron, apticron, and the
+    /// bounces it sends as MAILER-DAEMON@mailname) is authenticated.
+    pub fn system_mail(&self) -> SystemMail<'_> {
+        self.spec.system_mail_of(self.mailname())
+    }
+
     /// The same, with packages left to the operator (`--no-install-packages`).
     pub fn without_package_install(mut self) -> HostSpec {
         self.spec.host.install_packages = false;
@@ -735,6 +741,18 @@ fn default_apticron_email() -> MailTarget {
     "root".parse().expect("valid constant")
 }
 
+/// How a host's system mail is signed and which SPF record covers it.
+#[derive(Clone, Debug)]
+pub enum SystemMail<'a> {
+    /// The mailname is a listed domain or sending subdomain: signed as that.
+    Listed,
+    /// Under a listed domain: signed as itself with that domain's key, with
+    /// SPF and DKIM records of its own (as a listed subdomain).
+    Under(Domain<'a>),
+    /// Under no listed domain: not signed; its SPF is the operator's.
+    Outside,
+}
+
 /// One sending domain with the defaults applied.
 #[derive(Clone, Debug)]
 pub struct Domain<'a> {
@@ -746,6 +764,21 @@ pub struct Domain<'a> {
 }
 
 impl Spec {
+    /// How system mail from `mailname` is authenticated (see `HostSpec::system_mail`).
+    pub fn system_mail_of(&self, mailname: &DomainName) -> SystemMail<'_> {
+        let listed = self
+            .domains()
+            .any(|d| d.name == mailname || d.subdomains.iter().any(|s| s == mailname));
+        if listed {
+            return SystemMail::Listed;
+        }
+        // The closest listed domain it is under.
+        self.domains()
+            .filter(|d| mailname.as_str().ends_with(&format!(".{}", d.name)))
+            .max_by_key(|d| d.name.as_str().len())
+            .map_or(SystemMail::Outside, SystemMail::Under)
+    }
+
     /// The sending domains in the spec's order, each with its effective policies.
     pub fn domains(&self) -> impl Iterator<Item = Domain<'_>> {
         self.domains.iter().map(|(name, settings)| {

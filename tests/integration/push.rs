@@ -89,7 +89,7 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
     );
     Test::new()
         .args(&["dns", s, "--root", r, "--push"])
-        .stdout_has("6 names served as pushed")
+        .stdout_has("8 names served as pushed")
         .stdout_has("3 names served as pushed")
         .run();
     // Every record `dns` prints is served, split values joined again.
@@ -98,7 +98,8 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
         .run()
         .stdout;
     let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    assert_eq!(records.len(), 9, "{json}");
+    // The domains', a listed subdomain's, and the mailname's SPF and DKIM.
+    assert_eq!(records.len(), 11, "{json}");
     for rec in &records {
         let (name, value) = (
             rec["name"].as_str().unwrap(),
@@ -136,12 +137,17 @@ fn push_publishes_every_record_and_keeps_what_is_not_mailsetups() {
         .stdout_has("0 warn, 0 fail")
         .run()
         .stdout;
-    assert_eq!(check.matches("\npass  dkim").count(), 3, "{check}");
+    assert_eq!(check.matches("\npass  dkim").count(), 4, "{check}");
+    // This host's own name: its SPF, and SPF evaluated for its address.
+    assert!(
+        check.contains("pass  spf-host          mail.example.com from 192.0.2.25"),
+        "{check}"
+    );
 
     Test::new()
         .args(&["dns", s, "--root", r, "--push"])
         .stdout_has("example.com (primary")
-        .stdout_has("6 names as they should be")
+        .stdout_has("8 names as they should be")
         .stdout_lacks("+ ")
         .stdout_lacks("- ")
         .run();

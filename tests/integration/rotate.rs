@@ -160,8 +160,9 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
         .args(&["--format", "json"])
         .stdout_has("staged on 2026-12-01")
         .run();
+    // Both domains and the mailname (system mail signs as itself).
     let dkim = s.dkim_records("2026-12-01");
-    assert_eq!(dkim.len(), 4, "{dkim:?}");
+    assert_eq!(dkim.len(), 6, "{dkim:?}");
     let old_value = value_of(&dkim, &format!("{old}._domainkey.example.com")).to_string();
     let new_value = value_of(&dkim, &format!("{new}._domainkey.example.com")).to_string();
     assert_ne!(old_value, new_value);
@@ -208,6 +209,7 @@ fn rotation_goes_through_every_state_and_activates_only_what_dns_serves() {
     let served = [
         Rec::txt(&at("example.com"), &new_value),
         Rec::txt(&at("example.org"), &new_value),
+        Rec::txt(&at("mail.example.com"), &new_value),
     ];
     let (server, lagging) = (DnsServer::start(&served), DnsServer::start(&served[..1]));
     let resolver = server.resolver();
@@ -324,6 +326,7 @@ fn auto_does_only_the_step_that_is_due() {
     let served = DnsServer::start(&[
         Rec::txt("20261224._domainkey.example.com", &value),
         Rec::txt("20261224._domainkey.example.org", &value),
+        Rec::txt("20261224._domainkey.mail.example.com", &value),
     ]);
     auto("2026-12-26", &served.resolver())
         .stdout_has("DNS serves 20261224")
