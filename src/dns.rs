@@ -230,7 +230,11 @@ fn host_records(
         return;
     };
     let mailname = spec.mailname();
-    for dkim in sets.get(key_set_of(spec, domain.name)).into_iter().flatten() {
+    for dkim in sets
+        .get(key_set_of(spec, domain.name))
+        .into_iter()
+        .flatten()
+    {
         let name = format!("{}._domainkey.{mailname}", dkim.selector);
         let Some(value) = dkim_value(dkim, &name, missing) else {
             continue;
@@ -474,9 +478,12 @@ mod tests {
             txt_path: "/t".into(),
             domain: "example.com".parse().unwrap(),
         };
+        let spec = spec.for_host(None).unwrap();
         let (records, missing) = records(&spec, &[(key, None)]);
-        assert_eq!(missing.len(), 1);
+        // The domain's key, and the mailname's (system mail signs as itself).
+        assert_eq!(missing.len(), 2);
         assert!(missing[0].starts_with("sel._domainkey.example.com"));
+        assert!(missing[1].starts_with("sel._domainkey.mail.example.com"));
         let values: Vec<(&str, &str)> = records
             .iter()
             .map(|r| (r.name.as_str(), r.value.as_str()))
@@ -493,7 +500,43 @@ mod tests {
                     "v=DMARC1; p=reject; adkim=s; pct=50; rua=mailto:d@example.com,mailto:r@reports.example.net"
                 ),
                 ("example.com._report._dmarc.reports.example.net", "v=DMARC1"),
+                // The host's own name: HELO, bounces and root@ pass SPF.
+                ("mail.example.com", "v=spf1 a -all"),
             ]
+        );
+    }
+
+    /// SPF for the host's own names: its HELO name, a mailname of its own,
+    /// the relay's mechanisms when mail leaves through one; never twice for a
+    /// name listed already.
+    #[test]
+    fn the_hosts_own_names_get_spf() {
+        let spf = |extra: &str| {
+            let text = format!(
+                "host:\n  hostname: mx.example.com\n{extra}domains:\n  example.com:\n    spf:\n      include: [spf.relay.example]\naliases:\n  root: a@example.net\n"
+            );
+            let (spec, _) = crate::spec::parse(&text, std::path::Path::new("t.yaml")).unwrap();
+            host_spf(&spec.for_host(None).unwrap())
+                .into_iter()
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spf(""), ["mx.example.com v=spf1 a -all"]);
+        assert_eq!(
+            spf("  mailname: sys.example.com\n"),
+            [
+                "mx.example.com v=spf1 a -all",
+                "sys.example.com v=spf1 a:mx.example.com -all"
+            ]
+        );
+        assert_eq!(
+            spf("  relay:\n    host: smtp.relay.example\n"),
+            ["mx.example.com v=spf1 a:example.com include:spf.relay.example -all"]
+        );
+        // The mailname a listed domain: it has its SPF already.
+        assert_eq!(
+            spf("  mailname: example.com\n"),
+            ["mx.example.com v=spf1 a -all"]
         );
     }
 }

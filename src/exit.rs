@@ -15,6 +15,9 @@ pub enum Exit {
     Changes,
     /// 3: `check` ran and found failures (an error running it is 1).
     CheckFailed,
+    /// 4: `check` found no failure but could not verify everything (no DNS
+    /// answer, a refused query): not "all good".
+    Unverified,
 }
 
 impl Exit {
@@ -30,6 +33,10 @@ impl Exit {
         ),
         (2, "`plan --detailed-exitcode`: there are changes to make"),
         (3, "`check` ran and found failures"),
+        (
+            4,
+            "`check` found no failure, but could not check everything (no DNS answer, a refused query)",
+        ),
     ];
 }
 
@@ -40,6 +47,7 @@ impl From<Exit> for ExitCode {
             Exit::Error => 1,
             Exit::Changes => 2,
             Exit::CheckFailed => 3,
+            Exit::Unverified => 4,
         })
     }
 }

@@ -72,11 +72,18 @@ pub enum ServedError {
 }
 
 pub fn served(dns: &dyn Dns, name: &str) -> Result<Served, ServedError> {
+    served_record(dns, name).map(|(served, _)| served)
+}
+
+/// What DNS serves at `name`, and the record's text when there is one.
+pub fn served_record(dns: &dyn Dns, name: &str) -> Result<(Served, Option<String>), ServedError> {
     let txt = dns.txt(name)?;
     let records: Vec<&String> = txt.iter().filter(|t| looks_like_dkim(t)).collect();
     match records.as_slice() {
-        [] => Ok(Served::Missing),
-        [one] => parse(one).map_err(ServedError::Invalid),
+        [] => Ok((Served::Missing, None)),
+        [one] => parse(one)
+            .map(|s| (s, Some(one.to_string())))
+            .map_err(ServedError::Invalid),
         several => Err(ServedError::Several(several.len())),
     }
 }
@@ -92,14 +99,35 @@ fn tags(txt: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
+/// A key record as a verifier reads it (RFC 6376 3.6.1): a tag twice, a
+/// hash list without sha256 (what OpenDKIM signs with), a service list
+/// without email, a key type but rsa, or a key under 1024 bits (RFC 8301)
+/// fails every signature, so each is an error here too.
 fn parse(txt: &str) -> Result<Served, String> {
     let mut p = None;
+    let mut seen: Vec<&str> = Vec::new();
     for (i, (name, value)) in tags(txt).enumerate() {
+        if seen.contains(&name) {
+            return Err(format!("the {name}= tag appears twice (RFC 6376 3.2)"));
+        }
+        seen.push(name);
+        let list = || value.split(':').map(str::trim);
         match name {
             "v" if i != 0 => return Err("v= must be the first tag".into()),
             "v" if value != "DKIM1" => return Err(format!("v={value}: must be DKIM1")),
             "k" if value != "rsa" => {
                 return Err(format!("k={value}: only rsa keys are made here"));
+            }
+            "h" if !list().any(|h| h.eq_ignore_ascii_case("sha256")) => {
+                return Err(format!(
+                    "h={value}: the key refuses sha256, which OpenDKIM signs with: every \
+                     signature fails"
+                ));
+            }
+            "s" if !list().any(|s| s == "*" || s.eq_ignore_ascii_case("email")) => {
+                return Err(format!(
+                    "s={value}: the key is not for email (s=email or s=*): verifiers ignore it"
+                ));
             }
             "p" => p = Some(value),
             _ => {}
@@ -109,9 +137,20 @@ fn parse(txt: &str) -> Result<Served, String> {
     if p.is_empty() {
         return Ok(Served::Revoked);
     }
-    DkimPublicKey::from_p_value(p)
-        .map(Served::Key)
-        .map_err(|e| e.to_string())
+    let key = DkimPublicKey::from_p_value(p).map_err(|e| e.to_string())?;
+    if key.bits() < 1024 {
+        return Err(format!(
+            "a {}-bit key: verifiers refuse keys under 1024 bits (RFC 8301 3.2)",
+            key.bits()
+        ));
+    }
+    Ok(Served::Key(key))
+}
+
+/// The `t=` flags of a key record that receivers act on: `y` (testing: some
+/// verifiers then treat failures as unsigned mail).
+pub fn testing(txt: &str) -> bool {
+    tags(txt).any(|(name, value)| name == "t" && value.split(':').any(|f| f.trim() == "y"))
 }
 
 #[cfg(test)]
@@ -119,6 +158,33 @@ mod tests {
     use super::*;
     use crate::check::fake::FakeDns;
     use crate::keys::DkimKey;
+
+    /// What verifiers refuse in a key record is refused here, named.
+    #[test]
+    fn records_verifiers_refuse_are_invalid() {
+        let key = DkimKey::generate(1024).unwrap().public();
+        let p = key.p_value();
+        for (record, why) in [
+            (format!("v=DKIM1; h=sha1; k=rsa; p={p}"), "h=sha1"),
+            (format!("v=DKIM1; s=tlsrpt; p={p}"), "not for email"),
+            (format!("v=DKIM1; k=ed25519; p={p}"), "k=ed25519"),
+            (format!("v=DKIM1; p={p}; p={p}"), "appears twice"),
+            (format!("k=rsa; v=DKIM1; p={p}"), "first tag"),
+        ] {
+            let e = parse(&record).unwrap_err();
+            assert!(e.contains(why), "{record}: {e}");
+        }
+        // What they accept.
+        for ok in [
+            format!("v=DKIM1; h=sha1:sha256; s=email:tlsrpt; p={p}"),
+            format!("v=DKIM1; s=*; t=s; p={p}"),
+            format!("p={p}"),
+        ] {
+            assert!(matches!(parse(&ok), Ok(Served::Key(_))), "{ok}");
+        }
+        assert!(testing(&format!("v=DKIM1; t=y:s; p={p}")));
+        assert!(!testing(&format!("v=DKIM1; t=s; p={p}")));
+    }
 
     #[test]
     fn served_reads_keys_revocations_and_problems() {

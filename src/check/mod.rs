@@ -33,6 +33,9 @@ pub enum Status {
     Warn,
     Fail,
     Skip,
+    /// Could not be checked: no DNS answer, a refused query, a term mailsetup
+    /// does not evaluate. Never counted as a pass.
+    Unknown,
 }
 
 /// What was checked.
@@ -123,6 +126,8 @@ pub fn run(
     };
     Ok(if findings.iter().any(|f| f.status == Status::Fail) {
         Exit::CheckFailed
+    } else if findings.iter().any(|f| f.status == Status::Unknown) {
+        Exit::Unverified
     } else {
         Exit::Ok
     })
@@ -228,7 +233,7 @@ fn host_addresses(spec: &HostSpec, dns: &dyn Dns, out: &mut Vec<Finding>) -> Vec
                 out.push(finding(
                     Kind::Address,
                     hostname,
-                    Status::Warn,
+                    Status::Unknown,
                     e.to_string(),
                 ));
                 return Vec::new();
@@ -255,6 +260,10 @@ fn host_addresses(spec: &HostSpec, dns: &dyn Dns, out: &mut Vec<Finding>) -> Vec
     addresses
 }
 
+/// An address no sane SPF record names (the limited broadcast), to walk a
+/// record to its end.
+const NO_SENDER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+
 fn spf_finding(dns: &dyn Dns, domain: &str, expected: Option<&str>) -> Finding {
     let result = |status, detail: String| finding(Kind::Spf, domain, status, detail);
     let text = match spf::fetch(dns, domain) {
@@ -268,7 +277,7 @@ fn spf_finding(dns: &dyn Dns, domain: &str, expected: Option<&str>) -> Finding {
                 ),
             );
         }
-        Err(SpfResult::TempError(e)) => return result(Status::Warn, e),
+        Err(SpfResult::TempError(e)) => return result(Status::Unknown, e),
         Err(e) => return result(Status::Fail, e.to_string()),
     };
     let record = match spf::parse(&text) {
@@ -288,12 +297,24 @@ fn spf_finding(dns: &dyn Dns, domain: &str, expected: Option<&str>) -> Finding {
         Ok(n) => n,
         Err(SpfResult::TempError(e)) => {
             return result(
-                Status::Warn,
+                Status::Unknown,
                 format!("cannot count the lookups of `{text}`: {e}"),
             );
         }
         Err(e) => return result(Status::Fail, format!("`{text}`: {e}")),
     };
+    // Walked to the end as for a sender it does not name, every term queried,
+    // as a receiver would: what that finds wrong (voids, includes without a
+    // record, macros) fails every sender.
+    match spf::check_host(dns, NO_SENDER, domain) {
+        SpfResult::PermError(e) => {
+            return result(Status::Fail, format!("`{text}`: {e}"));
+        }
+        SpfResult::TempError(e) => {
+            return result(Status::Unknown, format!("cannot evaluate `{text}`: {e}"));
+        }
+        _ => {}
+    }
     let plural = if lookups == 1 { "" } else { "s" };
     match expected {
         Some(want) if want != text => result(
@@ -308,7 +329,7 @@ fn spf_host_finding(dns: &dyn Dns, domain: &str, ip: IpAddr) -> Finding {
     let target = format!("{domain} from {ip}");
     let (status, detail) = match spf::check_host(dns, ip, domain) {
         SpfResult::Pass => (Status::Pass, "pass".to_string()),
-        r @ (SpfResult::TempError(_) | SpfResult::Unknown(_)) => (Status::Warn, r.to_string()),
+        r @ (SpfResult::TempError(_) | SpfResult::Unknown(_)) => (Status::Unknown, r.to_string()),
         r => (
             Status::Fail,
             format!("{r}: receivers do not accept this address as a sender for {domain}"),
@@ -328,13 +349,23 @@ fn dkim_finding(dns: &dyn Dns, domain: &str, selector: &DkimSelector) -> Finding
             format!("{state}: {detail}"),
         )
     };
-    let served = match selector::served(dns, &name) {
+    let (served, text) = match selector::served_record(dns, &name) {
         Ok(served) => served,
-        Err(selector::ServedError::Lookup(e)) => return result(Status::Warn, e.to_string()),
+        Err(selector::ServedError::Lookup(e)) => return result(Status::Unknown, e.to_string()),
         Err(e) => return result(Status::Fail, e.to_string()),
     };
     match (&selector.value, served) {
         (DkimValue::Missing(why), _) => result(Status::Fail, why.clone()),
+        (DkimValue::Key(mine), Served::Key(theirs))
+            if *mine == theirs && text.as_deref().is_some_and(selector::testing) =>
+        {
+            result(
+                Status::Warn,
+                "DNS serves the key on disk, marked t=y (testing): some verifiers treat a \
+                 failing signature as none; remove t=y once mail verifies"
+                    .into(),
+            )
+        }
         (DkimValue::Key(mine), Served::Key(theirs)) if *mine == theirs => {
             result(Status::Pass, "DNS serves the key on disk".into())
         }
@@ -377,7 +408,7 @@ fn dmarc_finding(dns: &dyn Dns, name: &str, expected: Option<&str>) -> (Finding,
     let result = |status, detail: String| finding(Kind::Dmarc, name, status, detail);
     let txt = match dns.txt(name) {
         Ok(txt) => txt,
-        Err(e) => return (result(Status::Warn, e.to_string()), Vec::new()),
+        Err(e) => return (result(Status::Unknown, e.to_string()), Vec::new()),
     };
     let records: Vec<&String> = txt.iter().filter(|t| dmarc::is_dmarc(t)).collect();
     let text = match records.as_slice() {
@@ -444,7 +475,7 @@ fn report_auth_finding(dns: &dyn Dns, domain: &str, report_domain: &str) -> Find
                  send them until {report_domain}'s zone has `{name} TXT \"v=DMARC1\"`"
             ),
         ),
-        Err(e) => (Status::Warn, e.to_string()),
+        Err(e) => (Status::Unknown, e.to_string()),
     };
     finding(Kind::DmarcReportAuth, name.clone(), status, detail)
 }
@@ -462,14 +493,14 @@ fn fcrdns_finding(dns: &dyn Dns, ip: IpAddr, hostname: &str) -> Finding {
             );
         }
         Ok(names) => names,
-        Err(e) => return result(Status::Warn, e.to_string()),
+        Err(e) => return result(Status::Unknown, e.to_string()),
     };
     let mut confirmed = Vec::new();
     for name in &names {
         match dns.addrs(name, Family::of(ip)) {
             Ok(addrs) if addrs.contains(&ip) => confirmed.push(name.as_str()),
             Ok(_) => {}
-            Err(e) => return result(Status::Warn, e.to_string()),
+            Err(e) => return result(Status::Unknown, e.to_string()),
         }
     }
     if confirmed.is_empty() {
@@ -503,7 +534,7 @@ fn blocklist_finding(dns: &dyn Dns, ip: IpAddr, zone: &str) -> Finding {
     let name = format!("{}.{zone}", resolve::reversed(ip));
     let answers = match dns.addrs(&name, Family::V4) {
         Ok(a) => a,
-        Err(e) => return result(Status::Warn, e.to_string()),
+        Err(e) => return result(Status::Unknown, e.to_string()),
     };
     if answers.is_empty() {
         return result(Status::Pass, "not listed".into());
@@ -516,7 +547,7 @@ fn blocklist_finding(dns: &dyn Dns, ip: IpAddr, zone: &str) -> Finding {
         .all(|a| matches!(a, IpAddr::V4(v4) if v4.octets()[..3] == [127, 255, 255]))
     {
         return result(
-            Status::Warn,
+            Status::Unknown,
             format!(
                 "{zone} refused the query ({}); ask it through your own resolver",
                 codes.join(", ")
@@ -648,6 +679,7 @@ pub fn text(findings: &[Finding]) -> String {
             Status::Warn => (anstyle::AnsiColor::Yellow.on_default().bold(), "warn"),
             Status::Fail => (anstyle::AnsiColor::Red.on_default().bold(), "FAIL"),
             Status::Skip => (anstyle::Style::new().dimmed(), "skip"),
+            Status::Unknown => (anstyle::AnsiColor::Magenta.on_default().bold(), "????"),
         };
         let _ = writeln!(
             out,
@@ -660,12 +692,19 @@ pub fn text(findings: &[Finding]) -> String {
     let count = |s: Status| findings.iter().filter(|f| f.status == s).count();
     let _ = writeln!(
         out,
-        "\ncheck: {} pass, {} warn, {} fail, {} skip",
+        "\ncheck: {} pass, {} warn, {} fail, {} skip, {} unknown",
         count(Status::Pass),
         count(Status::Warn),
         count(Status::Fail),
-        count(Status::Skip)
+        count(Status::Skip),
+        count(Status::Unknown)
     );
+    if count(Status::Unknown) > 0 {
+        let _ = writeln!(
+            out,
+            "???? = could not be checked (no answer, a refused query): not verified"
+        );
+    }
     out
 }
 
@@ -789,7 +828,7 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_lookups_warn_and_never_pass() {
+    fn unanswered_lookups_are_unknown_and_never_pass() {
         let dns = FakeDns::default()
             .fail("mail.example.com")
             .fail("example.com")
@@ -798,7 +837,7 @@ mod tests {
         for kind in [Kind::Address, Kind::Spf, Kind::Dmarc] {
             assert_eq!(
                 status_of(&findings, kind)[0].1,
-                Status::Warn,
+                Status::Unknown,
                 "{kind:?}: {findings:#?}"
             );
         }
@@ -817,7 +856,7 @@ mod tests {
         assert!(listed.detail.contains("127.0.0.2") && listed.detail.contains("listed for spam"));
         assert_eq!(
             blocklist_finding(&dns, ip, "refusing.example").status,
-            Status::Warn
+            Status::Unknown
         );
         assert_eq!(
             blocklist_finding(&dns, ip, "clean.example").status,
@@ -853,7 +892,7 @@ mod tests {
         let text = anstream::adapter::strip_str(&colored).to_string();
         assert!(text.contains("FAIL  dmarc"), "{text}");
         assert!(
-            text.ends_with("check: 1 pass, 0 warn, 1 fail, 0 skip\n"),
+            text.ends_with("check: 1 pass, 0 warn, 1 fail, 0 skip, 0 unknown\n"),
             "{text}"
         );
     }

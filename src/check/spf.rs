@@ -7,6 +7,41 @@ use crate::resolve::{Dns, Family, LookupError};
 
 /// RFC 7208 4.6.4: more DNS-querying terms than this is a permanent error.
 pub const MAX_LOOKUPS: usize = 10;
+/// RFC 7208 4.6.4: more lookups that find nothing (NXDOMAIN or no answer)
+/// than this is a permanent error too.
+pub const MAX_VOID_LOOKUPS: usize = 2;
+
+/// What one evaluation has spent of RFC 7208 4.6.4's limits.
+#[derive(Default)]
+struct Counts {
+    lookups: usize,
+    voids: usize,
+}
+
+impl Counts {
+    /// One more term that queries DNS.
+    fn lookup(&mut self) -> Result<(), SpfResult> {
+        self.lookups += 1;
+        if self.lookups > MAX_LOOKUPS {
+            return Err(SpfResult::PermError(format!(
+                "more than {MAX_LOOKUPS} DNS lookups (RFC 7208 4.6.4)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A lookup that found nothing.
+    fn void(&mut self, name: &str) -> Result<(), SpfResult> {
+        self.voids += 1;
+        if self.voids > MAX_VOID_LOOKUPS {
+            return Err(SpfResult::PermError(format!(
+                "more than {MAX_VOID_LOOKUPS} lookups found nothing (the last: {name}; RFC 7208 \
+                 4.6.4): receivers give up with permerror"
+            )));
+        }
+        Ok(())
+    }
+}
 /// Nested includes deeper than this are treated as a loop.
 const MAX_DEPTH: usize = 10;
 
@@ -258,15 +293,14 @@ pub fn fetch(dns: &dyn Dns, domain: &str) -> Result<Option<String>, SpfResult> {
 
 /// Evaluates SPF for mail from `ip` with a sender in `domain`.
 pub fn check_host(dns: &dyn Dns, ip: IpAddr, domain: &str) -> SpfResult {
-    let mut lookups = 0;
-    evaluate(dns, ip, domain, &mut lookups, 0)
+    evaluate(dns, ip, domain, &mut Counts::default(), 0)
 }
 
 fn evaluate(
     dns: &dyn Dns,
     ip: IpAddr,
     domain: &str,
-    lookups: &mut usize,
+    counts: &mut Counts,
     depth: usize,
 ) -> SpfResult {
     if depth > MAX_DEPTH {
@@ -282,15 +316,12 @@ fn evaluate(
         Err(e) => return SpfResult::PermError(format!("{domain}: {e}")),
     };
     for (qualifier, mechanism) in &record.directives {
-        if mechanism.queries_dns() {
-            *lookups += 1;
-            if *lookups > MAX_LOOKUPS {
-                return SpfResult::PermError(format!(
-                    "more than {MAX_LOOKUPS} DNS lookups (RFC 7208 4.6.4)"
-                ));
-            }
+        if mechanism.queries_dns()
+            && let Err(e) = counts.lookup()
+        {
+            return e;
         }
-        match matches(dns, ip, domain, mechanism, lookups, depth) {
+        match matches(dns, ip, domain, mechanism, counts, depth) {
             Ok(true) => return (*qualifier).into(),
             Ok(false) => {}
             Err(result) => return result,
@@ -302,13 +333,10 @@ fn evaluate(
     if target.contains('%') {
         return macro_unknown(target);
     }
-    *lookups += 1;
-    if *lookups > MAX_LOOKUPS {
-        return SpfResult::PermError(format!(
-            "more than {MAX_LOOKUPS} DNS lookups (RFC 7208 4.6.4)"
-        ));
+    if let Err(e) = counts.lookup() {
+        return e;
     }
-    match evaluate(dns, ip, target, lookups, depth + 1) {
+    match evaluate(dns, ip, target, counts, depth + 1) {
         SpfResult::None => SpfResult::PermError(format!("redirect={target} has no SPF record")),
         other => other,
     }
@@ -325,7 +353,7 @@ fn matches(
     ip: IpAddr,
     domain: &str,
     mechanism: &Mechanism,
-    lookups: &mut usize,
+    counts: &mut Counts,
     depth: usize,
 ) -> Result<bool, SpfResult> {
     let target = |d: &Option<String>| -> Result<String, SpfResult> {
@@ -345,13 +373,25 @@ fn matches(
         Mechanism::All => Ok(true),
         Mechanism::Ip(net, len) => Ok(in_network(*net, *len, ip)),
         Mechanism::A(d, p) => {
-            let addrs = dns.addrs(&target(d)?, family).map_err(temp)?;
+            let name = target(d)?;
+            let addrs = dns.addrs(&name, family).map_err(temp)?;
+            if addrs.is_empty() {
+                counts.void(&name)?;
+            }
             Ok(any_in(&addrs, *p))
         }
         Mechanism::Mx(d, p) => {
-            let hosts = dns.mx(&target(d)?).map_err(temp)?;
+            let name = target(d)?;
+            let hosts = dns.mx(&name).map_err(temp)?;
+            if hosts.is_empty() {
+                counts.void(&name)?;
+            }
             for host in hosts.iter().take(MAX_LOOKUPS) {
-                if any_in(&dns.addrs(host, family).map_err(temp)?, *p) {
+                let addrs = dns.addrs(host, family).map_err(temp)?;
+                if addrs.is_empty() {
+                    counts.void(host)?;
+                }
+                if any_in(&addrs, *p) {
                     return Ok(true);
                 }
             }
@@ -359,7 +399,7 @@ fn matches(
         }
         Mechanism::Include(d) => {
             let d = target(&Some(d.clone()))?;
-            match evaluate(dns, ip, &d, lookups, depth + 1) {
+            match evaluate(dns, ip, &d, counts, depth + 1) {
                 SpfResult::Pass => Ok(true),
                 SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => Ok(false),
                 SpfResult::None => Err(SpfResult::PermError(format!(
@@ -370,7 +410,11 @@ fn matches(
         }
         Mechanism::Exists(d) => {
             let d = target(&Some(d.clone()))?;
-            Ok(!dns.addrs(&d, Family::V4).map_err(temp)?.is_empty())
+            let found = !dns.addrs(&d, Family::V4).map_err(temp)?.is_empty();
+            if !found {
+                counts.void(&d)?;
+            }
+            Ok(found)
         }
         Mechanism::Ptr(_) => Err(SpfResult::Unknown(
             "the ptr mechanism is not evaluated (RFC 7208 5.5: do not use it)".into(),
@@ -599,11 +643,42 @@ mod tests {
         let dns = dns.txt("too-many.example", "v=spf1 include:example.com a -all");
         let record = parse(&fetch(&dns, "too-many.example").unwrap().unwrap()).unwrap();
         assert_eq!(count_lookups(&dns, &record).unwrap(), 12);
-        // The evaluation itself stops at the limit.
-        let dns = dns.a("a.example", "192.0.2.99");
+        // The evaluation itself stops at the limit (every name found, so
+        // no lookup is void).
+        let mut dns = dns;
+        for name in [
+            "too-many.example",
+            "example.com",
+            "a.example",
+            "b.example",
+            "c.example",
+        ] {
+            dns = dns.a(name, "192.0.2.99");
+        }
+        dns = dns
+            .mx("example.com", "a.example")
+            .a("x.example", "192.0.2.98");
         assert!(matches!(
             check_host(&dns, "203.0.113.1".parse().unwrap(), "too-many.example"),
             SpfResult::PermError(e) if e.contains("more than 10")
+        ));
+    }
+
+    /// RFC 7208 4.6.4: a third lookup that finds nothing is a permerror, as
+    /// pyspf answers.
+    #[test]
+    fn more_than_two_void_lookups_are_a_permerror() {
+        let dns = FakeDns::default()
+            .txt("example.com", "v=spf1 a:gone1.example a:gone2.example -all")
+            .txt(
+                "three.example",
+                "v=spf1 a:gone1.example mx:gone2.example exists:gone3.example -all",
+            );
+        let ip = "203.0.113.1".parse().unwrap();
+        assert_eq!(check_host(&dns, ip, "example.com"), SpfResult::Fail);
+        assert!(matches!(
+            check_host(&dns, ip, "three.example"),
+            SpfResult::PermError(e) if e.contains("more than 2 lookups found nothing")
         ));
     }
 }

@@ -50,9 +50,10 @@ or from `mailsetup dns --format json`):
      the records `mailsetup dns` printed plus the A records and included SPF
      policies listed under TEST-ONLY CHANGES (no real DNS is asked: pyspf's and
      dnspython's lookups are replaced while it runs). Each message must get
-     dkim=pass for the expected d=, spf=pass when the envelope sender's domain
-     has a printed SPF record (spf=none when it has none: PHP's mail() sends as
-     www-data@MAILNAME, unlisted subdomains have no record) and dmarc=pass. The
+     dkim=pass for the expected d=, spf=pass (every sender: unlisted
+     subdomains leave with the envelope on their domain, PHP's mail() as
+     www-data@MAILNAME and system mail have the mailname's record, a bounce
+     the HELO name's) and dmarc=pass. The
      line says the verdict; a failure says what failed (alignment, a missing
      record, and the policy receivers then apply). Every printed rua/ruf
      destination outside the policy's organizational domain authorizes the
@@ -60,7 +61,10 @@ or from `mailsetup dns --format json`):
      subdomains get an SPF record and a DKIM record with their parent's key.
   7. Mail to root, postmaster and every other alias reaches the addresses the
      aliases name (followed recursively), with envelope sender and From
-     @/etc/mailname, DKIM-signed when the mailname is under a signing domain.
+     @/etc/mailname, DKIM-signed as the mailname when it is under a signing
+     domain; a bounce (mail to an unknown local user) comes back with an empty
+     envelope sender from MAILER-DAEMON@mailname, signed the same way, and
+     the receiver judges both.
   8. Smart host: every message reached the relay on the spec's port over
      STARTTLS with AUTH as the spec's username; no failed AUTH.
   9. `plan --detailed-exitcode` exits 0 after apply; a second apply neither
@@ -340,7 +344,8 @@ class Sink:
             async def handle_DATA(self, server, session, envelope):
                 with sink.lock:
                     sink.messages.append({
-                        "mail_from": envelope.mail_from,
+                        # The null sender of a bounce as the empty string.
+                        "mail_from": "" if envelope.mail_from == "<>" else envelope.mail_from,
                         "rcpt_tos": [r.lower() for r in envelope.rcpt_tos],
                         "data": envelope.original_content or envelope.content,
                         "tls": session.ssl is not None,
@@ -474,10 +479,14 @@ class SpecView:
 
     def signing_domain(self, domain):
         """The d= expected for mail from DOMAIN, or None when it must not be signed:
-        a listed subdomain is signed as itself, any other subdomain (with
+        a listed subdomain, and the mailname under a configured domain (system
+        mail), are signed as themselves; any other subdomain (with
         dkim.subdomains) as its longest configured parent."""
         domain = domain.lower()
         if domain in self.listed:
+            return domain
+        if domain == self.mailname.lower() and any(
+                domain.endswith("." + d.lower()) for d in self.domains):
             return domain
         best = None
         for d in self.domains:
@@ -862,6 +871,12 @@ class Receiver:
                     self.txt[target] = [f"v=spf1 ip4:{net} -all"]
                     self.served.append(f'TXT {target} "v=spf1 ip4:{net} -all" ({why})')
         self.provider_net = provider_net
+        if self.provider and self.helo not in self.txt:
+            # Bounces go out with an empty envelope sender: SPF is the HELO
+            # name's, the provider's own record.
+            self.txt[self.helo] = [f"v=spf1 ip4:{provider_net} -all"]
+            self.served.append(f'TXT {self.helo} "v=spf1 ip4:{provider_net} -all" '
+                               f"(the smart-host provider's HELO name)")
         self.escaped = []  # real DNS lookups attempted (must stay empty)
 
     def host_address(self):
@@ -942,6 +957,9 @@ class Receiver:
         """The Authentication-Results header and {method: (result, properties)}."""
         import authheaders
         from authres import AuthenticationResultsHeader
+        # A null sender (a bounce) is judged as postmaster@HELO (RFC 7208 2.4),
+        # which authheaders does not do by itself.
+        mail_from = mail_from or f"postmaster@{self.helo}"
         with self.offline():
             ar = authheaders.authenticate_message(
                 raw, AUTHSERV_ID, ip=self.address, mail_from=mail_from, helo=self.helo,
@@ -1048,11 +1066,14 @@ class Receiver:
             problems.append(f"real DNS was asked for {sorted(set(self.escaped))}")
         if dkim_r != "pass" or d != want_d:
             problems.append(f"DKIM: {dkim_r} for d={d or '-'}, want pass for d={want_d}")
-        want_spf = "pass" if self.spf_record(env_domain) else "none"
-        if spf_r != want_spf:
-            have = (f"the printed SPF record {self.spf_record(env_domain)[0]!r}" if want_spf == "pass"
-                    else "no printed SPF record")
-            problems.append(f"SPF: {spf_r} for {env_domain} from {self.address}, want {want_spf} ({have})")
+        # Every sender the spec allows passes SPF too (Gmail's and Microsoft's
+        # rules for bulk senders want SPF and DKIM): unlisted subdomains leave
+        # with the envelope on their domain, system mail and bounces have the
+        # host's own names' records.
+        if spf_r != "pass":
+            have = (f"the printed SPF record {self.spf_record(env_domain)[0]!r}"
+                    if self.spf_record(env_domain) else "no printed SPF record")
+            problems.append(f"SPF: {spf_r} for {env_domain} from {self.address}, want pass ({have})")
         if dmarc_r != "pass":
             problems.append(f"DMARC {dmarc_r}: " + self.explain_dmarc(from_domain, res, env_domain))
         if not problems:
@@ -1205,6 +1226,43 @@ def unsigned_case(label, from_addr, records):
 
     return Case(f"smtp: mail from {from_addr} (not configured) is not signed", token,
                 lambda: send_smtp(token, from_addr, [RECEIVER]), evaluate, {RECEIVER})
+
+
+def bounce_case(view, records, selector):
+    """A bounce: Postfix's own mail, with an empty envelope sender (receivers
+    judge its SPF by the HELO name) and From MAILER-DAEMON@mailname (its DKIM
+    and DMARC by the mailname). Mail from an outside sender to a local user
+    that does not exist comes back to that sender."""
+    token = new_token("bounce")
+    mailname = open("/etc/mailname").read().split("\n")[0].strip().lower()
+    want_d = view.signing_domain(mailname)
+    unknown = f"nobody-{token[-8:]}@{mailname}"
+
+    def send():
+        msg = build_message(token, RECEIVER, [unknown]).replace("\r\n", "\n")
+        p = sh(["/usr/sbin/sendmail", "-i", "-f", RECEIVER, unknown], input=msg.encode(), cwd="/")
+        if p.returncode != 0:
+            raise RuntimeError(cmd_why(p))
+
+    def evaluate(arrived):
+        problems = []
+        for m in arrived:
+            if m["mail_from"]:
+                problems.append(f"envelope sender {m['mail_from']!r}, not <>")
+            headers, _ = split_message(m["data"])
+            frm = " ".join(header_values(headers, "From")).lower()
+            if f"@{mailname}" not in frm:
+                problems.append(f"From {frm!r} is not @{mailname}")
+            if want_d:
+                why = verify_signature(m["data"], records, want_d, selector, view.oversign)
+                if why:
+                    problems.append(f"the bounce: {why}")
+        return "; ".join(problems) or None
+
+    subject = f"a bounce from MAILER-DAEMON@{mailname}"
+    signed = f", signed d={want_d}" if want_d else ""
+    return Case(f"mail to an unknown local user bounces to its sender{signed}", token, send,
+                evaluate, {RECEIVER}, lambda arrived: receiver_checks(subject, arrived, want_d, records))
 
 
 def alias_case(name, view, records, selector):
@@ -1558,6 +1616,7 @@ def mail_round(ctx, records, selector, label, full=True):
             cases.append(unsigned_case("nosub", f"noreply@{view.unlisted_subdomain(d0)}", records))
         for name in sorted(set(view.aliases) | {"root", "postmaster"}):
             cases.append(alias_case(name, view, records, selector))
+        cases.append(bounce_case(view, records, selector))
     for c in cases:
         c.label(label)
     run_cases(cases, ctx.sink)

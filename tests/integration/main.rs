@@ -13,6 +13,7 @@ mod fleet;
 mod fresh_host;
 mod golden;
 mod hostile;
+mod judges;
 mod keys;
 mod push;
 mod race;

@@ -273,3 +273,13 @@ fn matches(shown: &str, said: &str) -> bool {
     }
     true
 }
+
+/// The README's exit-code table says what the program's own list says.
+#[test]
+fn the_readme_lists_every_exit_code() {
+    let readme = readme();
+    for (code, meaning) in mailsetup::exit::Exit::MEANINGS {
+        let row = format!("| {code} | {meaning} |");
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
+}

@@ -28,7 +28,8 @@ pub struct Test {
     args: Vec<String>,
     day: String,
     env_remove: Vec<String>,
-    status: i32,
+    /// The exit status to expect; `None` for any.
+    status: Option<i32>,
     checks: Vec<Check>,
 }
 
@@ -46,7 +47,7 @@ impl Test {
             args: Vec::new(),
             day: DAY.to_string(),
             env_remove: Vec::new(),
-            status: 0,
+            status: Some(0),
             checks: Vec::new(),
         }
     }
@@ -71,7 +72,13 @@ impl Test {
 
     /// The exit status to expect.
     pub fn status(mut self, code: i32) -> Test {
-        self.status = code;
+        self.status = Some(code);
+        self
+    }
+
+    /// Any exit status will do (the caller judges the output).
+    pub fn any_status(mut self) -> Test {
+        self.status = None;
         self
     }
 
@@ -126,8 +133,10 @@ impl Test {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
         let mut wrong = Vec::new();
-        if out.code != self.status {
-            wrong.push(format!("exited {}, not {}", out.code, self.status));
+        if let Some(status) = self.status
+            && out.code != status
+        {
+            wrong.push(format!("exited {}, not {status}", out.code));
         }
         for c in &self.checks {
             let (name, text) = if c.stderr {
