@@ -481,7 +481,22 @@ fn report_auth_finding(dns: &dyn Dns, domain: &str, report_domain: &str) -> Find
 }
 
 fn fcrdns_finding(dns: &dyn Dns, ip: IpAddr, hostname: &str) -> Finding {
-    let result = |status, detail: String| finding(Kind::Fcrdns, ip.to_string(), status, detail);
+    // Who refuses mail from an address that fails: over IPv6, Gmail always.
+    let refused_by = match ip {
+        IpAddr::V6(_) => {
+            "; mail leaves over IPv6 from it (host.protocols), and Gmail refuses mail over IPv6 \
+             without forward-confirmed reverse DNS (550-5.7.25): fix it, or set \
+             host.protocols: ipv4"
+        }
+        IpAddr::V4(_) => "",
+    };
+    let result = |status, detail: String| {
+        let detail = match status {
+            Status::Fail => detail + refused_by,
+            _ => detail,
+        };
+        finding(Kind::Fcrdns, ip.to_string(), status, detail)
+    };
     let names = match dns.ptr(ip) {
         Ok(names) if names.is_empty() => {
             return result(
@@ -881,6 +896,10 @@ mod tests {
         assert_eq!(status("192.0.2.11"), Status::Warn);
         assert_eq!(status("192.0.2.12"), Status::Fail);
         assert_eq!(status("192.0.2.13"), Status::Fail);
+        // Over IPv6 the failure names who refuses the mail.
+        let v6 = fcrdns_finding(&dns, "2001:db8::25".parse().unwrap(), "mail.example.com");
+        assert_eq!(v6.status, Status::Fail);
+        assert!(v6.detail.contains("550-5.7.25"), "{}", v6.detail);
     }
 
     #[test]

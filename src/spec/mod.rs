@@ -146,7 +146,10 @@ pub struct Host {
     /// Clients allowed to send through this host (Postfix `mynetworks`). Default: loopback.
     #[serde(default = "default_networks")]
     pub networks: Vec<Network>,
-    /// IP protocols Postfix uses: `all` (default), `ipv4` or `ipv6`.
+    /// IP protocols Postfix uses: `ipv4` (default), `all` or `ipv6`. Mail
+    /// leaves over IPv6 only when this says so: choose `all` once every IPv6
+    /// address the host sends from has forward-confirmed reverse DNS, which
+    /// Gmail demands of mail over IPv6 (550-5.7.25) and `mailsetup check` checks.
     #[serde(default)]
     pub protocols: Protocols,
     /// Send all mail through this smart host instead of delivering directly.
@@ -222,8 +225,8 @@ impl<'de> Deserialize<'de> for Interfaces {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocols {
-    #[default]
     All,
+    #[default]
     Ipv4,
     Ipv6,
 }
