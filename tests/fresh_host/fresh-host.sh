@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A bare Debian 12 host taken all the way by `mailsetup apply`: a minbase root
+# A bare Debian host (12 or 13) taken all the way by `mailsetup apply`: a minbase root
 # with none of the mail packages, booted with systemd as PID 1 in
 # systemd-nspawn (its own network: only its loopback). apt installs the
 # packages (from the Debian mirror, fetched when the image was built), systemd
@@ -8,12 +8,14 @@
 # verified with dkimpy against what `mailsetup dns` prints, and a second apply
 # changes and restarts nothing. The host's own dpkg state is untouched.
 #
-#   tests/fresh_host/fresh-host.sh MAILSETUP_BINARY
+#   tests/fresh_host/fresh-host.sh MAILSETUP_BINARY [SUITE]   (bookworm: 12, the
+#   default; trixie: 13, whose postfix.service is the real forking unit)
 #
 # Needs root, mmdebstrap and systemd-container. The image is cached in
 # ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests (built once, ~1 min).
 set -euo pipefail
 bin=$1
+suite=${2:-bookworm}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/mailsetup-fresh-host.XXXXXX)
 root=$work/root
@@ -42,13 +44,14 @@ trap cleanup EXIT
 
 dpkg_before=$(sha256sum /var/lib/dpkg/status)
 
-# 1. The image (tests/lib/containers.sh): Debian 12 minbase with systemd, no
+# 1. The image (tests/lib/containers.sh): Debian minbase with systemd, no
 #    mail package installed; the packages' .deb files and apt's lists were
 #    fetched from the mirror when it was built, so apt inside the container
 #    (which has no network) installs them for real.
 t=$(date +%s.%N)
-image=$(debian_image)
-say "ok  the Debian 12 image ($(elapsed "$t"))"
+image=$(debian_image "$suite")
+release=$(debian_release "$suite")
+say "ok  the Debian $release image ($(elapsed "$t"))"
 
 # 2. Unpack onto a tmpfs and boot it, in a cgroup of its own.
 mkdir -p "$root"
@@ -105,7 +108,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ "$(inside readlink /proc/1/exe)" = /usr/lib/systemd/systemd ] || fail "PID 1 is not systemd"
-say "ok  booted Debian 12 with systemd as PID 1 ($state, $(elapsed "$t"))"
+say "ok  booted Debian $release with systemd as PID 1 ($state, $(elapsed "$t"))"
 
 # 3. plan lists the packages; apply installs them, configures, starts.
 out=$(inside mailsetup plan /root/mailsetup.yaml)

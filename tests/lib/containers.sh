@@ -11,33 +11,41 @@ hierarchies=()
 for h in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do [ -d "$h" ] && hierarchies+=("$h"); done
 [ ${#hierarchies[@]} -gt 0 ] || hierarchies=(/sys/fs/cgroup)
 
-# The apt sources of Debian 12 on this machine's mirror, as mmdebstrap takes them.
+# The apt sources of Debian SUITE (bookworm: 12, trixie: 13) on this
+# machine's mirror, as mmdebstrap takes them.
 debian_sources() {
-  local mirror
+  local suite=$1 mirror
   mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   mirror=${mirror:-http://deb.debian.org/debian}
-  printf '%s\n' "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
-    "deb ${mirror%/debian}/debian-security bookworm-security main"
+  printf '%s\n' "deb $mirror $suite main" "deb $mirror $suite-updates main" \
+    "deb ${mirror%/debian}/debian-security $suite-security main"
 }
 
-# debian_image: prints the path of the tests' Debian 12 image (a tar), built
-# once and cached in ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests: minbase with
+# debian_release SUITE: its version number, for messages.
+debian_release() {
+  case $1 in bookworm) echo 12 ;; trixie) echo 13 ;; *) echo "$1" ;; esac
+}
+
+# debian_image [SUITE]: prints the path of the tests' image of Debian SUITE
+# (default bookworm) (a tar), built once per suite and cached in
+# ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests: minbase with
 # systemd, sshd and python3 (for Ansible's modules), no mail package, and the
 # mail packages' .debs fetched now — with Recommends, as apt on a real host
 # (and so Ansible's apt) installs them — so apt inside a container without
 # network installs them for real. The merged-usr hook keeps usrmerge and perl
 # out. The name says what is in it; tests building it at once wait for one.
 debian_image() {
+  local suite=${1:-bookworm}
   local pkgs="postfix opendkim opendkim-tools apticron libsasl2-modules"
   local include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt
   local cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
   local image
-  image=$cache/bookworm-$(printf '%s|%s' "$pkgs" "$include" | sha256sum | cut -c1-12).tar
+  image=$cache/$suite-$(printf '%s|%s' "$pkgs" "$include" | sha256sum | cut -c1-12).tar
   mkdir -p "$cache"
   (
     flock 9
     [ -s "$image" ] && exit 0
-    mapfile -t sources < <(debian_sources)
+    mapfile -t sources < <(debian_sources "$suite")
     build=$(mktemp -d "$cache/build.XXXXXX")
     mmdebstrap --quiet --variant=minbase \
       --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
@@ -57,10 +65,10 @@ debian_image() {
       --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only -o APT::Install-Recommends=true $pkgs" \
       --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
       --skip=cleanup/apt \
-      bookworm "$build/image.tar" "${sources[@]}" >&2
+      "$suite" "$build/image.tar" "${sources[@]}" >&2
     mv "$build/image.tar" "$image"
     rmdir "$build"
-  ) 9>"$cache/image.lock"
+  ) 9>"$cache/image-$suite.lock"
   echo "$image"
 }
 
