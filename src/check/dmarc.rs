@@ -43,9 +43,15 @@ pub fn parse(text: &str) -> Result<Dmarc, String> {
     for (name, value) in &tags[1..] {
         match name.as_str() {
             "p" => dmarc.policy = policy("p", value)?,
-            "sp" => {
-                policy("sp", value)?;
+            // DMARCbis' policy for names that do not exist is checked as one.
+            "sp" | "np" => {
+                policy(name, value)?;
             }
+            // DMARCbis: testing mode and public-suffix flags.
+            "t" if matches!(*value, "y" | "n") => {}
+            "t" => return Err(format!("t={value}: use y or n (DMARCbis)")),
+            "psd" if matches!(*value, "y" | "n" | "u") => {}
+            "psd" => return Err(format!("psd={value}: use y, n or u (DMARCbis)")),
             "adkim" | "aspf" if matches!(*value, "r" | "s") => {}
             "adkim" | "aspf" => return Err(format!("{name}={value}: use r or s")),
             "pct" if value.parse::<u8>().is_ok_and(|p| p <= 100) => {}
@@ -112,6 +118,8 @@ mod tests {
             ("v=DMARC1; p=none; rua=reports@example.com", "not a mailto:"),
             ("v=DMARC1; p=none; p=reject", "twice"),
             ("v=DMARC1; p none", "tag=value"),
+            ("v=DMARC1; p=none; np=deny", "not a policy"),
+            ("v=DMARC1; p=none; t=maybe", "use y or n"),
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
