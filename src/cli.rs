@@ -147,6 +147,19 @@ pub enum Command {
         #[arg(long)]
         unconfigure: bool,
     },
+    /// What the mail did: the queue, deliveries by receiver, signing, the keys.
+    ///
+    /// Read only (as root, or a member of the adm group for the logs). The queue
+    /// (`postqueue -j`: by state and receiver domain, the oldest message); the
+    /// deliveries of the window (`--since`, default 24h) from the log — the
+    /// journal on a systemd host, host.maillog_file, or /var/log/mail.log; or
+    /// the files given with --log — sent, deferred and bounced per receiver
+    /// domain with the receivers' reasons grouped; what OpenDKIM signed, could
+    /// not sign, and messages that left unsigned; each key set's key, its age and
+    /// next rotation step; the last apply. Exit status 3 when something needs a
+    /// person (a message left unsigned, OpenDKIM failing, a message waiting more
+    /// than a day, a rotation step overdue by a week, a failed apply), else 0.
+    Status(StatusArgs),
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,
     /// Print the shell completion script for SHELL.
@@ -202,6 +215,39 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// The system to report on.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// With a fleet spec: the host this is.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// The window of deliveries: 30m, 24h, 7d.
+    #[arg(long, value_name = "WINDOW", default_value = "24h")]
+    pub since: String,
+    /// Read these log files instead (repeat it); syslog or ISO-dated lines.
+    #[arg(long, value_name = "FILE")]
+    pub log: Vec<PathBuf>,
+    /// `text`; `json` (format mailsetup-status/1); `prometheus`: the
+    /// node_exporter textfile format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// With --format prometheus: write DIR/mailsetup.prom (atomically) instead
+    /// of printing, for node_exporter's textfile collector.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 /// The steps of a DKIM key rotation.

@@ -157,7 +157,12 @@ pub(crate) fn load_spec(path: &Path, ui: &mut Ui) -> Result<Spec> {
 /// The day new keys are dated: today in UTC, or SOURCE_DATE_EPOCH when set
 /// (reproducible builds and tests).
 pub(crate) fn today() -> Result<jiff::civil::Date> {
-    let now = match std::env::var("SOURCE_DATE_EPOCH") {
+    Ok(now()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+}
+
+/// Now, or SOURCE_DATE_EPOCH when set.
+pub(crate) fn now() -> Result<jiff::Timestamp> {
+    Ok(match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => {
             let secs: i64 = s
                 .trim()
@@ -166,8 +171,7 @@ pub(crate) fn today() -> Result<jiff::civil::Date> {
             jiff::Timestamp::from_second(secs).context("SOURCE_DATE_EPOCH is out of range")?
         }
         Err(_) => jiff::Timestamp::now(),
-    };
-    Ok(now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+    })
 }
 
 /// Applies under the apply lock, reusing what was rendered before the lock
@@ -227,7 +231,8 @@ pub(crate) fn show(plan: &plan::Plan, ui: &mut Ui) -> Result<()> {
     ui.colored(&show::plan_text(plan))
 }
 
-/// Shows, checks and applies a plan under the apply lock, and prints what was done.
+/// Shows, checks and applies a plan under the apply lock, and prints what
+/// was done; how it ended is recorded for `status`.
 pub(crate) fn execute(
     system: &System,
     held: &Lock,
@@ -239,6 +244,18 @@ pub(crate) fn execute(
     if plan.is_empty() {
         return Ok(Exit::Ok);
     }
+    let result = carry_out(system, held, plan, replan, ui);
+    crate::state::record_apply(system, result.is_ok());
+    result
+}
+
+fn carry_out(
+    system: &System,
+    held: &Lock,
+    plan: plan::Plan,
+    replan: impl FnOnce() -> Result<plan::Plan>,
+    ui: &mut Ui,
+) -> Result<Exit> {
     // Packages first; then the host has changed (users, directories, tools), so
     // the rest is planned again against it, and the services are started.
     // Notes of the plan made after an install (what it did not answer).

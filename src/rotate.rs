@@ -36,7 +36,7 @@ use crate::keysets::{
 };
 use crate::plan::{Plan, Step};
 use crate::resolve::Every;
-use crate::rotation::{Entry, Rotation, after};
+use crate::rotation::{Entry, Next, Rotation, after};
 use crate::selector::State;
 use crate::spec::{HostSpec, ResolverAddr, Spec};
 use crate::ui::Ui;
@@ -488,20 +488,6 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
     Ok(Exit::Ok)
 }
 
-/// What comes next for a selector, in `status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Next {
-    /// `rotate start` stages a new key.
-    Start,
-    /// `rotate activate`, once DNS serves the key.
-    Activate,
-    /// `rotate finish` revokes it.
-    Finish,
-    /// The key does not exist yet: `apply` makes it.
-    Apply,
-}
-
 #[derive(Serialize)]
 struct StatusRow<'a> {
     set: &'a str,
@@ -533,18 +519,9 @@ fn status(keys: &KeysTarget, format: ReportFormat, ui: &mut Ui) -> Result<Exit> 
         for entry in state.listed() {
             let key_exists =
                 entry.state == State::Revoked || system.exists(&set.private(&entry.selector))?;
-            let (next, due) = match entry.state {
-                _ if !key_exists => (Some(Next::Apply), None),
-                State::Active if state.staged().is_none() => (
-                    Some(Next::Start),
-                    state.next_rotation(rotation.interval_days),
-                ),
-                State::Staged => (Some(Next::Activate), None),
-                State::Retiring => (
-                    Some(Next::Finish),
-                    entry.retired.map(|d| after(d, rotation.grace_days)),
-                ),
-                State::Active | State::Revoked => (None, None),
+            let (next, due) = match key_exists {
+                false => (Some(Next::Apply), None),
+                true => state.next_step(entry, rotation),
             };
             let mut entry = entry.clone();
             if !key_exists {

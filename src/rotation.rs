@@ -146,6 +146,54 @@ impl Rotation {
     }
 }
 
+/// What comes next for a selector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Next {
+    /// `rotate start` stages a new key.
+    Start,
+    /// `rotate activate`, once DNS serves the key.
+    Activate,
+    /// `rotate finish` revokes it.
+    Finish,
+    /// The key does not exist yet: `apply` makes it.
+    Apply,
+}
+
+impl Next {
+    pub fn name(self) -> &'static str {
+        match self {
+            Next::Start => "rotate start",
+            Next::Activate => "rotate activate",
+            Next::Finish => "rotate finish",
+            Next::Apply => "apply",
+        }
+    }
+}
+
+impl Rotation {
+    /// The next step for `entry` of this rotation, and from when it is due
+    /// (none for activate, which waits for DNS).
+    pub fn next_step(
+        &self,
+        entry: &Entry,
+        settings: &crate::spec::Rotation,
+    ) -> (Option<Next>, Option<Date>) {
+        match entry.state {
+            State::Active if self.staged().is_none() => (
+                Some(Next::Start),
+                self.next_rotation(settings.interval_days),
+            ),
+            State::Staged => (Some(Next::Activate), None),
+            State::Retiring => (
+                Some(Next::Finish),
+                entry.retired.map(|d| after(d, settings.grace_days)),
+            ),
+            State::Active | State::Revoked => (None, None),
+        }
+    }
+}
+
 pub(crate) fn after(day: Date, days: Days) -> Date {
     day.saturating_add(i32::from(days.get()).days())
 }
@@ -156,11 +204,11 @@ pub(crate) fn note(entry: &Entry, grace: Days) -> Option<String> {
     Some(match entry.state {
         State::Active => return None,
         State::Staged => format!(
-            "staged on {}: publish it now; `mailsetup rotate activate` switches signing to it once DNS serves it",
+            "staged on {}: publish it now; rotate activate switches signing to it once DNS serves it",
             day(entry.created)
         ),
         State::Retiring => format!(
-            "retiring since {}: keep it published until `mailsetup rotate finish` revokes it (due {})",
+            "retiring since {}: keep it published until rotate finish revokes it (due {})",
             day(entry.retired),
             day(entry.retired.map(|d| after(d, grace)))
         ),

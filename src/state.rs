@@ -15,6 +15,35 @@ pub const LOCK: &str = "/var/lib/mailsetup/lock";
 const APPLIED: &str = "/var/lib/mailsetup/applied.json";
 pub(crate) const BACKUPS: &str = "/var/lib/mailsetup/backups";
 pub(crate) const ORIGINALS: &str = "/var/lib/mailsetup/originals";
+/// When the last apply (or rotation step) ran and how it ended, for `status`.
+const LAST_APPLY: &str = "/var/lib/mailsetup/last-apply.json";
+
+/// The last apply's time and result.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LastApply {
+    pub time: jiff::Timestamp,
+    pub ok: bool,
+}
+
+/// Records how an apply ended (best effort: its own result is what counts).
+pub fn record_apply(system: &impl HostMut, ok: bool) {
+    let last = LastApply {
+        time: jiff::Timestamp::now(),
+        ok,
+    };
+    if let Ok(json) = serde_json::to_string(&last) {
+        let _ = system.write_file(LAST_APPLY, (json + "\n").as_bytes(), 0o644, None);
+    }
+}
+
+/// The last apply, if one was recorded.
+pub fn last_apply(system: &impl Host) -> Result<Option<LastApply>> {
+    match system.read_file(LAST_APPLY)? {
+        None => Ok(None),
+        Some(file) => Ok(serde_json::from_slice(&file.content).ok()),
+    }
+}
+
 /// Each key set's rotation state and archive (`desired::keyset_state_dir`).
 pub const KEYSETS: &str = "/var/lib/mailsetup/keys";
 

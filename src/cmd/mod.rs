@@ -7,6 +7,7 @@ mod docs;
 mod init;
 mod plan;
 mod rollback;
+mod status;
 
 use anyhow::{Result, bail};
 
@@ -75,6 +76,7 @@ pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
         } => ci::public_keys(&spec, host.as_deref(), &root, &out, ui),
         Command::Dns(args) => dns::run(&args, ui),
         Command::Rollback { root, unconfigure } => rollback::run(&root, unconfigure, ui),
+        Command::Status(args) => status::run(&args, ui),
         Command::Schema => docs::schema(ui),
         Command::Completions { shell } => docs::completions(shell, ui),
         Command::Man { command, out } => docs::man(&command, out.as_deref(), ui),

@@ -271,3 +271,14 @@ pub fn read_strict(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
     }
     super::beneath::read_regular(file, &stat, max, path, what)
 }
+
+/// A log file the operator named, streamed line by line (a plain file; it may
+/// be large, so it is not read whole).
+pub fn open_lines(path: &Path) -> Result<Box<dyn std::io::BufRead>> {
+    let (file, stat) = open_following(path)?
+        .with_context(|| format!("the log {} does not exist", path.display()))?;
+    if stat.kind != Kind::File {
+        bail!("the log {} is not a plain file", path.display());
+    }
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
+}

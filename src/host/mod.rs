@@ -94,6 +94,12 @@ pub trait Host {
     fn has_sasl_login_mechanisms(&self) -> bool;
     /// Whether a service is running on the live system.
     fn service_running(&self, service: Service) -> bool;
+    /// A log file under the root, streamed (a plain file, reached without a
+    /// symlink); `None` when absent.
+    fn open_log(&self, target: &str) -> Result<Option<Box<dyn std::io::BufRead>>>;
+    /// Runs a command that only reports (`postqueue -j`, `journalctl`),
+    /// handing each line of its output to `each` as it comes.
+    fn report_lines(&self, program: &str, args: &[&str], each: &mut dyn FnMut(&str)) -> Result<()>;
 
     /// The first line of the relay password file (see `read_secret`).
     fn read_secret_line(&self, target: &str) -> Result<Option<String>> {
@@ -217,5 +223,11 @@ impl Host for ReadOnly {
     }
     fn service_running(&self, service: Service) -> bool {
         self.0.service_running(service)
+    }
+    fn open_log(&self, target: &str) -> Result<Option<Box<dyn std::io::BufRead>>> {
+        self.0.open_log(target)
+    }
+    fn report_lines(&self, program: &str, args: &[&str], each: &mut dyn FnMut(&str)) -> Result<()> {
+        self.0.report_lines(program, args, each)
     }
 }

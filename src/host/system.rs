@@ -411,6 +411,14 @@ impl Host for System {
             })
     }
 
+    fn open_log(&self, target: &str) -> Result<Option<Box<dyn std::io::BufRead>>> {
+        self.open_log_file(target)
+    }
+
+    fn report_lines(&self, program: &str, args: &[&str], each: &mut dyn FnMut(&str)) -> Result<()> {
+        self.stream_command(program, args, each)
+    }
+
     /// Whether a service is running on the live system: Postfix by its own
     /// `postfix status` (Debian 12's postfix.service is a wrapper that says
     /// "active" whatever its instance does), OpenDKIM by its unit under
@@ -435,6 +443,68 @@ impl Host for System {
                     pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
                 }),
         }
+    }
+}
+
+impl System {
+    fn open_log_file(&self, target: &str) -> Result<Option<Box<dyn std::io::BufRead>>> {
+        let Some((file, stat)) = self.root.open_file(self.rel(target)?)? else {
+            return Ok(None);
+        };
+        if stat.kind != Kind::File {
+            bail!(
+                "the log {} is not a plain file",
+                self.path(target).display()
+            );
+        }
+        Ok(Some(Box::new(std::io::BufReader::with_capacity(
+            1 << 16,
+            file,
+        ))))
+    }
+
+    fn stream_command(
+        &self,
+        program: &str,
+        args: &[&str],
+        each: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        use std::io::BufRead;
+        let exe = self
+            .find_program(program)
+            .with_context(|| format!("{program} is not installed"))?;
+        let mut child = Command::new(&exe)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("run {}", exe.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_line(&mut line)
+                .with_context(|| format!("read what {program} prints"))?;
+            if n == 0 {
+                break;
+            }
+            each(line.trim_end_matches('\n'));
+        }
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("run {}", exe.display()))?;
+        if !out.status.success() {
+            bail!(
+                "`{program} {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
     }
 }
 

@@ -148,6 +148,12 @@ OPENDKIM_CONF = "/etc/opendkim.conf"
 AUTHSERV_ID = "receiver.e2e.test"
 HOST_ADDRESS = "192.0.2.25"
 THIRD_PARTY_NETWORK = "198.51.100.0/24"  # anyone else's senders (a smart host's: the /24 of HOST_ADDRESS)
+# Receivers for `mailsetup status` to count: the sink accepts, defers or refuses them.
+STATUS_ANSWERS = {
+    "accept.e2e.test": "250 2.1.5 OK",
+    "defer.e2e.test": "451 4.7.650 The mail server [192.0.2.25] has been temporarily rate limited due to IP reputation.",
+    "reject.e2e.test": "550 5.1.1 Recipient address rejected: User unknown",
+}
 # Subdomains to send from that the spec does not list (the first one free is used).
 UNLISTED_LABELS = ("app", "web", "shop", "e2e-sub")
 
@@ -338,10 +344,24 @@ class Sink:
 
         self.messages = []
         self.auth_attempts = []
+        # What the sink answered each RCPT TO of the status round's domains.
+        self.rcpt_answers = []
         self.lock = threading.Lock()
         sink = self
 
         class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                # Receivers that defer (a rate limit) or refuse (no such user),
+                # for `mailsetup status` to count and explain.
+                domain = address.rpartition("@")[2].lower()
+                answer = STATUS_ANSWERS.get(domain, "250 2.1.5 OK")
+                if domain in STATUS_ANSWERS:
+                    with sink.lock:
+                        sink.rcpt_answers.append((domain, answer[:3]))
+                if answer.startswith("250"):
+                    envelope.rcpt_tos.append(address)
+                return answer
+
             async def handle_DATA(self, server, session, envelope):
                 with sink.lock:
                     sink.messages.append({
@@ -1698,6 +1718,94 @@ def daemon_state():
             log_text(SYSLOG).count("OpenDKIM Filter v") + opendkim_reloads())
 
 
+def status_round(ctx):
+    """`mailsetup status` against what the sink saw: messages to a receiver
+    that accepts, one that defers and one that refuses; the counts and the
+    reasons `status` reads from the log are the sink's. Then the key made
+    unreadable: OpenDKIM cannot sign, `status` says so and exits 3."""
+    d0 = ctx.view.domains[0]
+    plan = {"accept.e2e.test": 3, "defer.e2e.test": 2, "reject.e2e.test": 2}
+    rcpts = [f"status{i}@{dom}" for dom, n in plan.items() for i in range(n)]
+    for rcpt in rcpts:
+        send_smtp(new_token("status"), f"noreply@{d0}", [rcpt])
+
+    def logged():
+        text = log_text(MAILLOG)
+        return all(re.search(rf"to=<{re.escape(r)}>.* status=(sent|deferred|bounced)", text) for r in rcpts)
+    wait_for(logged, DELIVERY_TIMEOUT)
+    with ctx.sink.lock:
+        answers = list(ctx.sink.rcpt_answers)
+    saw = {dom: {"250": 0, "451": 0, "550": 0} for dom in plan}
+    for dom, code in answers:
+        saw[dom][code] += 1
+    p = mailsetup(ctx, "status", ctx.spec_path, "--log", MAILLOG, "--log", SYSLOG,
+                  "--since", "1h", "--format", "json")
+    try:
+        report = json.loads(p.out)
+    except ValueError:
+        R.fail("status: `mailsetup status --format json`", cmd_why(p))
+        return
+    got = report["log"]["receivers"]
+
+    def counts(dom):
+        r = got.get(dom, {})
+        return {"250": r.get("sent", 0), "451": r.get("deferred", 0), "550": r.get("bounced", 0)}
+    R.check("status: deliveries per receiver are what the receivers saw "
+            f"({', '.join(f'{d}: {saw[d]}' for d in plan)})",
+            all(counts(d) == saw[d] for d in plan),
+            f"status says {({d: counts(d) for d in plan})}\n{p.out[:2000]}")
+    waiting = (report.get("queue") or {}).get("by_receiver", {}).get("defer.e2e.test", {})
+    R.check("status: the queue holds the deferred messages, with the receiver's reason",
+            waiting.get("recipients") == saw["defer.e2e.test"]["451"]
+            and "4.7.650" in (waiting.get("reason") or ""), json.dumps(report.get("queue")))
+    reasons = json.dumps(got.get("defer.e2e.test", {}).get("reasons")) + \
+        json.dumps(got.get("reject.e2e.test", {}).get("reasons"))
+    R.check("status: the receivers' reasons are grouped with their codes",
+            "4.7.650" in reasons and "rate limited" in reasons and "5.1.1" in reasons, reasons)
+    # What left unsigned is what this test sent from domains it does not
+    # configure (on purpose), nothing else: found by message-id in the log.
+    text = log_text(MAILLOG)
+    on_purpose = ("unconf-", "lookalike1-", "lookalike2-", "nosub-")
+    wrong = []
+    for qid in report["log"]["unsigned"]:
+        m = re.search(rf"{qid}: message-id=<([^>]*)>", text)
+        if not (m and m.group(1).startswith(on_purpose)):
+            wrong.append(f"{qid} ({m.group(1) if m else 'no message-id'})")
+    R.check("status: every message that left unsigned is one sent from an unconfigured domain "
+            f"({len(report['log']['unsigned'])}), and is named as needing attention",
+            report["log"]["saw_opendkim"] and report["log"]["unsigned"] and not wrong
+            and p.returncode == 3, f"exit {p.returncode}; not on purpose: {wrong}")
+
+    # The key unreadable: OpenDKIM cannot sign; status names it and exits 3.
+    table = log_text("/etc/opendkim/KeyTable")
+    key = next(l.split(":")[-1] for l in table.splitlines() if l.startswith(d0.lower() + " "))
+    def complaints():
+        return len([l for l in log_text(SYSLOG).splitlines() if "opendkim[" in l and
+                    re.search(r"error|can't|cannot|unable|fail|denied", l, re.I)])
+    before = complaints()
+    os.chmod(key, 0)
+    for pid in opendkim_pids():
+        os.kill(pid, signal.SIGUSR1)
+    token = new_token("unsignable")
+    send_sendmail(token, f"noreply@{d0}", ["status9@accept.e2e.test"])
+    wait_for(lambda: complaints() > before, 15)
+    p = mailsetup(ctx, "status", ctx.spec_path, "--log", MAILLOG, "--log", SYSLOG,
+                  "--since", "1h", "--format", "json")
+    try:
+        report = json.loads(p.out)
+    except ValueError:
+        report = {"log": {}, "attention": []}
+    R.check("status: a message OpenDKIM could not sign (key unreadable) is reported, exit 3",
+            p.returncode == 3 and report["log"].get("signing_errors") and report["attention"],
+            f"exit {p.returncode}: {json.dumps(report.get('log', {}).get('signing_errors'))} "
+            f"{report.get('attention')}\n{tail(SYSLOG, 10, grep='opendkim')}")
+    os.chmod(key, 0o600)
+    for pid in opendkim_pids():
+        os.kill(pid, signal.SIGUSR1)
+    sh(["postqueue", "-f"])
+    wait_for(lambda: any(token.encode() in m["data"] for m in ctx.sink.messages), DELIVERY_TIMEOUT)
+
+
 def idempotence(ctx, records, selector):
     p = mailsetup(ctx, "plan", ctx.spec_path, "--detailed-exitcode")
     ctx.outputs.append(p.out + p.err)
@@ -1859,6 +1967,7 @@ def scenario(args):
     check_network(ctx)
     mail_round(ctx, records, selector, "first apply")
     check_relay_auth(ctx)
+    status_round(ctx)
     idempotence(ctx, records, selector)
     secrets_not_printed(ctx)
     rotation(ctx, selector)

@@ -57,16 +57,29 @@ fn each_host_signs_with_its_own_selector_and_dns_covers_them_all() {
             "{name} missing from {names:?}"
         );
     }
-    let spf: Vec<&str> = json
+    let spf: Vec<(&str, &str)> = json
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["kind"] == "spf")
-        .map(|r| r["value"].as_str().unwrap())
+        .map(|r| (r["name"].as_str().unwrap(), r["value"].as_str().unwrap()))
         .collect();
+    // The domains name every host; each host's own name has its own record
+    // (its HELO, bounces and root@ pass SPF).
     assert_eq!(
         spf,
-        ["v=spf1 a:mta01.example.com a:mta02.example.com -all"; 2]
+        [
+            (
+                "example.com",
+                "v=spf1 a:mta01.example.com a:mta02.example.com -all"
+            ),
+            (
+                "example.org",
+                "v=spf1 a:mta01.example.com a:mta02.example.com -all"
+            ),
+            ("mta01.example.com", "v=spf1 a -all"),
+            ("mta02.example.com", "v=spf1 a -all"),
+        ]
     );
     // Only one host's DKIM record when asked.
     Test::new()
