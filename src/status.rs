@@ -328,9 +328,10 @@ impl Report {
                 )],
             );
         }
+        // Prometheus wants base units: days as seconds.
         metric(
-            "dkim_key_age_days",
-            "Days since the signing key of each key set began signing.",
+            "dkim_key_age_seconds",
+            "How long the signing key of each key set has signed (whole days).",
             self.keys
                 .iter()
                 .filter_map(|k| {
@@ -340,15 +341,15 @@ impl Report {
                             label(&k.set),
                             label(&k.selector)
                         ),
-                        k.age_days? as f64,
+                        (k.age_days? * 86_400) as f64,
                     ))
                 })
                 .collect(),
         );
         let today = self.now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
         metric(
-            "rotation_next_step_days",
-            "Days until the next rotation step of each key set is due (negative: overdue).",
+            "rotation_next_step_seconds",
+            "Until the next rotation step of each key set is due, in whole days (negative: overdue).",
             self.keys
                 .iter()
                 .filter_map(|k| {
@@ -360,7 +361,7 @@ impl Report {
                             label(&k.set),
                             label(k.next.as_deref().unwrap_or(""))
                         ),
-                        f64::from(days),
+                        f64::from(days) * 86_400.0,
                     ))
                 })
                 .collect(),

@@ -19,5 +19,6 @@ mod push;
 mod race;
 mod readme;
 mod rotate;
+mod status;
 mod support;
 mod trust;
