@@ -294,11 +294,14 @@ pub enum RotateStep {
     /// Their private keys move to /var/lib/mailsetup/keys/SET/archive/ (root's alone), and
     /// `mailsetup dns` shows `v=DKIM1; p=` to publish in place of their records.
     /// Refused (exit 1) during the grace period (dkim.rotation.grace_days after
-    /// activation) unless --force.
+    /// activation), and while Postfix's queue holds mail that arrived before signing
+    /// switched (it may carry the retiring key's signature; Postfix returns it after
+    /// maximal_queue_lifetime, 5 days), unless --force.
     Finish {
         #[command(flatten)]
         keys: KeysTarget,
-        /// Revoke now, before the grace period is over.
+        /// Revoke now, before the grace period is over or the queue let go of the
+        /// mail the key signed (that mail then fails DKIM).
         #[arg(long)]
         force: bool,
         /// Show the plan (the new key, the state, the archive moves, the files
@@ -314,7 +317,8 @@ pub enum RotateStep {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
-    /// Do the step that is due, for cron: finish after the grace period, activate
+    /// Do the step that is due, for cron or the timer: finish after the grace period
+    /// (and once the queue holds no mail from before signing switched), activate
     /// once DNS serves the staged key, start when dkim.rotation.interval_days passed.
     ///
     /// At most one step per key set per run. Prints nothing when nothing is due, and

@@ -467,6 +467,7 @@ struct Vars<'a> {
     host: HostVars,
     relay: Option<RelayVars>,
     smtp_tls_security_level: &'static str,
+    queue_lifetime_days: u16,
     milter: MilterVars,
     opendkim: OpendkimVars,
     keys: Vec<KeyTableEntry<'a>>,
@@ -777,6 +778,7 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
             sasl_passwd: sasl.as_ref().map(|_| paths::SASL_PASSWD),
         }),
         smtp_tls_security_level,
+        queue_lifetime_days: crate::spec::QUEUE_LIFETIME_DAYS,
         milter: MilterVars {
             postfix: format!("unix:{MILTER_SOCKET_IN_SPOOL}"),
             opendkim: format!("local:{}", milter_socket()),

@@ -1,9 +1,13 @@
 //! Postfix's queue as `postqueue -j` reports it (one JSON object a line):
-//! how many messages wait, where, for which receivers, since when. Pure.
+//! how many messages wait, where, for which receivers, since when. Pure but
+//! for `read`, which asks the host through its `Host` trait.
 
 use std::collections::BTreeMap;
 
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
+
+use crate::host::Host;
 
 /// One queued message, as `postqueue -j` prints it (fields not read are ignored).
 #[derive(Debug, Deserialize)]
@@ -31,6 +35,14 @@ pub struct Queue {
     /// The oldest message's arrival (Unix seconds), if any.
     pub oldest_arrival: Option<i64>,
     pub messages: u64,
+    /// Lines of `postqueue -j` that were not understood (a newer Postfix's
+    /// format): the summary may miss those messages.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_understood: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -40,6 +52,20 @@ pub struct Waiting {
 }
 
 impl Queue {
+    /// The live host's queue; `None` under `--root` or without Postfix.
+    pub fn read(host: &dyn Host) -> Result<Option<Queue>> {
+        if !host.is_live() || host.find_program("postqueue").is_none() {
+            return Ok(None);
+        }
+        let mut queue = Queue::default();
+        host.report_lines("postqueue", &["-j"], &mut |line| {
+            if queue.line(line).is_err() {
+                queue.not_understood += 1;
+            }
+        })?;
+        Ok(Some(queue))
+    }
+
     /// Adds one line of `postqueue -j`; a line that is not one is skipped
     /// (and counted as such by the caller's `Err`).
     pub fn line(&mut self, line: &str) -> Result<(), String> {
@@ -68,10 +94,10 @@ impl Queue {
         Ok(())
     }
 
-    /// Messages that arrived before `t` (Unix seconds): some may be signed
-    /// with a key that signed then.
+    /// Whether some message may have arrived before `t` (Unix seconds), and
+    /// so carry a signature made then: one did, or a line was not understood.
     pub fn older_than(&self, t: i64) -> bool {
-        self.oldest_arrival.is_some_and(|a| a < t)
+        self.not_understood > 0 || self.oldest_arrival.is_some_and(|a| a < t)
     }
 }
 

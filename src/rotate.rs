@@ -35,6 +35,7 @@ use crate::keysets::{
     self, KeySet, Sets, key_sets, public_key, published, state_json, withdrawn_names,
 };
 use crate::plan::{Plan, Step};
+use crate::queue::Queue;
 use crate::resolve::Every;
 use crate::rotation::{Entry, Next, Rotation, after};
 use crate::selector::State;
@@ -445,6 +446,7 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
     let grace = spec.dkim.rotation.grace_days;
     let again = Again::new(Some(&keys.spec), keys.host.as_deref(), &keys.root);
     let mut changes = Changes::moving(&spec, &system, again)?;
+    let queue = Queue::read(&system)?;
     let mut waiting = Vec::new();
     for set in key_sets(&spec) {
         let current = sets.current(&set)?;
@@ -454,8 +456,14 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
             if entry.state != State::Retiring {
                 continue;
             }
-            if force || due.contains(&entry.selector) {
+            let queued = queued_with(queue.as_ref(), entry);
+            if force || (due.contains(&entry.selector) && queued.is_none()) {
+                if let Some(queued) = queued {
+                    ui.warn(format_args!("--force: {set}: revoking {queued}"));
+                }
                 changes.revoke(&sets, &set, &mut rotation, &entry.selector)?;
+            } else if let Some(queued) = queued.filter(|_| due.contains(&entry.selector)) {
+                waiting.push(format!("{set}: {queued}; --force revokes it now"));
             } else {
                 waiting.push(format!(
                     "{set}: {} stays published until {} ({} days of grace; --force revokes it now)",
@@ -471,7 +479,7 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
         changes.save(&sets, &set, &current, &rotation)?;
     }
     if changes.revoked.is_empty() && !waiting.is_empty() {
-        bail!("the grace period is not over:\n  {}", waiting.join("\n  "));
+        bail!("nothing can be revoked yet:\n  {}", waiting.join("\n  "));
     }
     if changes.revoked.is_empty() {
         ui.out("Nothing to finish: no selector is retiring.\n")?;
@@ -486,6 +494,41 @@ fn finish(keys: &KeysTarget, force: bool, dry_run: bool, ui: &mut Ui) -> Result<
     }
     ui.out(&done)?;
     Ok(Exit::Ok)
+}
+
+/// What in the live queue may carry a retiring key's signature, said for
+/// the operator; `None` when nothing does (or there is no live queue: under
+/// `--root`). Postfix signs on arrival, and the day signing switched is known
+/// to the day (UTC), so a message that arrived before that day ended may.
+fn queued_with(queue: Option<&Queue>, entry: &Entry) -> Option<String> {
+    let queue = queue?;
+    let switched = entry.retired?;
+    let end = jiff::tz::TimeZone::UTC
+        .to_timestamp(
+            switched
+                .tomorrow()
+                .ok()?
+                .to_datetime(jiff::civil::Time::midnight()),
+        )
+        .ok()?;
+    if !queue.older_than(end.as_second()) {
+        return None;
+    }
+    let since = queue
+        .oldest_arrival
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+        .map(|t| format!("since {}", t.strftime("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_else(|| {
+            let bad = queue.not_understood;
+            format!("({bad} line(s) of postqueue -j not understood)")
+        });
+    Some(format!(
+        "{}: mail waiting in the queue {since} may carry its signature, made before signing \
+         switched on {switched}; Postfix returns what it cannot deliver after \
+         maximal_queue_lifetime ({}d); see `mailsetup status`, `postqueue -f`",
+        entry.selector,
+        crate::spec::QUEUE_LIFETIME_DAYS
+    ))
 }
 
 #[derive(Serialize)]
@@ -626,6 +669,7 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
     let sets = Sets::new(spec, system, today()?)?;
     let settings = spec.dkim.rotation;
     let mut dns: Option<Every> = None;
+    let mut queue: Option<Option<Queue>> = None;
     let mut text = String::new();
     let again = Again::new(Some(&target.spec), target.host.as_deref(), &target.root);
     let mut changes = Changes::moving(spec, system, again)?;
@@ -634,8 +678,17 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
         let mut rotation = current.0.clone();
         let due = rotation.finish_due(settings.grace_days, sets.today);
         if !due.is_empty() {
+            let queue = match &queue {
+                Some(queue) => queue,
+                None => queue.insert(Queue::read(system)?),
+            };
             for selector in due {
-                changes.revoke(&sets, &set, &mut rotation, &selector)?;
+                let entry = current.0.selectors.iter().find(|e| e.selector == selector);
+                let entry = entry.expect("a due selector is one of the set's");
+                match queued_with(queue.as_ref(), entry) {
+                    Some(queued) => text += &format!("{set}: waiting to revoke {queued}\n"),
+                    None => changes.revoke(&sets, &set, &mut rotation, &selector)?,
+                }
             }
         } else if rotation.staged().is_some() {
             let dns = match &dns {
@@ -691,4 +744,49 @@ fn auto(target: &Target, resolver: Vec<ResolverAddr>, dry_run: bool, ui: &mut Ui
     }
     pushed.context("DNS was not brought up to date; the next run tries again")?;
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retiring(on: &str) -> Entry {
+        Entry {
+            selector: "k2026a".into(),
+            state: State::Retiring,
+            created: None,
+            activated: None,
+            retired: Some(on.parse().unwrap()),
+            revoked: None,
+        }
+    }
+
+    fn queue(lines: &[&str]) -> Queue {
+        let mut q = Queue::default();
+        for l in lines {
+            if q.line(l).is_err() {
+                q.not_understood += 1;
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn mail_queued_before_the_switch_day_ended_holds_the_revocation() {
+        let entry = retiring("2025-12-01");
+        // 2025-12-01 23:59:59 UTC and 2025-12-02 00:00:00 UTC.
+        let late = r#"{"queue_name": "deferred", "arrival_time": 1764633599, "recipients": []}"#;
+        let next = r#"{"queue_name": "deferred", "arrival_time": 1764633600, "recipients": []}"#;
+        let held = queued_with(Some(&queue(&[next, late])), &entry).unwrap();
+        assert!(
+            held.contains("k2026a") && held.contains("since 2025-12-01 23:59 UTC"),
+            "{held}"
+        );
+        assert_eq!(queued_with(Some(&queue(&[next])), &entry), None);
+        assert_eq!(queued_with(Some(&queue(&[])), &entry), None);
+        // No live queue (--root), or a key that never signed: nothing holds it.
+        assert_eq!(queued_with(None, &entry), None);
+        let unknown = queued_with(Some(&queue(&["{\"new\": \"format\"}"])), &entry).unwrap();
+        assert!(unknown.contains("not understood"), "{unknown}");
+    }
 }

@@ -63,24 +63,12 @@ pub fn run(args: &StatusArgs, ui: &mut Ui) -> Result<Exit> {
     }
     let log = reader.finish();
 
-    let queue = match system.is_live() && system.find_program("postqueue").is_some() {
-        true => {
-            let mut queue = Queue::default();
-            let mut bad = 0;
-            system.report_lines("postqueue", &["-j"], &mut |line| {
-                if queue.line(line).is_err() {
-                    bad += 1;
-                }
-            })?;
-            if bad > 0 {
-                ui.warn(format_args!(
-                    "{bad} line(s) of postqueue -j were not understood"
-                ));
-            }
-            Some(queue)
-        }
-        false => None,
-    };
+    let queue = Queue::read(&system)?;
+    if let Some(bad) = queue.as_ref().map(|q| q.not_understood).filter(|n| *n > 0) {
+        ui.warn(format_args!(
+            "{bad} line(s) of postqueue -j were not understood"
+        ));
+    }
 
     let day = today()?;
     let sets = Sets::new(&spec, &system, day)?;

@@ -345,6 +345,19 @@ fn warnings(spec: &Spec) -> Vec<Warning> {
     if let Some(w) = crate::keys::check_bits(spec.dkim.bits.get()).ok().flatten() {
         warn("dkim.bits", w);
     }
+    let grace = spec.dkim.rotation.grace_days.get();
+    if grace < super::QUEUE_LIFETIME_DAYS {
+        warn(
+            "dkim.rotation.grace_days",
+            format!(
+                "{grace} day(s) is shorter than Postfix's maximal_queue_lifetime \
+                 ({}d): a message signed with a retiring key can still be waiting to leave \
+                 when its grace ends; rotate finish and rotate auto then wait for the queue \
+                 to let it go (or for --force)",
+                super::QUEUE_LIFETIME_DAYS
+            ),
+        );
+    }
     // Every host's mailname: the spec's own, or each (fleet) host's name.
     let mailnames: Vec<&super::DomainName> = match &spec.host.mailname {
         Some(m) => vec![m],
@@ -693,6 +706,22 @@ mod tests {
         .unwrap();
         let paths: Vec<_> = w.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths, ["dkim.bits", "host.mailname"]);
+    }
+
+    #[test]
+    fn a_grace_shorter_than_the_queue_lifetime_warns() {
+        let with = |days: u16| {
+            let text = format!("{MIN}dkim:\n  rotation:\n    grace_days: {days}\n");
+            parse(&text, Path::new("t.yaml")).unwrap().1
+        };
+        let w = with(super::super::QUEUE_LIFETIME_DAYS - 1);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].path, "dkim.rotation.grace_days");
+        assert!(
+            w[0].message.contains("maximal_queue_lifetime (5d)"),
+            "{w:?}"
+        );
+        assert!(with(super::super::QUEUE_LIFETIME_DAYS).is_empty());
     }
 
     #[test]

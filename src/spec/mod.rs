@@ -22,7 +22,7 @@ pub use names::{
     Network, PlainText, SelectorPattern, UserName,
 };
 
-pub use ops::{Check, Days, DnsPush, ResolverAddr, Rotation, Ttl, ZonePush};
+pub use ops::{Check, Days, DnsPush, QUEUE_LIFETIME_DAYS, ResolverAddr, Rotation, Ttl, ZonePush};
 
 use load::{OneOrMany, non_empty_map, unique_map};
 

@@ -39,6 +39,12 @@ impl Default for Rotation {
     }
 }
 
+/// Postfix's `maximal_queue_lifetime` (and `bounce_queue_lifetime`) as
+/// main.cf sets them, in days: the longest a signed message can wait to leave.
+/// A retiring key stays published at least this long (`rotate finish` also
+/// looks at the queue itself).
+pub const QUEUE_LIFETIME_DAYS: u16 = 5;
+
 fn default_interval() -> Days {
     Days(180)
 }

@@ -1892,6 +1892,54 @@ def rotation(ctx, old_selector):
     change_signing(ctx, f"signing table (domain {ADDED_DOMAIN} added)", add_domain, new)
 
 
+def rotation_waits_for_the_queue(ctx):
+    """`rotate finish` and `rotate auto` leave a retiring key published while
+    Postfix's queue holds mail that arrived before signing switched (it carries
+    that key's signature); once the queue lets go, finish revokes it. Days move
+    with SOURCE_DATE_EPOCH; the mail waits because its receiver defers it."""
+    def dated(spec):
+        if ctx.host:
+            spec["hosts"][ctx.host]["selector"] = "q{date}"
+        else:
+            spec.setdefault("dkim", {})["selector"] = "q{date}"
+    dated(ctx.test_spec)
+    dump_yaml(ctx.test_spec, ctx.spec_path)
+    apply(ctx, "queue-aware rotation: a dated selector")
+    old = "q" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    d0 = ctx.view.domains[0]
+    sh(["postsuper", "-d", "ALL"])
+    send_smtp(new_token("queued"), f"noreply@{d0}", ["waits@defer.e2e.test"])
+    wait_for(lambda: "waits@defer.e2e.test" in sh(["postqueue", "-j"]).out
+             and re.search(r"to=<waits@defer\.e2e\.test>.* status=deferred", log_text(MAILLOG)),
+             DELIVERY_TIMEOUT)
+    now = int(time.time())
+
+    def rotate(step, days, *extra):
+        p = sh([ctx.bin, "rotate", step, ctx.spec_path, *extra, *(["--host", ctx.host] if ctx.host else [])],
+               env={"SOURCE_DATE_EPOCH": str(now + days * 86400)})
+        ctx.outputs.append(p.out + p.err)
+        return p
+
+    def old_key_exists():
+        return any(old in f for _, _, files in os.walk("/etc/opendkim/keys") for f in files)
+
+    for step, extra in (("start", ()), ("activate", ("--force", "--resolver", "127.0.0.1:1"))):
+        p = rotate(step, 1, *extra)
+        must(f"queue-aware rotation: `rotate {step}` a day later", p.returncode == 0, cmd_why(p))
+    p = rotate("finish", 10)
+    R.check(f"rotate finish after the grace period refuses while the queue holds mail {old} signed "
+            "(exit 1, says why, the key stays)",
+            p.returncode == 1 and "mail waiting in the queue" in p.err and old in p.err and old_key_exists(),
+            cmd_why(p))
+    p = rotate("auto", 10)
+    R.check("rotate auto leaves it too, and says it waits for the queue",
+            p.returncode == 0 and "waiting to revoke" in p.out and old_key_exists(), cmd_why(p))
+    sh(["postsuper", "-d", "ALL"])
+    p = rotate("finish", 10)
+    R.check(f"once the queue is empty, rotate finish revokes {old} (its private key archived)",
+            p.returncode == 0 and not old_key_exists(), cmd_why(p))
+
+
 def save_artifacts(ctx):
     dest = os.path.join(ctx.work, "artifacts")
     os.makedirs(dest, exist_ok=True)
@@ -1971,6 +2019,7 @@ def scenario(args):
     idempotence(ctx, records, selector)
     secrets_not_printed(ctx)
     rotation(ctx, selector)
+    rotation_waits_for_the_queue(ctx)
 
 
 def worker(args):

@@ -1017,15 +1017,40 @@ fn every_command_has_a_man_page_with_its_options() {
         .stderr_has("`nope` is not a command of `mailsetup`")
         .run();
     let dir = tempfile::tempdir().unwrap();
-    Test::new()
+    let wrote = Test::new()
         .args(&["man", "--out", path_str(dir.path())])
-        .stdout_has("wrote 19 man pages")
         .run();
-    for page in [
-        "mailsetup.1",
-        "mailsetup-apply.1",
-        "mailsetup-rotate-auto.1",
-    ] {
-        assert!(dir.path().join(page).exists(), "{page}");
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        wrote.stdout.trim(),
+        format!(
+            "wrote {} man pages into {}",
+            pages.len(),
+            path_str(dir.path())
+        )
+    );
+    // One for each command `--help` lists, and for the nested ones.
+    let help = Test::new().args(&["--help"]).run();
+    let commands = help
+        .stdout
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        // A command's line is indented by two; its description's wrapped lines more.
+        .filter_map(|l| l.strip_prefix("  ").filter(|l| !l.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help");
+    for page in commands
+        .map(|c| format!("mailsetup-{c}.1"))
+        .chain(["mailsetup.1".into(), "mailsetup-rotate-auto.1".into()])
+    {
+        assert!(pages.contains(&page), "{page} not in {pages:?}");
     }
 }
