@@ -32,7 +32,10 @@ impl Exit {
             "an error, said on stderr; nothing was written (a failed apply puts back what it replaced)",
         ),
         (2, "`plan --detailed-exitcode`: there are changes to make"),
-        (3, "`check` ran and found failures"),
+        (
+            3,
+            "`check` ran and found failures; `status`: something needs a person",
+        ),
         (
             4,
             "`check` found no failure, but could not check everything (no DNS answer, a refused query)",

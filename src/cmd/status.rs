@@ -123,9 +123,9 @@ pub fn run(args: &StatusArgs, ui: &mut Ui) -> Result<Exit> {
         StatusFormat::Json => ui.out(&report.json())?,
         StatusFormat::Prometheus => match &args.out {
             Some(dir) => {
+                // Silent when it worked, as cron and timers want it.
                 let out = local::OutDir::open(dir)?;
-                let path = out.write(PROM_FILE, report.prometheus().as_bytes(), 0o644)?;
-                ui.note(format_args!("wrote {}", path.display()));
+                out.write(PROM_FILE, report.prometheus().as_bytes(), 0o644)?;
             }
             None => ui.out(&report.prometheus())?,
         },

@@ -8,14 +8,17 @@
 # verified with dkimpy against what `mailsetup dns` prints, and a second apply
 # changes and restarts nothing. The host's own dpkg state is untouched.
 #
-#   tests/fresh_host/fresh-host.sh MAILSETUP_BINARY [SUITE]   (bookworm: 12, the
-#   default; trixie: 13, whose postfix.service is the real forking unit)
+#   tests/fresh_host/fresh-host.sh MAILSETUP_BINARY [SUITE [DEB]]   (bookworm: 12,
+#   the default; trixie: 13, whose postfix.service is the real forking unit).
+#   With DEB (the package `cargo deb` built), it is installed once the mail
+#   packages are, and its timers' units are verified and run under systemd.
 #
 # Needs root, mmdebstrap and systemd-container. The image is cached in
 # ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests (built once, ~1 min).
 set -euo pipefail
 bin=$1
 suite=${2:-bookworm}
+deb=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/mailsetup-fresh-host.XXXXXX)
 root=$work/root
@@ -204,6 +207,52 @@ out=$(inside mailsetup apply /root/mailsetup.yaml 2>&1) || fail "second apply: $
 grep -q 'No changes.' <<<"$out" || fail "the second apply changed something: $out"
 [ "$(pids)" = "$before" ] || fail "the second apply restarted a daemon ($before -> $(pids))"
 say "ok  a second apply changes nothing and restarts nothing"
+
+# 5b. The package's timers: its units pass systemd-analyze verify; the status
+#     service writes the metrics node_exporter reads, deliveries counted from
+#     the journal; the rotation service runs; both timers can be enabled.
+if [ -n "$deb" ]; then
+  cp "$deb" "$root/root/mailsetup.deb"
+  out=$(inside dpkg -i /root/mailsetup.deb 2>&1) || fail "dpkg -i the .deb: $out"
+  units=(mailsetup-rotate.service mailsetup-rotate.timer mailsetup-status.service mailsetup-status.timer)
+  for u in "${units[@]}"; do
+    [ -f "$root/usr/lib/systemd/system/$u" ] || fail "the .deb does not install $u"
+  done
+  # --man=no: the image has neither man-db nor man pages (dpkg excludes them);
+  # the pages Documentation= names are looked for in the package instead.
+  out=$(inside systemd-analyze verify --man=no "${units[@]/#//usr/lib/systemd/system/}" 2>&1) ||
+    fail "systemd-analyze verify: $out"
+  [ -z "$out" ] || fail "systemd-analyze verify warns: $out"
+  contents=$(dpkg-deb -c "$deb")
+  for page in $(sed -n 's/^Documentation=man:\(.*\)(1)$/\1/p' "${units[@]/#/$root/usr/lib/systemd/system/}"); do
+    grep -q "/usr/share/man/man1/$page\.1" <<<"$contents" || fail "the .deb has no $page(1), which a unit names"
+  done
+  say "ok  the .deb installs the timers' units, systemd-analyze verify passes them, their man pages are there"
+  printf 'MAILSETUP_SPEC=/root/mailsetup.yaml\n' > "$root/etc/default/mailsetup"
+  inside systemctl start mailsetup-status.service   # skipped: no node_exporter directory
+  [ ! -e "$root/var/lib/prometheus/node-exporter/mailsetup.prom" ] || fail "status ran without the textfile directory"
+  [ "$(inside systemctl show -p ConditionResult --value mailsetup-status.service)" = no ] ||
+    fail "mailsetup-status.service ran without node_exporter's directory"
+  inside mkdir -p /var/lib/prometheus/node-exporter
+  inside systemctl start mailsetup-status.service ||
+    fail "mailsetup-status.service: $(inside journalctl -u mailsetup-status --no-pager -n 20)"
+  prom=$root/var/lib/prometheus/node-exporter/mailsetup.prom
+  [ -f "$prom" ] || fail "mailsetup-status.service wrote no $prom"
+  grep -q '^mailsetup_deliveries{outcome="sent",receiver="example.net"} 3$' "$prom" ||
+    fail "the metrics do not count the 3 messages the sink received: $(grep deliveries "$prom")"
+  grep -q '^mailsetup_queue_messages{queue="deferred"} 0$' "$prom" || fail "no queue metrics: $(cat "$prom")"
+  say "ok  mailsetup-status.service wrote the metrics: 3 deliveries read from the journal, the queue"
+  inside systemctl start mailsetup-rotate.service ||
+    fail "mailsetup-rotate.service: $(inside journalctl -u mailsetup-rotate --no-pager -n 20)"
+  [ "$(inside systemctl show -p Result --value mailsetup-rotate.service)" = success ] ||
+    fail "mailsetup-rotate.service did not succeed"
+  inside systemctl enable --quiet --now mailsetup-rotate.timer mailsetup-status.timer
+  timers=$(inside systemctl list-timers --no-pager 'mailsetup-*')
+  for t in mailsetup-rotate.timer mailsetup-status.timer; do
+    grep -q "$t" <<<"$timers" || fail "$t is not scheduled: $timers"
+  done
+  say "ok  mailsetup-rotate.service runs, and both timers are scheduled once enabled"
+fi
 
 # 6. A restart is reported only when the daemon runs: with a unit that exits 0
 #    and starts nothing (as Debian 13's postfix.service does without main.cf),

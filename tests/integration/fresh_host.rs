@@ -13,13 +13,20 @@ fn fresh_host(suite: &str) {
     if crate::support::missing_in_ci(&["mmdebstrap", "systemd-nspawn", "nsenter"]) {
         return;
     }
+    let Some(deb) = crate::support::deb() else {
+        return;
+    };
     let _alone = crate::support::DAEMONS
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     // Not support::Test: the script runs the binary inside the booted container.
     crate::support::run_script(
         "tests/fresh_host/fresh-host.sh",
-        &[env!("CARGO_BIN_EXE_mailsetup"), suite],
+        &[
+            env!("CARGO_BIN_EXE_mailsetup"),
+            suite,
+            crate::support::path_str(deb),
+        ],
         "a second apply changes nothing",
     );
 }

@@ -276,6 +276,57 @@ pub fn test_tool(name: &str) -> Option<PathBuf> {
     available(tool.exists(), &tool.display().to_string()).then_some(tool)
 }
 
+/// The .deb as the README's Packaging section makes it, from the binary under
+/// test (dev profile: no second, release build in the test run), built once
+/// per test run; `None` (with a note) without cargo-deb outside CI.
+pub fn deb() -> Option<&'static Path> {
+    static DEB: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DEB.get_or_init(|| {
+        let cargo_deb = Command::new("cargo")
+            .args(["deb", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !available(cargo_deb, "cargo-deb") {
+            return None;
+        }
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let assets = manifest.join("target/assets");
+        std::fs::create_dir_all(&assets).unwrap();
+        Test::new()
+            .args(&["man", "--out", assets.join("man").to_str().unwrap()])
+            .run();
+        for (args, file) in [
+            (&["completions", "bash"][..], "mailsetup.bash"),
+            (&["completions", "zsh"][..], "_mailsetup"),
+            (&["completions", "fish"][..], "mailsetup.fish"),
+        ] {
+            std::fs::write(assets.join(file), Test::new().args(args).run().stdout).unwrap();
+        }
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deb");
+        let _ = std::fs::remove_dir_all(&out);
+        succeed(
+            Command::new("cargo")
+                .args([
+                    "deb",
+                    "--no-build",
+                    "--profile",
+                    "dev",
+                    "--fast",
+                    "--output",
+                ])
+                .arg(&out)
+                .current_dir(manifest),
+        );
+        let deb = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .expect("cargo deb wrote a .deb");
+        Some(deb)
+    })
+    .as_deref()
+}
+
 /// Runs a test script of tests/ with bash, prints what it said, and asserts
 /// it succeeded and said `done` (its last step).
 pub fn run_script(script: &str, args: &[&str], done: &str) {
