@@ -160,6 +160,30 @@ pub enum Command {
     /// person (a message left unsigned, OpenDKIM failing, a message waiting more
     /// than a day, a rotation step overdue by a week, a failed apply), else 0.
     Status(StatusArgs),
+    /// Read DMARC aggregate reports: who sends as your domains, what passes, and
+    /// whether p=quarantine or p=reject would lose any of your mail.
+    ///
+    /// Reads the reports receivers send to your `rua=` address, as they send them:
+    /// .xml, .xml.gz, .zip, or whole messages (.eml, a Maildir's files) with the
+    /// report attached in any MIME encoding; RFC 7489 and DMARCbis. Directories are
+    /// read recursively (symlinks not followed). Per domain: messages by source
+    /// address — your hosts (check.addresses, spf.ip), mail signed with your keys
+    /// from elsewhere (forwarders), and others — with DKIM, SPF and DMARC passes,
+    /// aligned as receivers evaluated them; then a verdict on a stricter policy,
+    /// with the report rows that show it. A file that cannot be read is named with
+    /// the reason, and the others are still summarised. Exit status: 1 when a file
+    /// could not be read; else 3 when a stricter policy would lose (or loses) some
+    /// of your mail; else 0.
+    Reports {
+        /// The spec file: its addresses and DKIM selectors say which mail is yours.
+        spec: PathBuf,
+        /// Report files, or directories of them.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// `text`: a table and a verdict per domain; `json`: format mailsetup-reports/1.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,
     /// Print the shell completion script for SHELL.

@@ -34,7 +34,7 @@ impl Exit {
         (2, "`plan --detailed-exitcode`: there are changes to make"),
         (
             3,
-            "`check` ran and found failures; `status`: something needs a person",
+            "`check` ran and found failures; `status`: something needs a person; `reports`: a stricter DMARC policy would lose your mail",
         ),
         (
             4,

@@ -28,6 +28,7 @@ pub mod packages;
 pub mod plan;
 pub mod push;
 pub mod queue;
+pub mod reports;
 pub mod resolve;
 pub mod rotate;
 pub mod rotation;

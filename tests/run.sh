@@ -30,13 +30,15 @@ fi
 # Tools from PyPI, in a virtual environment of the tests' own: check-jsonschema
 # checks the CI examples against GitHub's and GitLab's published schemas, and the
 # examples against schemas/; octoDNS validates and syncs the `dns --format
-# octodns` export; ansible-core runs examples/ansible/playbook.yml on a fleet.
+# octodns` export; ansible-core runs examples/ansible/playbook.yml on a fleet;
+# parsedmarc counts the DMARC report corpus (tests/reports/) independently.
 tools=target/test-tools
 if { [ ! -x "$tools/bin/check-jsonschema" ] || [ ! -x "$tools/bin/octodns-sync" ] ||
-     [ ! -x "$tools/bin/ansible-playbook" ]; } && [ -x /usr/bin/python3 ]; then
+     [ ! -x "$tools/bin/ansible-playbook" ] || [ ! -x "$tools/bin/parsedmarc" ]; } &&
+   [ -x /usr/bin/python3 ]; then
   /usr/bin/python3 -m venv "$tools"
   "$tools/bin/pip" install -q 'check-jsonschema==0.39.*' 'octodns==1.22.*' 'octodns-bind==1.1.*' \
-    'ansible-core==2.18.*'
+    'ansible-core==2.18.*' 'parsedmarc==11.*'
 fi
 # cargo-deb builds the .deb the fleet test installs (pinned: it warns that its
 # dev-profile packages, which spare the test a release build, will change). A

@@ -6,6 +6,7 @@ mod dns;
 mod docs;
 mod init;
 mod plan;
+mod reports;
 mod rollback;
 mod status;
 
@@ -77,6 +78,11 @@ pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
         Command::Dns(args) => dns::run(&args, ui),
         Command::Rollback { root, unconfigure } => rollback::run(&root, unconfigure, ui),
         Command::Status(args) => status::run(&args, ui),
+        Command::Reports {
+            spec,
+            paths,
+            format,
+        } => reports::run(&spec, &paths, format, ui),
         Command::Schema => docs::schema(ui),
         Command::Completions { shell } => docs::completions(shell, ui),
         Command::Man { command, out } => docs::man(&command, out.as_deref(), ui),

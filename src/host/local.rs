@@ -119,6 +119,51 @@ pub fn read_files(dir: &Path, what: &str, max: u64) -> Result<Vec<(String, Vec<u
     Ok(out)
 }
 
+/// Every regular file beneath a directory the operator named, in name order,
+/// each handed to `each` with its bytes (at most `max`) or why it could not
+/// be read. Subdirectories are entered down to `depth` levels; symlinks are
+/// not followed and hidden entries (`.name`) are passed over.
+pub fn each_file_under(
+    dir: &Path,
+    max: u64,
+    depth: usize,
+    each: &mut dyn FnMut(PathBuf, std::result::Result<Vec<u8>, String>),
+) -> Result<()> {
+    fn walk(
+        handle: &Dir,
+        max: u64,
+        depth: usize,
+        each: &mut dyn FnMut(PathBuf, std::result::Result<Vec<u8>, String>),
+    ) -> Result<()> {
+        for entry in handle.entries()? {
+            if entry.name.starts_with('.') {
+                continue;
+            }
+            let path = handle.show(&entry.name);
+            match entry.kind {
+                Kind::File => {
+                    let bytes = match handle.read(&entry.name, max, "") {
+                        Ok(Some((bytes, _))) => Ok(bytes),
+                        Ok(None) => Err("vanished while being read".to_string()),
+                        Err(e) => Err(format!("{e:#}")),
+                    };
+                    each(path, bytes);
+                }
+                Kind::Dir if depth > 0 => {
+                    if let Some(sub) = handle.open_dir(&entry.name)? {
+                        walk(&sub, max, depth - 1, each)?;
+                    }
+                }
+                Kind::Dir => each(path, Err("too deep: not entered".into())),
+                Kind::Symlink => each(path, Err("a symlink: not followed".into())),
+                Kind::Other => each(path, Err("not a plain file".into())),
+            }
+        }
+        Ok(())
+    }
+    walk(&Dir::open(dir)?, max, depth, each)
+}
+
 /// An export the operator named (`public-keys --out`'s): directories of
 /// regular files, read beneath its handle, as (subdirectory, name, bytes).
 /// Symlinks are refused; other entries at the top are skipped.
@@ -163,6 +208,11 @@ impl OutDir {
         dir.write_atomic(name, data, mode, None)?;
         Ok(dir.show(name))
     }
+}
+
+/// Whether `path` is a directory (following a symlink the operator named).
+pub fn is_dir(path: &Path) -> bool {
+    path.is_dir()
 }
 
 /// Whether anything (a file, a directory, a symlink) is at `path`.

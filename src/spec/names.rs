@@ -140,6 +140,17 @@ pub struct Network {
 }
 
 impl Network {
+    /// Whether `ip` is in it (an IPv4 address is not in an IPv6 network).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(a) => (u128::from(a.to_bits()) << 96, 32),
+            IpAddr::V6(a) => (a.to_bits(), 128),
+        };
+        let ((net, len), (addr, addr_len)) = (bits(self.addr), bits(ip));
+        let prefix = u32::from(self.prefix);
+        len == addr_len && (prefix == 0 || (net ^ addr) >> (128 - prefix) == 0)
+    }
+
     /// The form Postfix wants in mynetworks: IPv6 in brackets.
     pub fn postfix(&self) -> String {
         match self.addr {
@@ -415,6 +426,20 @@ mod tests {
         ] {
             assert!(check_domain(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let net = |s: &str| Network::try_from(s.to_string()).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("192.0.2.0/24").contains(ip("192.0.2.200")));
+        assert!(!net("192.0.2.0/24").contains(ip("192.0.3.1")));
+        assert!(net("192.0.2.25").contains(ip("192.0.2.25")));
+        assert!(!net("192.0.2.25").contains(ip("192.0.2.26")));
+        assert!(net("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8:ff::1")));
+        assert!(!net("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(!net("::/0").contains(ip("192.0.2.1")));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod keys;
 mod push;
 mod race;
 mod readme;
+mod reports;
 mod rotate;
 mod status;
 mod support;
