@@ -7,7 +7,11 @@
 //! process), the 100k/10k time ratio (linear is about 10) and the time at 100k
 //! next to plan's. Then it compares a first apply of a one-domain spec (its key
 //! included) and an apply that changes only /etc/aliases with the wall time of
-//! `opendkim-genkey` alone. `MAILSETUP_BENCH_MAX=10000` stops at 10,000 domains.
+//! `opendkim-genkey` alone. Last, `status` reads a busy server's day of mail
+//! log — 100,000, 300,000 and 1,000,000 lines (6 a message: smtpd, cleanup,
+//! OpenDKIM, qmgr, the delivery, the removal; 1 in 20 deferred, 1 in 50
+//! bounced; a thousand receivers). `MAILSETUP_BENCH_MAX=10000` stops at 10,000
+//! domains and 300,000 lines.
 //!
 //! Peak memory is measured by running each command under this benchmark's own
 //! binary in `--measure` mode, which waits for it and reads its rusage.
@@ -258,4 +262,87 @@ fn main() {
         );
     }
     versus_genkey(work.path());
+    status_log(work.path(), if max < 100_000 { 300_000 } else { 1_000_000 });
+}
+
+/// A day of a busy server's log, `lines` long, ending now (ISO timestamps,
+/// as `journalctl -o short-iso-precise` and rsyslog write them).
+fn day_of_log(lines: usize) -> String {
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(23);
+    let messages = lines / 6;
+    // Spread over 23 hours, well inside the window.
+    let step = jiff::SignedDuration::from_hours(23) / messages.max(1) as i32;
+    let mut out = String::with_capacity(lines * 190);
+    for i in 0..messages {
+        let at = start + step * i as i32;
+        let t = at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00");
+        let id = format!("{:X}", 0x1000_0000 + i);
+        let to = format!("u{i}@r{}.example", i % 1000);
+        let (status, dsn, reason) = match i % 100 {
+            0 | 50 => (
+                "bounced",
+                "5.1.1",
+                "host r.example[192.0.2.7] said: 550 5.1.1 <user> unknown (in reply to RCPT TO command)",
+            ),
+            n if n % 20 == 1 => (
+                "deferred",
+                "4.7.650",
+                "host r.example[192.0.2.7] said: 451 4.7.650 The mail server [198.51.100.7] has been temporarily rate limited due to IP reputation. (in reply to MAIL FROM command)",
+            ),
+            _ => ("sent", "2.0.0", "250 2.0.0 OK"),
+        };
+        out += &format!(
+            "{t} mail postfix/smtpd[1001]: {id}: client=localhost[127.0.0.1]\n\
+             {t} mail postfix/cleanup[1002]: {id}: message-id=<{i}@example.com>\n\
+             {t} mail opendkim[143]: {id}: DKIM-Signature field added (s=mail, d=example.com)\n\
+             {t} mail postfix/qmgr[1003]: {id}: from=<noreply@example.com>, size=1200, nrcpt=1 (queue active)\n\
+             {t} mail postfix/smtp[1004]: {id}: to=<{to}>, relay=r.example[192.0.2.7]:25, delay=0.2, delays=0/0/0.1/0.1, dsn={dsn}, status={status} ({reason})\n\
+             {t} mail postfix/qmgr[1003]: {id}: removed\n"
+        );
+    }
+    out
+}
+
+/// `status` over growing logs: time, peak memory, lines per second.
+fn status_log(work: &Path, most: usize) {
+    let spec = work.join("status.yaml");
+    std::fs::write(&spec, spec_text(1)).unwrap();
+    let spec = spec.to_str().unwrap().to_string();
+    let root = work.join("status-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let root = root.to_str().unwrap().to_string();
+    measure(BIN, &["apply", &spec, "--root", &root]);
+    println!(
+        "\n{:<28} {:>10} {:>10} {:>14}",
+        "status --since 24h --log", "seconds", "peak MiB", "lines/s"
+    );
+    for lines in [100_000, 300_000, 1_000_000]
+        .into_iter()
+        .filter(|n| *n <= most)
+    {
+        let log = work.join(format!("mail-{lines}.log"));
+        std::fs::write(&log, day_of_log(lines)).unwrap();
+        let log = log.to_str().unwrap().to_string();
+        let args = [
+            "status", &spec, "--root", &root, "--log", &log, "--format", "json",
+        ];
+        let run = median(3, || measure(BIN, &args));
+        // The figures count only if every line was read as in the window.
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["log"]["in_window"],
+            (lines / 6 * 6) as u64,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "{:<28} {:>10.3} {:>10.1} {:>14.0}",
+            format!("{lines} lines"),
+            secs(run.time),
+            run.max_rss_kib as f64 / 1024.0,
+            lines as f64 / secs(run.time)
+        );
+        std::fs::remove_file(&log).unwrap();
+    }
 }

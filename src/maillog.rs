@@ -103,9 +103,12 @@ pub struct Reader {
     since: Timestamp,
     now: Timestamp,
     summary: Summary,
-    /// Queue ids OpenDKIM signed in the window.
+    /// Queue ids OpenDKIM signed in the window, until Postfix removes them
+    /// (so memory follows the messages in flight, not the log's length, when
+    /// one log holds both daemons' lines in order).
     signed_ids: HashSet<String>,
-    /// Queue ids sent to another host, in the order seen.
+    /// Queue ids sent to another host with no signature seen yet, in the
+    /// order seen: unsigned, unless a later log (OpenDKIM's own) signs them.
     relayed: Vec<String>,
     /// A copy local(8) forwarded (an alias to an outside address) → the
     /// message it copies, whose signature it carries.
@@ -139,6 +142,11 @@ impl Reader {
             self.opendkim(message);
         } else if program.starts_with("postfix") && message.contains(" status=") {
             self.delivery(program, message);
+        } else if program == "postfix/qmgr"
+            && let Some((id, "removed")) = queue_id(message)
+        {
+            // Delivered or returned, every copy it forwarded noted: done.
+            self.signed_ids.remove(id);
         }
     }
 
@@ -205,12 +213,17 @@ impl Reader {
                 .or_default() += 1;
         }
         if let Some(copy) = reason.strip_prefix("forwarded as ") {
-            self.forwarded
-                .insert(copy.trim().to_string(), id.to_string());
+            // The copy carries the original's signature.
+            let copy = copy.trim().to_string();
+            if self.signed_ids.contains(id) {
+                self.signed_ids.insert(copy);
+            } else {
+                self.forwarded.insert(copy, id.to_string());
+            }
         }
         // What left for another host is what DKIM is for.
         let remote = program.ends_with("/smtp") || program.ends_with("/lmtp");
-        if outcome == Outcome::Sent && remote {
+        if outcome == Outcome::Sent && remote && !self.signed_ids.contains(id) {
             self.relayed.push(id.to_string());
         }
     }
@@ -405,5 +418,25 @@ mod tests {
         assert_eq!(s.signed["example.com"], 1);
         assert_eq!(s.unsigned, ["80113585"]);
         assert_eq!(s.signing_errors["error loading key 'example.com'"], 1);
+    }
+
+    /// One log in order (the journal): what Postfix removed is forgotten, so
+    /// a day's log costs the messages in flight, and a copy relayed after
+    /// its original was removed still counts as signed.
+    #[test]
+    fn memory_follows_the_messages_in_flight() {
+        let since: Timestamp = "2026-12-04T12:00:00Z".parse().unwrap();
+        let mut r = Reader::new(since, now());
+        for l in [
+            "Dec 05 09:11:00 mail opendkim[143]: A0113585: DKIM-Signature field added (s=20261205, d=mail.example.com)",
+            "Dec 05 09:11:00 mail postfix/local[245]: A0113585: to=<root@mail.example.com>, orig_to=<root>, relay=local, delay=0, delays=0/0/0/0, dsn=2.0.0, status=sent (forwarded as B0113585)",
+            "Dec 05 09:11:00 mail postfix/qmgr[100]: A0113585: removed",
+            "Dec 05 09:11:01 mail postfix/smtp[246]: B0113585: to=<ops@example.net>, relay=x[1.2.3.4]:25, delay=0, delays=0/0/0/0, dsn=2.0.0, status=sent (250 ok)",
+            "Dec 05 09:11:01 mail postfix/qmgr[100]: B0113585: removed",
+        ] {
+            r.line(l);
+        }
+        assert!(r.signed_ids.is_empty() && r.relayed.is_empty() && r.forwarded.is_empty());
+        assert!(r.finish().unsigned.is_empty());
     }
 }
