@@ -158,7 +158,9 @@ pub enum Command {
     /// not sign, and messages that left unsigned; each key set's key, its age and
     /// next rotation step; the last apply. Exit status 3 when something needs a
     /// person (a message left unsigned, OpenDKIM failing, a message waiting more
-    /// than a day, a rotation step overdue by a week, a failed apply), else 0.
+    /// than a day, a missing key, a rotation step overdue by a week, a failed
+    /// apply); else 4 when this user could not read the keys or the state
+    /// directory (root's; a member of adm sees the rest); else 0.
     Status(StatusArgs),
     /// Read DMARC aggregate reports: who sends as your domains, what passes, and
     /// whether p=quarantine or p=reject would lose any of your mail.

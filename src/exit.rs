@@ -38,7 +38,7 @@ impl Exit {
         ),
         (
             4,
-            "`check` found no failure, but could not check everything (no DNS answer, a refused query)",
+            "`check` found no failure, but could not check everything (no DNS answer, a refused query); `status`: nothing needs a person, but the keys or state were not readable by this user",
         ),
     ];
 }

@@ -41,14 +41,18 @@ pub struct Report {
     pub log: Summary,
     pub keys: Vec<KeyStatus>,
     pub last_apply: Option<LastApply>,
+    /// What this user could not read (the keys and state are root's): not
+    /// "all good" (exit 4) when nothing else needs attention.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
     /// Why `status` says "attention" (exit 3): each thing to look at.
     pub attention: Vec<String>,
 }
 
 impl Report {
     /// What needs a person: a message sent unsigned, OpenDKIM failing to
-    /// sign, a message waiting more than a day, a rotation step overdue by
-    /// more than a week, a failed last apply.
+    /// sign, a message waiting more than a day, a missing key, a rotation
+    /// step overdue by more than a week, a failed last apply.
     pub fn judge(&mut self, today: jiff::civil::Date) {
         let mut attention = Vec::new();
         if !self.log.unsigned.is_empty() {
@@ -77,6 +81,12 @@ impl Report {
             ));
         }
         for k in &self.keys {
+            if k.next.as_deref() == Some(crate::rotation::Next::Apply.name()) {
+                attention.push(format!(
+                    "key set {}: its key {} does not exist (mailsetup apply makes it)",
+                    k.set, k.selector
+                ));
+            }
             if let Some(due) = k.due
                 && today > due.saturating_add(jiff::Span::new().days(7))
             {
@@ -188,6 +198,9 @@ impl Report {
             }
         }
         out += "\nDKIM keys:\n";
+        if self.keys.is_empty() {
+            out += "  none read\n";
+        }
         for k in &self.keys {
             let _ = writeln!(
                 out,
@@ -215,6 +228,12 @@ impl Report {
                 );
             }
             None => out += "\nLast apply: none recorded\n",
+        }
+        if !self.unread.is_empty() {
+            out += "\nNot read as this user (run as root to see them):\n";
+            for u in &self.unread {
+                let _ = writeln!(out, "  - {u}");
+            }
         }
         if self.attention.is_empty() {
             out += "\nNothing needs attention.\n";
@@ -378,6 +397,11 @@ impl Report {
                 vec![(String::new(), if l.ok { 1.0 } else { 0.0 })],
             );
         }
+        metric(
+            "status_unread",
+            "Parts of the status this user could not read (the keys and state are root's).",
+            vec![(String::new(), self.unread.len() as f64)],
+        );
         metric(
             "attention",
             "Things that need a person (what `mailsetup status` lists).",

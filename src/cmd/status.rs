@@ -11,6 +11,7 @@ use crate::job::{load_spec, today};
 use crate::keysets::{Sets, key_sets};
 use crate::maillog::Reader;
 use crate::queue::Queue;
+use crate::spec::HostSpec;
 use crate::status::{KeyStatus, Report, parse_window};
 use crate::ui::Ui;
 
@@ -71,9 +72,70 @@ pub fn run(args: &StatusArgs, ui: &mut Ui) -> Result<Exit> {
     }
 
     let day = today()?;
-    let sets = Sets::new(&spec, &system, day)?;
+    // The keys and the state directory are root's: a member of adm sees the
+    // rest, and is told what it could not read (exit 4 unless 3).
+    let mut unread = Vec::new();
+    let keys = match keys(&spec, &system, day) {
+        Ok(keys) => keys,
+        Err(e) if crate::host::denied(&e) => {
+            unread.push("the DKIM keys and their rotation state (root's)".to_string());
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let last_apply = match crate::state::last_apply(&system) {
+        Ok(last) => last,
+        Err(e) if crate::host::denied(&e) => {
+            unread.push("the last apply (root's state directory)".to_string());
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    for what in &unread {
+        ui.warn(format_args!(
+            "not read as this user: {what}; run as root to see it"
+        ));
+    }
+
+    let mut report = Report {
+        format: crate::status::FORMAT,
+        now,
+        since,
+        sources,
+        queue,
+        log,
+        keys,
+        last_apply,
+        unread,
+        attention: Vec::new(),
+    };
+    report.judge(day);
+    match args.format {
+        StatusFormat::Text => ui.out(&report.text())?,
+        StatusFormat::Json => ui.out(&report.json())?,
+        StatusFormat::Prometheus => match &args.out {
+            Some(dir) => {
+                // Silent when it worked, as cron and timers want it.
+                let out = local::OutDir::open(dir)?;
+                out.write(PROM_FILE, report.prometheus().as_bytes(), 0o644)?;
+            }
+            None => ui.out(&report.prometheus())?,
+        },
+    }
+    Ok(if !report.attention.is_empty() {
+        Exit::CheckFailed
+    } else if !report.unread.is_empty() {
+        Exit::Unverified
+    } else {
+        Exit::Ok
+    })
+}
+
+/// Each key set's signing key, its age and next step.
+fn keys(spec: &HostSpec, system: &ReadOnly, day: jiff::civil::Date) -> Result<Vec<KeyStatus>> {
+    let sets = Sets::new(spec, system, day)?;
     let mut keys = Vec::new();
-    for set in key_sets(&spec) {
+    for set in key_sets(spec) {
         let (rotation, _) = sets.current(&set)?;
         let Some(active) = rotation.active() else {
             continue;
@@ -105,35 +167,7 @@ pub fn run(args: &StatusArgs, ui: &mut Ui) -> Result<Exit> {
             due,
         });
     }
-
-    let mut report = Report {
-        format: crate::status::FORMAT,
-        now,
-        since,
-        sources,
-        queue,
-        log,
-        keys,
-        last_apply: crate::state::last_apply(&system)?,
-        attention: Vec::new(),
-    };
-    report.judge(day);
-    match args.format {
-        StatusFormat::Text => ui.out(&report.text())?,
-        StatusFormat::Json => ui.out(&report.json())?,
-        StatusFormat::Prometheus => match &args.out {
-            Some(dir) => {
-                // Silent when it worked, as cron and timers want it.
-                let out = local::OutDir::open(dir)?;
-                out.write(PROM_FILE, report.prometheus().as_bytes(), 0o644)?;
-            }
-            None => ui.out(&report.prometheus())?,
-        },
-    }
-    Ok(match report.attention.is_empty() {
-        true => Exit::Ok,
-        false => Exit::CheckFailed,
-    })
+    Ok(keys)
 }
 
 fn feed(reader: &mut Reader, mut lines: Box<dyn std::io::BufRead>, what: &str) -> Result<()> {

@@ -21,6 +21,19 @@ use anyhow::{Result, bail};
 use crate::keys::Zeroizing;
 
 pub use beneath::Staged;
+
+/// Whether an error comes from a permission the user lacks (EACCES, EPERM):
+/// for read-only commands that can say what they could not read and go on.
+pub fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<nix::errno::Errno>(),
+            Some(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM)
+        ) || cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
 pub use system::{
     Accounts, CommandOutput, FileState, Ids, Lock, Meta, Scratch, ServiceAction, System,
 };

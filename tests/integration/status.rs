@@ -88,3 +88,59 @@ fn status_counts_the_log_and_writes_metrics_promtool_accepts() {
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// Run as an unprivileged user: the queue and the log are read,
+/// the keys and state (root's) are not, and it says so: exit 4, not "all
+/// good". Run by root with a key gone: that needs a person, exit 3.
+#[test]
+fn status_says_what_it_could_not_read_and_a_missing_key() {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::support::root_or_skip() || crate::support::missing_in_ci(&["setpriv"]) {
+        return;
+    }
+    let host = root();
+    let r = path_str(host.path());
+    Test::new()
+        .args(&["apply", &example("minimal.yaml"), "--root", r])
+        .run();
+    std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.path().join("mail.log");
+    std::fs::write(&file, log("Nov 24")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_mailsetup"))
+        .args(["status", &example("minimal.yaml"), "--root", r])
+        .args(["--log", path_str(&file)])
+        .env("SOURCE_DATE_EPOCH", "1795521600") // 2026-11-24 12:00 UTC
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("gmail.com") && stdout.contains("Not read as this user"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("not read as this user: the DKIM keys"),
+        "{stderr}"
+    );
+
+    let key = std::fs::read_dir(host.path().join("etc/opendkim/keys/shared"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "private"))
+        .unwrap();
+    std::fs::remove_file(key).unwrap();
+    Test::new()
+        .args(&["status", &example("minimal.yaml"), "--root", r])
+        .args(&["--log", path_str(&file)])
+        .status(3)
+        .stdout_has("key set shared: its key 20261124 does not exist (mailsetup apply makes it)")
+        .run();
+}
