@@ -9,13 +9,16 @@ use jiff::civil::Date;
 use serde::Serialize;
 
 use crate::spec::names::{DATE_PLACEHOLDER, check_selector};
-use crate::spec::{DomainName, HostSpec, Interfaces, KeyMode, Protocols, RelayTls, Spec};
+use crate::spec::{
+    DomainName, HostSpec, Interfaces, KeyMode, OutboundTls, Protocols, RelayTls, Spec,
+};
 use crate::templates::Templates;
 
 /// Paths of the managed files, in one place.
 pub mod paths {
     pub const MAIN_CF: &str = "/etc/postfix/main.cf";
     pub const SENDER_CANONICAL: &str = "/etc/postfix/sender_canonical";
+    pub const HEADER_CHECKS: &str = "/etc/postfix/header_checks";
     pub const MASTER_CF: &str = "/etc/postfix/master.cf";
     pub const SASL_PASSWD: &str = "/etc/postfix/sasl_passwd";
     pub const OPENDKIM_CONF: &str = "/etc/opendkim.conf";
@@ -74,6 +77,12 @@ pub struct ManagedFile {
     /// Holds credentials: never shown, hashed or carried in a plan or bundle.
     pub secret: bool,
     pub effects: &'static [Effect],
+    /// Whether the spec needs the file at all (main.cf names it only then).
+    pub needed: fn(&Spec) -> bool,
+}
+
+fn always(_: &Spec) -> bool {
+    true
 }
 
 const fn managed(
@@ -89,6 +98,7 @@ const fn managed(
         mode: 0o644,
         secret: false,
         effects,
+        needed: always,
     }
 }
 
@@ -113,6 +123,15 @@ pub const MANAGED_FILES: &[ManagedFile] = &[
         ROOT,
         &[Effect::Reload(Service::Postfix)],
     ),
+    ManagedFile {
+        needed: |spec| spec.outbound.redact_received,
+        ..managed(
+            paths::HEADER_CHECKS,
+            "header_checks.tera",
+            ROOT,
+            &[Effect::Reload(Service::Postfix)],
+        )
+    },
     managed(
         paths::OPENDKIM_CONF,
         "opendkim.conf.tera",
@@ -479,6 +498,26 @@ struct Vars<'a> {
     aliases: Vec<AliasVars>,
     apticron: AptVars,
     sasl: Option<SaslVars>,
+    outbound: OutboundVars,
+}
+
+#[derive(Serialize)]
+struct OutboundVars {
+    /// `smtp_dns_support_level = dnssec` and DANE.
+    dane: bool,
+    limits: Vec<LimitVars>,
+    /// `domain → group` lines of the transport map.
+    transports: Vec<(String, String)>,
+    /// The HELO name as a regular expression, for the Received header rule.
+    redact_received: Option<String>,
+    message_size_limit: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct LimitVars {
+    name: String,
+    concurrency: Option<u16>,
+    rate_delay: Option<u16>,
 }
 
 #[derive(Serialize)]
@@ -595,7 +634,7 @@ pub fn desired(spec: &HostSpec, templates: &Templates, facts: &HostFacts) -> Res
     };
     let mut files = MANAGED_FILES
         .iter()
-        .filter(|f| !f.secret)
+        .filter(|f| !f.secret && (f.needed)(spec))
         .map(|f| render(f, &context))
         .collect::<Result<Vec<_>>>()?;
     // Only now does the context get the password: no other template sees it.
@@ -671,10 +710,12 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
             })
         }
     };
-    let smtp_tls_security_level = match relay.map(|r| r.tls) {
-        Some(RelayTls::Encrypt) => "encrypt",
-        Some(RelayTls::None) => "none",
-        Some(RelayTls::May) | None => "may",
+    let smtp_tls_security_level = match (relay.map(|r| r.tls), spec.outbound.tls) {
+        (Some(RelayTls::Encrypt), _) => "encrypt",
+        (Some(RelayTls::None), _) => "none",
+        (Some(RelayTls::May), _) => "may",
+        (None, OutboundTls::Opportunistic) => "may",
+        (None, OutboundTls::Dane) => "dane",
     };
 
     // One KeyTable entry per domain, so d= is always the domain itself; with
@@ -800,12 +841,7 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
         },
         keys: key_entries,
         signing,
-        trusted_hosts: spec
-            .dkim
-            .trusted_hosts
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        trusted_hosts: trusted_hosts(spec),
         sender_canonical: sender_canonical(spec),
         aliases: spec
             .aliases
@@ -825,7 +861,49 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
                 .map(ToString::to_string),
         },
         sasl,
+        outbound: OutboundVars {
+            dane: relay.is_none() && spec.outbound.tls == OutboundTls::Dane,
+            limits: spec
+                .outbound
+                .limits
+                .iter()
+                .map(|(name, l)| LimitVars {
+                    name: name.to_string(),
+                    concurrency: l.concurrency.map(|c| c.get()),
+                    rate_delay: l.rate_delay_seconds.map(|d| d.get()),
+                })
+                .collect(),
+            transports: spec
+                .outbound
+                .limited_domains()
+                .map(|(d, name)| (d.to_string(), name.to_string()))
+                .collect(),
+            redact_received: spec
+                .outbound
+                .redact_received
+                .then(|| spec.hostname().as_str().replace('.', "\\.")),
+            message_size_limit: spec.host.message_size_limit.map(|s| s.get()),
+        },
     })
+}
+
+/// Whose mail OpenDKIM signs: `dkim.trusted_hosts`, and every network of
+/// `host.networks` beyond loopback — a client Postfix lets send must not have
+/// its mail leave unsigned.
+fn trusted_hosts(spec: &Spec) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .dkim
+        .trusted_hosts
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for n in &spec.host.networks {
+        let entry = format!("{}/{}", n.addr, n.prefix);
+        if !n.addr.to_canonical().is_loopback() && !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
 }
 
 /// With `dkim.subdomains`, mail from a subdomain the spec does not list is

@@ -223,6 +223,30 @@ pub(crate) fn preflight(system: &impl Host, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// A main.cf that turns DANE on needs a resolver Postfix can trust, checked
+/// on the live host once the packages (unbound) are in and before anything is
+/// written, whichever channel the plan came from: without one, Postfix finds
+/// no validated TLSA record and DANE protects nothing.
+fn dane_ready(system: &System, plan: &plan::Plan) -> Result<()> {
+    let dane = plan.steps.iter().any(|s| {
+        matches!(s, plan::Step::CreateFile(f) | plan::Step::UpdateFile(f)
+            if f.path == crate::desired::paths::MAIN_CF
+                && f.new.lines().any(|l| l.trim() == "smtp_dns_support_level = dnssec"))
+    });
+    if !dane || !system.is_live() {
+        return Ok(());
+    }
+    crate::resolve::local_validation().map_err(|why| {
+        anyhow::anyhow!(
+            "outbound.tls is dane, but {why}; nothing was written. Postfix trusts DNSSEC \
+             only from a validating resolver on this host: start unbound (installed with \
+             the packages), put `nameserver 127.0.0.1` alone in /etc/resolv.conf (and keep \
+             your DHCP client from replacing it), then apply again"
+        )
+    })?;
+    Ok(())
+}
+
 /// Checks a plan at the boundary and shows it: what `execute` does first, and
 /// all a dry run does.
 pub(crate) fn show(plan: &plan::Plan, ui: &mut Ui) -> Result<()> {
@@ -277,6 +301,7 @@ fn carry_out(
         _ => plan,
     };
     let plan = &plan;
+    dane_ready(system, plan)?;
     // New keys are made on the other cores while the daemons check the staged
     // configuration.
     let (checked, keys) = std::thread::scope(|scope| {

@@ -11,18 +11,23 @@ pub const KNOWN: &[&str] = &[
     "opendkim-tools",
     "apticron",
     "libsasl2-modules",
+    "unbound",
 ];
 
 /// Where dpkg records what is installed.
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 /// The packages the spec needs: the daemons and their tools, apticron (the spec
-/// always configures it), and the SASL mechanisms Postfix needs to log in to a
-/// relay.
+/// always configures it), the SASL mechanisms Postfix needs to log in to a
+/// relay, and for DANE a local validating resolver (Debian's unbound validates
+/// with the root's trust anchor as installed).
 pub fn required(spec: &Spec) -> Vec<&'static str> {
     let mut out = vec!["postfix", "opendkim", "opendkim-tools", "apticron"];
     if spec.host.relay.as_ref().is_some_and(|r| r.auth.is_some()) {
         out.push("libsasl2-modules");
+    }
+    if spec.outbound.tls == crate::spec::OutboundTls::Dane {
+        out.push("unbound");
     }
     out
 }

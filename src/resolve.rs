@@ -301,6 +301,79 @@ impl Dns for Every {
     }
 }
 
+/// Whether Postfix can trust DNSSEC: every server /etc/resolv.conf names is
+/// on this host (the path to any other is not protected), and each says it
+/// validated its answer (the AD bit, RFC 4035 3.2.3) for the signed root.
+/// DANE without it would find no TLSA record and protect nothing.
+pub fn local_validation() -> std::result::Result<Vec<IpAddr>, String> {
+    let (config, _) = hickory_resolver::system_conf::read_system_conf()
+        .map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))?;
+    let servers: Vec<IpAddr> = config.name_servers().iter().map(|s| s.ip).collect();
+    if servers.is_empty() {
+        return Err("/etc/resolv.conf names no DNS server".into());
+    }
+    let remote: Vec<String> = servers
+        .iter()
+        .filter(|ip| !ip.is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if !remote.is_empty() {
+        return Err(format!(
+            "/etc/resolv.conf names {}, not a resolver on this host",
+            remote.join(", ")
+        ));
+    }
+    for &server in &servers {
+        validated_root(server).map_err(|e| format!("the resolver at {server}: {e}"))?;
+    }
+    Ok(servers)
+}
+
+/// Asks `server` for the root's SOA with DNSSEC OK and returns whether the
+/// answer came back authenticated.
+fn validated_root(server: IpAddr) -> std::result::Result<(), String> {
+    use hickory_resolver::proto::op::{Edns, Message, Query, ResponseCode};
+    let mut query = Message::query();
+    query.add_query(Query::query(Name::root(), RecordType::SOA));
+    query.metadata.recursion_desired = true;
+    query.metadata.authentic_data = true;
+    let mut edns = Edns::new();
+    edns.set_dnssec_ok(true).set_max_payload(1232);
+    query.set_edns(edns);
+    let bytes = query.to_vec().map_err(|e| e.to_string())?;
+    let bind = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
+    let socket = std::net::UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    socket
+        .connect((server, 53))
+        .and_then(|()| socket.send(&bytes))
+        .map_err(|e| format!("cannot ask it: {e}"))?;
+    let mut buf = vec![0; 4096];
+    let n = socket.recv(&mut buf).map_err(|e| {
+        format!("no answer ({e}): is a validating resolver (unbound) running there?")
+    })?;
+    let answer = Message::from_vec(&buf[..n]).map_err(|e| format!("a broken answer: {e}"))?;
+    if answer.metadata.id != query.metadata.id {
+        return Err("an answer to another query".into());
+    }
+    if answer.metadata.response_code != ResponseCode::NoError {
+        return Err(format!(
+            "it answered {} for the root's SOA",
+            answer.metadata.response_code
+        ));
+    }
+    if !answer.metadata.authentic_data {
+        return Err("it does not validate DNSSEC (no AD bit on the signed root's answer)".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

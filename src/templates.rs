@@ -40,6 +40,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/apticron.conf.tera"),
     ),
     (
+        "header_checks.tera",
+        include_str!("../templates/header_checks.tera"),
+    ),
+    (
         "sasl_passwd.tera",
         include_str!("../templates/sasl_passwd.tera"),
     ),

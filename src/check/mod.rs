@@ -55,6 +55,9 @@ pub enum Kind {
     Blocklist,
     Daemon,
     MilterSocket,
+    /// The TLS policy main.cf puts in force for outgoing mail, and for DANE
+    /// whether the resolver validates.
+    Tls,
 }
 
 impl Kind {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Blocklist => "blocklist",
             Kind::Daemon => "daemon",
             Kind::MilterSocket => "milter-socket",
+            Kind::Tls => "tls",
         }
     }
 }
@@ -117,6 +121,7 @@ pub fn run(
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
     let mut findings = dns_findings(&spec, &dkim, &dns);
     findings.extend(host_findings(&system));
+    findings.push(tls_finding(&system)?);
     let again = crate::hint::Again::new(Some(spec_path), host, root);
     match format {
         ReportFormat::Text => {
@@ -640,6 +645,91 @@ fn host_findings(system: &impl Host) -> Vec<Finding> {
         ),
     });
     out
+}
+
+/// The TLS policy in force: what main.cf says (the last value of each
+/// setting, as Postfix reads it), and for DANE whether the resolver Postfix
+/// asks validates DNSSEC — without it no TLSA record is ever found.
+fn tls_finding(system: &impl Host) -> Result<Finding> {
+    let main_cf = crate::desired::paths::MAIN_CF;
+    let Some(file) = system.read_file(main_cf)? else {
+        return Ok(finding(
+            Kind::Tls,
+            "outbound",
+            Status::Skip,
+            format!("no {main_cf}"),
+        ));
+    };
+    let text = String::from_utf8_lossy(&file.content);
+    let setting = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_string())
+            .next_back()
+    };
+    let level = setting("smtp_tls_security_level").unwrap_or_else(|| "none".into());
+    let dnssec = setting("smtp_dns_support_level").as_deref() == Some("dnssec");
+    let relay = setting("relayhost").filter(|r| !r.is_empty());
+    Ok(match (level.as_str(), relay) {
+        (level, Some(relay)) => finding(
+            Kind::Tls,
+            "outbound",
+            Status::Pass,
+            format!("every message goes to the relay {relay} with TLS {level}"),
+        ),
+        ("dane", _) if !dnssec => finding(
+            Kind::Tls,
+            "outbound",
+            Status::Fail,
+            "smtp_tls_security_level is dane without smtp_dns_support_level = dnssec: \
+             Postfix uses opportunistic TLS",
+        ),
+        ("dane", _) if !system.is_live() => finding(
+            Kind::Tls,
+            "outbound",
+            Status::Skip,
+            "DANE; the resolver is not checked for another root (--root)",
+        ),
+        ("dane", _) => match resolve::local_validation() {
+            Ok(servers) => finding(
+                Kind::Tls,
+                "outbound",
+                Status::Pass,
+                format!(
+                    "DANE (RFC 7672): the resolver at {} validates DNSSEC; receivers with \
+                     TLSA records get verified TLS, others opportunistic",
+                    servers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Err(why) => finding(
+                Kind::Tls,
+                "outbound",
+                Status::Fail,
+                format!(
+                    "DANE is configured but {why}: Postfix finds no validated TLSA record and \
+                     sends with opportunistic TLS only"
+                ),
+            ),
+        },
+        ("may", _) => finding(
+            Kind::Tls,
+            "outbound",
+            Status::Pass,
+            "opportunistic: TLS when the receiver offers it, unauthenticated (outbound.tls: \
+             dane verifies receivers that publish TLSA records)",
+        ),
+        (other, _) => finding(
+            Kind::Tls,
+            "outbound",
+            Status::Pass,
+            format!("smtp_tls_security_level = {other}"),
+        ),
+    })
 }
 
 /// What to run about the records that are not as they should be, as

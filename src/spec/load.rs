@@ -93,6 +93,7 @@ pub fn parse(text: &str, file: &Path) -> Result<(Spec, Vec<Warning>), SpecError>
     })?;
     fleet_check(&spec, text, file)?;
     subdomain_check(&spec, text, file)?;
+    outbound_check(&spec, text, file)?;
     let warnings = warnings(&spec);
     Ok((spec, warnings))
 }
@@ -283,6 +284,34 @@ fn subdomain_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError
         }
     }
     Ok(())
+}
+
+/// `outbound` agrees with itself and with `host.relay`.
+fn outbound_check(spec: &Spec, text: &str, file: &Path) -> Result<(), SpecError> {
+    let Some((path, message)) = super::outbound::problem(spec) else {
+        return Ok(());
+    };
+    // Each segment of the path found after the one before it.
+    let mut line = 0;
+    for segment in path.split('.') {
+        match text
+            .lines()
+            .enumerate()
+            .skip(line)
+            .find(|(_, l)| l.trim_start().starts_with(&format!("{segment}:")))
+        {
+            Some((i, _)) => line = i,
+            None => break,
+        }
+    }
+    let line = line + 1;
+    Err(SpecError::Invalid {
+        file: file.to_path_buf(),
+        line,
+        column: 1,
+        path: format!("{path}: "),
+        message,
+    })
 }
 
 /// The line of a top-level key, for errors found after parsing.

@@ -8,6 +8,7 @@ mod explain;
 mod load;
 pub mod names;
 mod ops;
+mod outbound;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -19,10 +20,11 @@ use serde::{Deserialize, Serialize};
 pub use load::{SpecError, Warning, load, parse, read_text};
 pub use names::{
     AbsPath, AliasName, DomainName, FleetName, HostOrAddress, Label, MailAddress, MailTarget,
-    Network, PlainText, SelectorPattern, UserName,
+    Network, PlainText, SelectorPattern, TransportName, UserName,
 };
 
 pub use ops::{Check, Days, DnsPush, QUEUE_LIFETIME_DAYS, ResolverAddr, Rotation, Ttl, ZonePush};
+pub use outbound::{Limit, MessageSize, Outbound, OutboundTls};
 
 use load::{OneOrMany, non_empty_map, unique_map};
 
@@ -67,6 +69,10 @@ pub struct Spec {
     /// Where `mailsetup dns --push` publishes the records (RFC 2136 with TSIG).
     #[serde(default)]
     pub dns: DnsPush,
+    /// How mail leaves when it is delivered straight to the receivers (no
+    /// `host.relay`): TLS policy, per-receiver limits, client privacy.
+    #[serde(default)]
+    pub outbound: Outbound,
 }
 
 /// The spec as one host sees it (`Spec::for_host`): its hostname is known,
@@ -158,6 +164,10 @@ pub struct Host {
     /// Postfix writes its log to this file (`maillog_file`) instead of syslog.
     #[serde(default)]
     pub maillog_file: Option<AbsPath>,
+    /// The largest message, in bytes, that clients may submit (Postfix
+    /// `message_size_limit`; Postfix's default, 10240000, when not set).
+    #[serde(default)]
+    pub message_size_limit: Option<MessageSize>,
     /// Install the Debian packages the spec needs (postfix, opendkim,
     /// opendkim-tools, apticron; libsasl2-modules with relay auth) when they are
     /// missing. `false` for hosts whose packages are managed elsewhere.
@@ -175,6 +185,7 @@ impl Default for Host {
             protocols: Protocols::default(),
             relay: None,
             maillog_file: None,
+            message_size_limit: None,
             install_packages: true,
         }
     }
@@ -441,7 +452,9 @@ pub struct Dkim {
     /// Headers signed once more as absent, so nobody can add a second one. Default [From].
     #[serde(default = "default_oversign")]
     pub oversign_headers: Vec<HeaderName>,
-    /// Hosts whose mail is signed (OpenDKIM InternalHosts). Default: loopback and localhost.
+    /// Hosts whose mail is signed (OpenDKIM InternalHosts). Default: loopback
+    /// and localhost. The networks of `host.networks` are added to these:
+    /// every client Postfix lets send gets its mail signed.
     #[serde(default = "default_trusted_hosts")]
     pub trusted_hosts: Vec<TrustedHost>,
     /// Key rotation with `mailsetup rotate`: interval and grace period.

@@ -119,6 +119,13 @@ checked_string!(
     "^(?!-)(?!.*-$)[a-z0-9-]{1,63}$"
 );
 checked_string!(
+    /// A name for a group of receivers: the Postfix transport that delivers to
+    /// them (master.cf) and the prefix of its limits (main.cf).
+    TransportName,
+    check_transport_name,
+    "^[a-z][a-z0-9]{0,19}$"
+);
+checked_string!(
     /// A host name or IP address (a relay host).
     HostOrAddress,
     check_host_or_address,
@@ -315,6 +322,63 @@ pub fn check_selector(s: &str) -> Result<String, String> {
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Err("a selector does not start or end with `-`".into());
+    }
+    Ok(s.to_string())
+}
+
+/// master.cf's own services: a group may not take one's name.
+const POSTFIX_SERVICES: &[&str] = &[
+    "smtp",
+    "pickup",
+    "cleanup",
+    "qmgr",
+    "tlsmgr",
+    "rewrite",
+    "bounce",
+    "defer",
+    "trace",
+    "verify",
+    "flush",
+    "proxymap",
+    "proxywrite",
+    "relay",
+    "showq",
+    "error",
+    "retry",
+    "discard",
+    "local",
+    "virtual",
+    "lmtp",
+    "anvil",
+    "scache",
+    "postlog",
+    "default",
+    "smtpd",
+    "submission",
+    "smtps",
+    "uucp",
+    "maildrop",
+    "postscreen",
+    "dnsblog",
+    "tlsproxy",
+];
+
+fn check_transport_name(s: &str) -> Result<String, String> {
+    let shape = s.len() <= 20
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !shape {
+        return Err(format!(
+            "`{}` is not a group name: a lower-case letter, then up to 19 letters or digits \
+             (it names a Postfix transport)",
+            s.escape_debug()
+        ));
+    }
+    if POSTFIX_SERVICES.contains(&s) {
+        return Err(format!(
+            "`{s}` is one of Postfix's own services (master.cf); choose another name"
+        ));
     }
     Ok(s.to_string())
 }

@@ -216,6 +216,11 @@ fn driver() -> PathBuf {
     manifest_dir().join("tests/e2e/driver.py")
 }
 
+/// The outbound policy's driver (DANE, limits, Received: privacy).
+fn outbound_driver() -> PathBuf {
+    manifest_dir().join("tests/e2e/outbound.py")
+}
+
 struct Outcome {
     name: String,
     success: bool,
@@ -224,9 +229,9 @@ struct Outcome {
     kept: Option<PathBuf>,
 }
 
-/// Run the driver for one example in fresh namespaces; its stdout and stderr
+/// Run `driver` for one example in fresh namespaces; its stdout and stderr
 /// go to one file so that the order of the lines is kept.
-fn run_example(spec: &Path, host: Option<&str>) -> Outcome {
+fn run_example(driver: &Path, spec: &Path, host: Option<&str>) -> Outcome {
     let mut name = spec.file_name().unwrap().to_string_lossy().into_owned();
     if let Some(host) = host {
         name.push_str(&format!(" --host {host}"));
@@ -242,7 +247,7 @@ fn run_example(spec: &Path, host: Option<&str>) -> Outcome {
     let mut child = Command::new("unshare")
         .args(NAMESPACES)
         .arg(PYTHON)
-        .arg(driver())
+        .arg(driver)
         .arg("--mailsetup")
         .arg(env!("CARGO_BIN_EXE_mailsetup"))
         .arg("--spec")
@@ -315,7 +320,9 @@ fn every_example_works_with_real_postfix_and_opendkim() {
         let handles: Vec<_> = batch
             .iter()
             .cloned()
-            .map(|(spec, host)| thread::spawn(move || run_example(&spec, host.as_deref())))
+            .map(|(spec, host)| {
+                thread::spawn(move || run_example(&driver(), &spec, host.as_deref()))
+            })
             .collect();
         outcomes.extend(
             handles
@@ -357,5 +364,50 @@ fn every_example_works_with_real_postfix_and_opendkim() {
         failed.is_empty(),
         "e2e failed for {}; the FAIL lines above say why",
         failed.join(", ")
+    );
+}
+
+/// `examples/outbound.yaml` delivered straight to receivers found through a
+/// DNSSEC-signed zone (BIND 9) by way of a validating unbound: DANE verifies
+/// or defers, a limited group is paced, an application server's submission
+/// leaves without its address; apply refuses DANE without a validating local
+/// resolver. `tests/e2e/outbound.py` lists every check.
+#[test]
+fn outbound_policy_holds_against_real_receivers() {
+    let mut missing = missing_prerequisites();
+    for program in [
+        "named",
+        "unbound",
+        "dnssec-signzone",
+        "dnssec-keygen",
+        "dig",
+    ] {
+        if !crate::support::installed(program) {
+            missing.push(program.to_owned());
+        }
+    }
+    if !missing.is_empty() {
+        let what = missing.join(", ");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("outbound e2e prerequisites missing in CI: {what}");
+        }
+        eprintln!("skipping the outbound e2e: missing {what}");
+        return;
+    }
+    let _alone = crate::support::DAEMONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let o = run_example(
+        &outbound_driver(),
+        &manifest_dir().join("examples/outbound.yaml"),
+        None,
+    );
+    print!("{}", o.output);
+    if let Some(dir) = &o.kept {
+        println!("work directory kept: {}", dir.display());
+    }
+    assert!(
+        o.success,
+        "the outbound e2e failed; the FAIL lines above say why"
     );
 }

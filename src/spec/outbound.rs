@@ -1,0 +1,220 @@
+//! `outbound`: how mail leaves when Postfix delivers it to the receivers
+//! itself — the TLS policy, limits per group of receivers, and what the
+//! `Received:` header says of the clients that submitted it.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::load::unique_map;
+use super::names::{DomainName, TransportName};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Outbound {
+    /// TLS to the receivers: `opportunistic` (default: TLS when offered,
+    /// unauthenticated; an attacker on the path can strip it) or `dane`
+    /// (RFC 7672: a receiver that publishes TLSA records in a DNSSEC-signed
+    /// zone gets TLS with a certificate those records match, or the mail
+    /// waits; others opportunistic). `dane` installs unbound, a local
+    /// validating resolver, which /etc/resolv.conf must name.
+    #[serde(default)]
+    pub tls: OutboundTls,
+    /// Groups of receivers delivered to more slowly, by name: each gets a
+    /// Postfix transport of its own with these limits. New IPs are throttled
+    /// by the large receivers; see the README for a starting set.
+    #[serde(default, deserialize_with = "unique_map")]
+    pub limits: IndexMap<TransportName, Limit>,
+    /// Mail submitted over SMTP leaves without the client's name and address
+    /// in this host's `Received:` header (the header stays, as
+    /// `Received: by HOSTNAME (Postfix) with ESMTP id …`, like local mail's).
+    #[serde(default)]
+    pub redact_received: bool,
+}
+
+impl Outbound {
+    /// Every (domain, group) the limits name, in order.
+    pub fn limited_domains(&self) -> impl Iterator<Item = (&DomainName, &TransportName)> {
+        self.limits
+            .iter()
+            .flat_map(|(name, limit)| limit.domains.iter().map(move |d| (d, name)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboundTls {
+    #[default]
+    Opportunistic,
+    Dane,
+}
+
+/// Limits for one group of receivers.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// The recipient domains of this group (exactly these: `outlook.com`
+    /// does not cover `eu.outlook.com`).
+    pub domains: Vec<DomainName>,
+    /// Connections at once to one domain of the group (Postfix
+    /// `_destination_concurrency_limit`; default 20).
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
+    /// Seconds between two deliveries to one domain of the group (Postfix
+    /// `_destination_rate_delay`); deliveries are then one at a time.
+    #[serde(default)]
+    pub rate_delay_seconds: Option<RateDelay>,
+}
+
+/// 1 to 100 connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u16")]
+#[schemars(extend("minimum" = 1, "maximum" = 100))]
+pub struct Concurrency(u16);
+
+impl Concurrency {
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for Concurrency {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        u16::try_from(v)
+            .ok()
+            .filter(|v| (1..=100).contains(v))
+            .map(Concurrency)
+            .ok_or_else(|| format!("{v} connections: choose 1 to 100"))
+    }
+}
+
+impl From<Concurrency> for u16 {
+    fn from(c: Concurrency) -> u16 {
+        c.0
+    }
+}
+
+/// 1 to 3600 seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u16")]
+#[schemars(extend("minimum" = 1, "maximum" = 3600))]
+pub struct RateDelay(u16);
+
+impl RateDelay {
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for RateDelay {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        u16::try_from(v)
+            .ok()
+            .filter(|v| (1..=3600).contains(v))
+            .map(RateDelay)
+            .ok_or_else(|| format!("{v} seconds: choose 1 to 3600"))
+    }
+}
+
+impl From<RateDelay> for u16 {
+    fn from(d: RateDelay) -> u16 {
+        d.0
+    }
+}
+
+/// A message size in bytes, from Postfix's header size limit (102400) to 1 GiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u64", into = "u64")]
+#[schemars(extend("minimum" = 102400, "maximum" = 1073741824))]
+pub struct MessageSize(u64);
+
+impl MessageSize {
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for MessageSize {
+    type Error = String;
+    fn try_from(v: u64) -> Result<Self, String> {
+        if (102_400..=1 << 30).contains(&v) {
+            Ok(MessageSize(v))
+        } else {
+            Err(format!(
+                "{v} bytes: choose 102400 (Postfix's header size limit) to 1073741824 (1 GiB)"
+            ))
+        }
+    }
+}
+
+impl From<MessageSize> for u64 {
+    fn from(s: MessageSize) -> u64 {
+        s.0
+    }
+}
+
+/// What is wrong with `outbound` beyond each field's own syntax: the field's
+/// path and the message.
+pub fn problem(spec: &super::Spec) -> Option<(String, String)> {
+    let outbound = &spec.outbound;
+    if spec.host.relay.is_some() {
+        if outbound.tls != OutboundTls::Opportunistic {
+            return Some((
+                "outbound.tls".into(),
+                "every message leaves through host.relay, which has a TLS setting of its own \
+                 (host.relay.tls); outbound.tls is for direct delivery: remove it"
+                    .into(),
+            ));
+        }
+        if !outbound.limits.is_empty() {
+            return Some((
+                "outbound.limits".into(),
+                "every message leaves through host.relay, which paces delivery to the \
+                 receivers itself; outbound.limits is for direct delivery: remove it"
+                    .into(),
+            ));
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (name, limit) in &outbound.limits {
+        if limit.domains.is_empty() {
+            return Some((
+                format!("outbound.limits.{name}.domains"),
+                "name at least one recipient domain".into(),
+            ));
+        }
+        if limit.concurrency.is_none() && limit.rate_delay_seconds.is_none() {
+            return Some((
+                format!("outbound.limits.{name}"),
+                "set concurrency, rate_delay_seconds or both".into(),
+            ));
+        }
+        for domain in &limit.domains {
+            if let Some(other) = seen.insert(domain, name) {
+                return Some((
+                    format!("outbound.limits.{name}.domains"),
+                    format!("{domain} is in {other} already: a domain belongs to one group"),
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_bounded() {
+        assert!(Concurrency::try_from(0).is_err());
+        assert_eq!(Concurrency::try_from(2).unwrap().get(), 2);
+        assert!(Concurrency::try_from(101).is_err());
+        assert!(RateDelay::try_from(0).is_err());
+        assert!(RateDelay::try_from(3601).is_err());
+        assert!(MessageSize::try_from(1000).is_err());
+        assert_eq!(MessageSize::try_from(26_214_400).unwrap().get(), 26_214_400);
+    }
+}
