@@ -411,3 +411,22 @@ fn outbound_policy_holds_against_real_receivers() {
         "the outbound e2e failed; the FAIL lines above say why"
     );
 }
+
+/// The same proof on Debian 13 (Postfix 3.10, unbound 1.2x, BIND 9.20): the
+/// driver runs chrooted into a Debian 13 root that has the release's own
+/// packages (tests/outbound/debian.sh). This machine's release is the test above.
+#[test]
+fn outbound_policy_holds_on_debian_13() {
+    if !crate::support::root_or_skip() || crate::support::missing_in_ci(&["mmdebstrap", "unshare"])
+    {
+        return;
+    }
+    let _alone = crate::support::DAEMONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    crate::support::run_script(
+        "tests/outbound/debian.sh",
+        &[env!("CARGO_BIN_EXE_mailsetup"), "trixie"],
+        " 0 failed,",
+    );
+}

@@ -26,8 +26,9 @@ debian_release() {
   case $1 in bookworm) echo 12 ;; trixie) echo 13 ;; *) echo "$1" ;; esac
 }
 
-# debian_image [SUITE]: prints the path of the tests' image of Debian SUITE
-# (default bookworm) (a tar), built once per suite and cached in
+# debian_image [SUITE [EXTRA]]: prints the path of the tests' image of Debian
+# SUITE (default bookworm) (a tar), with the .debs of the packages EXTRA names
+# (a space-separated list) fetched too; built once per suite and list, cached in
 # ${XDG_CACHE_HOME:-~/.cache}/mailsetup-tests: minbase with
 # systemd, sshd and python3 (for Ansible's modules), no mail package, and the
 # mail packages' .debs fetched now — with Recommends, as apt on a real host
@@ -36,7 +37,7 @@ debian_release() {
 # out. The name says what is in it; tests building it at once wait for one.
 debian_image() {
   local suite=${1:-bookworm}
-  local pkgs="postfix opendkim opendkim-tools apticron libsasl2-modules"
+  local pkgs="postfix opendkim opendkim-tools apticron libsasl2-modules${2:+ $2}"
   local include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt
   local cache=${XDG_CACHE_HOME:-$HOME/.cache}/mailsetup-tests
   local image
