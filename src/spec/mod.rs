@@ -393,34 +393,10 @@ pub enum Alignment {
     Strict,
 }
 
-/// 0 to 100.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(try_from = "u64", into = "u8")]
-#[schemars(extend("maximum" = 100))]
-pub struct Percent(u8);
-
-impl Percent {
-    pub fn get(self) -> u8 {
-        self.0
-    }
-}
-
-impl TryFrom<u64> for Percent {
-    type Error = String;
-    fn try_from(v: u64) -> Result<Self, String> {
-        u8::try_from(v)
-            .ok()
-            .filter(|v| *v <= 100)
-            .map(Percent)
-            .ok_or_else(|| format!("{v} is not a percentage (0 to 100)"))
-    }
-}
-
-impl From<Percent> for u8 {
-    fn from(p: Percent) -> u8 {
-        p.0
-    }
-}
+names::bounded!(
+    /// 0 to 100.
+    Percent(u8, "u8"), 0..=100, |v| format!("{v} is not a percentage (0 to 100)")
+);
 
 /// DKIM signing with OpenDKIM.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

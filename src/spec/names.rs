@@ -64,6 +64,46 @@ macro_rules! checked_string {
     };
 }
 
+/// Defines a newtype over an unsigned integer that deserializes only within
+/// `MIN..=MAX` (the schema says so too), with the message given otherwise.
+macro_rules! bounded {
+    ($(#[doc = $doc:literal])* $name:ident($int:ty, $int_name:literal), $min:literal ..= $max:literal,
+     |$v:ident| $message:expr) => {
+        $(#[doc = $doc])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq,
+            serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+        )]
+        #[serde(try_from = "u64", into = $int_name)]
+        #[schemars(extend("minimum" = $min, "maximum" = $max))]
+        pub struct $name($int);
+
+        impl $name {
+            pub fn get(self) -> $int {
+                self.0
+            }
+        }
+
+        impl TryFrom<u64> for $name {
+            type Error = String;
+            fn try_from($v: u64) -> Result<Self, String> {
+                <$int>::try_from($v)
+                    .ok()
+                    .filter(|n| ($min..=$max).contains(n))
+                    .map($name)
+                    .ok_or_else(|| $message)
+            }
+        }
+
+        impl From<$name> for $int {
+            fn from(n: $name) -> $int {
+                n.0
+            }
+        }
+    };
+}
+pub(crate) use bounded;
+
 checked_string!(
     /// A fully qualified domain name in ASCII (IDNs as xn-- A-labels), lower-cased.
     DomainName,

@@ -57,34 +57,10 @@ fn default_keep_revoked() -> Days {
     Days(30)
 }
 
-/// A number of days, 1 to 3650.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(try_from = "u64", into = "u16")]
-#[schemars(extend("minimum" = 1, "maximum" = 3650))]
-pub struct Days(u16);
-
-impl Days {
-    pub fn get(self) -> u16 {
-        self.0
-    }
-}
-
-impl TryFrom<u64> for Days {
-    type Error = String;
-    fn try_from(v: u64) -> Result<Self, String> {
-        u16::try_from(v)
-            .ok()
-            .filter(|d| (1..=3650).contains(d))
-            .map(Days)
-            .ok_or_else(|| format!("{v} is not a number of days from 1 to 3650"))
-    }
-}
-
-impl From<Days> for u16 {
-    fn from(d: Days) -> u16 {
-        d.0
-    }
-}
+super::names::bounded!(
+    /// A number of days, 1 to 3650.
+    Days(u16, "u16"), 1..=3650, |v| format!("{v} is not a number of days from 1 to 3650")
+);
 
 /// What `mailsetup check` looks at besides the records of the spec's domains.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -66,94 +66,22 @@ pub struct Limit {
     pub rate_delay_seconds: Option<RateDelay>,
 }
 
-/// 1 to 100 connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(try_from = "u64", into = "u16")]
-#[schemars(extend("minimum" = 1, "maximum" = 100))]
-pub struct Concurrency(u16);
+super::names::bounded!(
+    /// 1 to 100 connections.
+    Concurrency(u16, "u16"), 1..=100, |v| format!("{v} connections: choose 1 to 100")
+);
 
-impl Concurrency {
-    pub fn get(self) -> u16 {
-        self.0
-    }
-}
+super::names::bounded!(
+    /// 1 to 3600 seconds.
+    RateDelay(u16, "u16"), 1..=3600, |v| format!("{v} seconds: choose 1 to 3600")
+);
 
-impl TryFrom<u64> for Concurrency {
-    type Error = String;
-    fn try_from(v: u64) -> Result<Self, String> {
-        u16::try_from(v)
-            .ok()
-            .filter(|v| (1..=100).contains(v))
-            .map(Concurrency)
-            .ok_or_else(|| format!("{v} connections: choose 1 to 100"))
-    }
-}
-
-impl From<Concurrency> for u16 {
-    fn from(c: Concurrency) -> u16 {
-        c.0
-    }
-}
-
-/// 1 to 3600 seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(try_from = "u64", into = "u16")]
-#[schemars(extend("minimum" = 1, "maximum" = 3600))]
-pub struct RateDelay(u16);
-
-impl RateDelay {
-    pub fn get(self) -> u16 {
-        self.0
-    }
-}
-
-impl TryFrom<u64> for RateDelay {
-    type Error = String;
-    fn try_from(v: u64) -> Result<Self, String> {
-        u16::try_from(v)
-            .ok()
-            .filter(|v| (1..=3600).contains(v))
-            .map(RateDelay)
-            .ok_or_else(|| format!("{v} seconds: choose 1 to 3600"))
-    }
-}
-
-impl From<RateDelay> for u16 {
-    fn from(d: RateDelay) -> u16 {
-        d.0
-    }
-}
-
-/// A message size in bytes, from Postfix's header size limit (102400) to 1 GiB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(try_from = "u64", into = "u64")]
-#[schemars(extend("minimum" = 102400, "maximum" = 1073741824))]
-pub struct MessageSize(u64);
-
-impl MessageSize {
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl TryFrom<u64> for MessageSize {
-    type Error = String;
-    fn try_from(v: u64) -> Result<Self, String> {
-        if (102_400..=1 << 30).contains(&v) {
-            Ok(MessageSize(v))
-        } else {
-            Err(format!(
-                "{v} bytes: choose 102400 (Postfix's header size limit) to 1073741824 (1 GiB)"
-            ))
-        }
-    }
-}
-
-impl From<MessageSize> for u64 {
-    fn from(s: MessageSize) -> u64 {
-        s.0
-    }
-}
+super::names::bounded!(
+    /// A message size in bytes, from Postfix's header size limit (102400) to 1 GiB.
+    MessageSize(u64, "u64"), 102400..=1073741824, |v| format!(
+        "{v} bytes: choose 102400 (Postfix's header size limit) to 1073741824 (1 GiB)"
+    )
+);
 
 /// What is wrong with `outbound` beyond each field's own syntax: the field's
 /// path and the message.

@@ -341,7 +341,7 @@ def setup_network(spec_networks):
 
 
 class Sink:
-    def __init__(self, port, tls_files=None, auth=None):
+    def __init__(self, port, tls_files=None, auth=None, host="127.0.0.1", require_starttls=True):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
@@ -383,7 +383,7 @@ class Sink:
         if tls_files:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*tls_files)
-            kwargs.update(tls_context=ctx, require_starttls=True)
+            kwargs.update(tls_context=ctx, require_starttls=require_starttls)
         if auth:
             username, password = auth
 
@@ -398,7 +398,7 @@ class Sink:
                 return AuthResult(success=good, auth_data=login if good else None)
 
             kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=True)
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+        self.controller = Controller(Handler(), hostname=host, port=port,
                                      server_hostname="sink.e2e.test", **kwargs)
         self.controller.start()
 
@@ -2085,14 +2085,19 @@ def main():
         return 2
     assert_in_fresh_namespaces()
 
-    # PID 1 of the namespace: reap every orphan (postfix and opendkim daemonize)
-    # while a child does the work; when we exit, the kernel kills the rest.
+    return run_as_init(worker, args)
+
+
+def run_as_init(work, args):
+    """As PID 1 of the namespace: reap every orphan (postfix and opendkim
+    daemonize) while a child runs `work(args)`; when we exit, the kernel kills
+    the rest."""
     sys.stdout.flush()
     child = os.fork()
     if child == 0:
         code = 2
         try:
-            code = worker(args)
+            code = work(args)
         finally:
             sys.stdout.flush()
             os._exit(code)
