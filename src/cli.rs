@@ -186,6 +186,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// Answer Postfix's TLS policy lookups: `dane` for receivers that publish
+    /// DANE, so that it takes precedence over MTA-STS.
+    ///
+    /// Not for running by hand: with `outbound.tls: dane-and-mta-sts`, master.cf
+    /// has Postfix's spawn service run it for each connection on 127.0.0.1:8462
+    /// (as nobody), and main.cf asks it before the MTA-STS resolver
+    /// (`smtp_tls_policy_maps`). Reads socketmap requests (netstrings) on
+    /// standard input until it ends; asks the validating resolver in
+    /// /etc/resolv.conf for the receiver's MX and TLSA records, and answers
+    /// `OK dane` when both validate, NOTFOUND (the MTA-STS resolver decides)
+    /// when not, TEMP (Postfix defers the mail) when the DNS cannot say.
+    TlsPolicy,
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,
     /// Print the shell completion script for SHELL.

@@ -19,6 +19,8 @@ pub mod paths {
     pub const MAIN_CF: &str = "/etc/postfix/main.cf";
     pub const SENDER_CANONICAL: &str = "/etc/postfix/sender_canonical";
     pub const HEADER_CHECKS: &str = "/etc/postfix/header_checks";
+    /// Where the .deb installs mailsetup: Postfix's spawn runs `tls-policy` from here.
+    pub const MAILSETUP_BIN: &str = "/usr/bin/mailsetup";
     pub const MASTER_CF: &str = "/etc/postfix/master.cf";
     pub const SASL_PASSWD: &str = "/etc/postfix/sasl_passwd";
     pub const OPENDKIM_CONF: &str = "/etc/opendkim.conf";
@@ -505,6 +507,9 @@ struct Vars<'a> {
 struct OutboundVars {
     /// `smtp_dns_support_level = dnssec` and DANE.
     dane: bool,
+    /// MTA-STS after DANE: the policy maps and master.cf's tls-policy service.
+    mta_sts: bool,
+    mailsetup: &'static str,
     limits: Vec<LimitVars>,
     /// `domain → group` lines of the transport map.
     transports: Vec<(String, String)>,
@@ -715,7 +720,7 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
         (Some(RelayTls::None), _) => "none",
         (Some(RelayTls::May), _) => "may",
         (None, OutboundTls::Opportunistic) => "may",
-        (None, OutboundTls::Dane) => "dane",
+        (None, OutboundTls::Dane | OutboundTls::DaneAndMtaSts) => "dane",
     };
 
     // One KeyTable entry per domain, so d= is always the domain itself; with
@@ -862,7 +867,9 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
         },
         sasl,
         outbound: OutboundVars {
-            dane: relay.is_none() && spec.outbound.tls == OutboundTls::Dane,
+            dane: relay.is_none() && spec.outbound.tls.dane(),
+            mta_sts: relay.is_none() && spec.outbound.tls.mta_sts(),
+            mailsetup: paths::MAILSETUP_BIN,
             limits: spec
                 .outbound
                 .limits

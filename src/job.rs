@@ -228,22 +228,40 @@ pub(crate) fn preflight(system: &impl Host, spec: &Spec) -> Result<()> {
 /// written, whichever channel the plan came from: without one, Postfix finds
 /// no validated TLSA record and DANE protects nothing.
 fn dane_ready(system: &System, plan: &plan::Plan) -> Result<()> {
-    let dane = plan.steps.iter().any(|s| {
-        matches!(s, plan::Step::CreateFile(f) | plan::Step::UpdateFile(f)
-            if f.path == crate::desired::paths::MAIN_CF
-                && f.new.lines().any(|l| l.trim() == "smtp_dns_support_level = dnssec"))
-    });
-    if !dane || !system.is_live() {
+    let writes = |path: &str, line: &str| {
+        plan.steps.iter().any(|s| {
+            matches!(s, plan::Step::CreateFile(f) | plan::Step::UpdateFile(f)
+                if f.path == path && f.new.lines().any(|l| l.trim() == line))
+        })
+    };
+    if !system.is_live() {
         return Ok(());
     }
-    crate::resolve::local_validation().map_err(|why| {
-        anyhow::anyhow!(
-            "outbound.tls is dane, but {why}; nothing was written. Postfix trusts DNSSEC \
-             only from a validating resolver on this host: start unbound (installed with \
-             the packages), put `nameserver 127.0.0.1` alone in /etc/resolv.conf (and keep \
-             your DHCP client from replacing it), then apply again"
-        )
-    })?;
+    if writes(
+        crate::desired::paths::MAIN_CF,
+        "smtp_dns_support_level = dnssec",
+    ) {
+        crate::resolve::local_validation().map_err(|why| {
+            anyhow::anyhow!(
+                "outbound.tls is dane, but {why}; nothing was written. Postfix trusts DNSSEC \
+                 only from a validating resolver on this host: start unbound (installed with \
+                 the packages), put `nameserver 127.0.0.1` alone in /etc/resolv.conf (and keep \
+                 your DHCP client from replacing it), then apply again"
+            )
+        })?;
+    }
+    let bin = crate::desired::paths::MAILSETUP_BIN;
+    if writes(
+        crate::desired::paths::MASTER_CF,
+        &format!("user=nobody argv={bin} tls-policy"),
+    ) && !system.exists(bin)?
+    {
+        bail!(
+            "outbound.tls is dane-and-mta-sts, but {bin} does not exist; nothing was written. \
+             Postfix runs `{bin} tls-policy` to put DANE before MTA-STS: install the \
+             mailsetup .deb, or link {bin} to this binary, then apply again"
+        );
+    }
     Ok(())
 }
 

@@ -41,6 +41,7 @@ pub mod spec;
 pub mod state;
 pub mod status;
 pub mod templates;
+pub mod tls_policy;
 pub mod ui;
 
 use std::process::ExitCode;

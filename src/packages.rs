@@ -12,6 +12,7 @@ pub const KNOWN: &[&str] = &[
     "apticron",
     "libsasl2-modules",
     "unbound",
+    "postfix-mta-sts-resolver",
 ];
 
 /// Where dpkg records what is installed.
@@ -19,15 +20,19 @@ pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 /// The packages the spec needs: the daemons and their tools, apticron (the spec
 /// always configures it), the SASL mechanisms Postfix needs to log in to a
-/// relay, and for DANE a local validating resolver (Debian's unbound validates
-/// with the root's trust anchor as installed).
+/// relay, for DANE a local validating resolver (Debian's unbound validates
+/// with the root's trust anchor as installed), and for MTA-STS the resolver
+/// of receivers' policies Postfix asks.
 pub fn required(spec: &Spec) -> Vec<&'static str> {
     let mut out = vec!["postfix", "opendkim", "opendkim-tools", "apticron"];
     if spec.host.relay.as_ref().is_some_and(|r| r.auth.is_some()) {
         out.push("libsasl2-modules");
     }
-    if spec.outbound.tls == crate::spec::OutboundTls::Dane {
+    if spec.outbound.tls.dane() {
         out.push("unbound");
+    }
+    if spec.outbound.tls.mta_sts() {
+        out.push("postfix-mta-sts-resolver");
     }
     out
 }

@@ -15,7 +15,8 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::rr::Name;
+pub use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::spec::ResolverAddr;
 
@@ -306,6 +307,15 @@ impl Dns for Every {
 /// validated its answer (the AD bit, RFC 4035 3.2.3) for the signed root.
 /// DANE without it would find no TLSA record and protect nothing.
 pub fn local_validation() -> std::result::Result<Vec<IpAddr>, String> {
+    let servers = local_servers()?;
+    for &server in &servers {
+        validated_root(server).map_err(|e| format!("the resolver at {server}: {e}"))?;
+    }
+    Ok(servers)
+}
+
+/// The DNS servers /etc/resolv.conf names, when every one is on this host.
+pub fn local_servers() -> std::result::Result<Vec<IpAddr>, String> {
     let (config, _) = hickory_resolver::system_conf::read_system_conf()
         .map_err(|e| format!("cannot read /etc/resolv.conf: {e}"))?;
     let servers: Vec<IpAddr> = config.name_servers().iter().map(|s| s.ip).collect();
@@ -323,55 +333,102 @@ pub fn local_validation() -> std::result::Result<Vec<IpAddr>, String> {
             remote.join(", ")
         ));
     }
-    for &server in &servers {
-        validated_root(server).map_err(|e| format!("the resolver at {server}: {e}"))?;
-    }
     Ok(servers)
 }
 
-/// Asks `server` for the root's SOA with DNSSEC OK and returns whether the
-/// answer came back authenticated.
+/// Asks `server` for the root's SOA and returns whether the answer came back
+/// authenticated.
 fn validated_root(server: IpAddr) -> std::result::Result<(), String> {
-    use hickory_resolver::proto::op::{Edns, Message, Query, ResponseCode};
+    let answer = secure_query(server, ".", RecordType::SOA)?;
+    if answer.code != ResponseCode::NoError {
+        return Err(format!("it answered {} for the root's SOA", answer.code));
+    }
+    if !answer.authentic {
+        return Err("it does not validate DNSSEC (no AD bit on the signed root's answer)".into());
+    }
+    Ok(())
+}
+
+pub use hickory_resolver::proto::op::ResponseCode;
+
+/// An answer from a validating resolver: its code, whether the resolver
+/// validated it (the AD bit), and the records of the asked name and type.
+#[derive(Clone, Debug)]
+pub struct SecureAnswer {
+    pub code: ResponseCode,
+    pub authentic: bool,
+    pub records: Vec<RData>,
+}
+
+/// One query with DNSSEC OK to `server` port 53, over UDP, again over TCP
+/// when the answer is truncated. Only the resolver on this host is asked
+/// (`local_validation`): its AD bit is trusted because the path is.
+pub fn secure_query(
+    server: IpAddr,
+    name: &str,
+    rtype: RecordType,
+) -> std::result::Result<SecureAnswer, String> {
+    use hickory_resolver::proto::op::{Edns, Message, Query};
+    use std::io::{Read, Write};
+    // Fully qualified, as the answer's names are.
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{name}: {e}"))?;
     let mut query = Message::query();
-    query.add_query(Query::query(Name::root(), RecordType::SOA));
+    query.add_query(Query::query(qname.clone(), rtype));
     query.metadata.recursion_desired = true;
     query.metadata.authentic_data = true;
     let mut edns = Edns::new();
     edns.set_dnssec_ok(true).set_max_payload(1232);
     query.set_edns(edns);
     let bytes = query.to_vec().map_err(|e| e.to_string())?;
+    let timeout = Some(Duration::from_secs(3));
     let bind = if server.is_ipv4() {
-        "127.0.0.1:0"
+        "0.0.0.0:0"
     } else {
-        "[::1]:0"
+        "[::]:0"
     };
-    let socket = std::net::UdpSocket::bind(bind).map_err(|e| e.to_string())?;
-    socket
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    socket
-        .connect((server, 53))
-        .and_then(|()| socket.send(&bytes))
+    let udp = std::net::UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+    udp.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+    udp.connect((server, 53))
+        .and_then(|()| udp.send(&bytes))
         .map_err(|e| format!("cannot ask it: {e}"))?;
-    let mut buf = vec![0; 4096];
-    let n = socket.recv(&mut buf).map_err(|e| {
+    let mut buf = vec![0; 65535];
+    let n = udp.recv(&mut buf).map_err(|e| {
         format!("no answer ({e}): is a validating resolver (unbound) running there?")
     })?;
-    let answer = Message::from_vec(&buf[..n]).map_err(|e| format!("a broken answer: {e}"))?;
+    let mut answer = Message::from_vec(&buf[..n]).map_err(|e| format!("a broken answer: {e}"))?;
+    if answer.metadata.truncation {
+        let mut tcp = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(server, 53),
+            Duration::from_secs(3),
+        )
+        .map_err(|e| format!("cannot ask it over TCP: {e}"))?;
+        tcp.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+        let length = u16::try_from(bytes.len()).map_err(|e| e.to_string())?;
+        tcp.write_all(&length.to_be_bytes())
+            .and_then(|()| tcp.write_all(&bytes))
+            .map_err(|e| format!("cannot ask it over TCP: {e}"))?;
+        let mut length = [0; 2];
+        tcp.read_exact(&mut length)
+            .map_err(|e| format!("no answer over TCP: {e}"))?;
+        let mut body = vec![0; usize::from(u16::from_be_bytes(length))];
+        tcp.read_exact(&mut body)
+            .map_err(|e| format!("no answer over TCP: {e}"))?;
+        answer = Message::from_vec(&body).map_err(|e| format!("a broken answer: {e}"))?;
+    }
     if answer.metadata.id != query.metadata.id {
         return Err("an answer to another query".into());
     }
-    if answer.metadata.response_code != ResponseCode::NoError {
-        return Err(format!(
-            "it answered {} for the root's SOA",
-            answer.metadata.response_code
-        ));
-    }
-    if !answer.metadata.authentic_data {
-        return Err("it does not validate DNSSEC (no AD bit on the signed root's answer)".into());
-    }
-    Ok(())
+    Ok(SecureAnswer {
+        code: answer.metadata.response_code,
+        authentic: answer.metadata.authentic_data,
+        records: answer
+            .answers
+            .iter()
+            .filter(|r| r.name == qname && r.record_type() == rtype)
+            .map(|r| r.data.clone())
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 packages=(postfix opendkim opendkim-tools libsasl2-modules python3-dkim python3-aiosmtpd python3-yaml
           python3-authheaders python3-spf
           openssl iproute2 util-linux openssh-client apticron mmdebstrap systemd-container bc procps
-          python3-venv bind9 bind9-dnsutils prometheus unbound)
+          python3-venv bind9 bind9-dnsutils prometheus unbound
+          postfix-mta-sts-resolver)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

@@ -698,12 +698,18 @@ fn tls_finding(system: &impl Host) -> Result<Finding> {
                 Status::Pass,
                 format!(
                     "DANE (RFC 7672): the resolver at {} validates DNSSEC; receivers with \
-                     TLSA records get verified TLS, others opportunistic",
+                     TLSA records get verified TLS, {}",
                     servers
                         .iter()
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if setting("smtp_tls_policy_maps").is_some_and(|m| m.contains(":8461:")) {
+                        "then MTA-STS (postfix-mta-sts-resolver) for those without, else \
+                         opportunistic"
+                    } else {
+                        "others opportunistic"
+                    }
                 ),
             ),
             Err(why) => finding(

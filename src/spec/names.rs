@@ -163,7 +163,8 @@ checked_string!(
     /// them (master.cf) and the prefix of its limits (main.cf).
     TransportName,
     check_transport_name,
-    "^[a-z][a-z0-9]{0,19}$"
+    // Not one of POSTFIX_SERVICES (a test keeps the two lists one).
+    "^(?!(smtp|pickup|cleanup|qmgr|tlsmgr|rewrite|bounce|defer|trace|verify|flush|proxymap|proxywrite|relay|showq|error|retry|discard|local|virtual|lmtp|anvil|scache|postlog|default|smtpd|submission|smtps|uucp|maildrop|postscreen|dnsblog|tlsproxy)$)[a-z][a-z0-9]{0,19}$"
 );
 checked_string!(
     /// A host name or IP address (a relay host).
@@ -666,5 +667,21 @@ mod tests {
                 prop_assert!(sel.chars().all(name));
             }
         }
+    }
+
+    #[test]
+    fn the_schema_refuses_every_postfix_service_as_a_group_name() {
+        let schema = schemars::schema_for!(TransportName);
+        let pattern = schema.get("pattern").and_then(|p| p.as_str()).unwrap();
+        let listed = pattern
+            .strip_prefix("^(?!(")
+            .and_then(|p| p.split_once(")$)"))
+            .map(|(names, _)| names.split('|').collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(listed, POSTFIX_SERVICES);
+        for service in POSTFIX_SERVICES {
+            assert!(check_transport_name(service).is_err());
+        }
+        assert!(check_transport_name("microsoft").is_ok());
     }
 }

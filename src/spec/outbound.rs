@@ -13,11 +13,13 @@ use super::names::{DomainName, TransportName};
 #[serde(deny_unknown_fields)]
 pub struct Outbound {
     /// TLS to the receivers: `opportunistic` (default: TLS when offered,
-    /// unauthenticated; an attacker on the path can strip it) or `dane`
+    /// unauthenticated; an attacker on the path can strip it), `dane`
     /// (RFC 7672: a receiver that publishes TLSA records in a DNSSEC-signed
     /// zone gets TLS with a certificate those records match, or the mail
-    /// waits; others opportunistic). `dane` installs unbound, a local
-    /// validating resolver, which /etc/resolv.conf must name.
+    /// waits; others opportunistic) or `dane-and-mta-sts` (DANE where
+    /// published, else the receiver's MTA-STS policy, RFC 8461, through
+    /// postfix-mta-sts-resolver; else opportunistic). DANE installs unbound,
+    /// a local validating resolver, which /etc/resolv.conf must name.
     #[serde(default)]
     pub tls: OutboundTls,
     /// Groups of receivers delivered to more slowly, by name: each gets a
@@ -47,6 +49,17 @@ pub enum OutboundTls {
     #[default]
     Opportunistic,
     Dane,
+    DaneAndMtaSts,
+}
+
+impl OutboundTls {
+    pub fn dane(self) -> bool {
+        self != OutboundTls::Opportunistic
+    }
+
+    pub fn mta_sts(self) -> bool {
+        self == OutboundTls::DaneAndMtaSts
+    }
 }
 
 /// Limits for one group of receivers.

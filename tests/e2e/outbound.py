@@ -16,24 +16,41 @@ The world it builds in the namespace:
   * unbound on 127.0.0.1:53 (what /etc/resolv.conf names), asking that BIND
     for everything and trusting the zone's KSK: it validates as it would the
     real root.
+  * A test CA, trusted in this namespace's /etc/ssl/certs, that issued the
+    receivers' certificates and the MTA-STS policy servers' (HTTPS on
+    127.0.2.1:443, one policy per mta-sts.DOMAIN); postfix-mta-sts-resolver's
+    daemon on 127.0.0.1:8461; /usr/bin/mailsetup (an overlay) for master.cf's
+    tls-policy service.
   * SMTP receivers on their own loopback addresses, port 25:
       dane-ok.e2e.test     STARTTLS, a certificate its TLSA 3 1 1 record matches
       dane-bad.e2e.test    STARTTLS, a TLSA record for another key
       dane-notls.e2e.test  no STARTTLS, a TLSA record
-      plain.e2e.test       STARTTLS, no TLSA record
+      plain.e2e.test       STARTTLS, no TLSA record, no MTA-STS
       slow.e2e.test        in a group of outbound.limits (rate delay)
+      sts-ok.e2e.test      MTA-STS enforce, a CA certificate for its MX name
+      sts-badname.e2e.test MTA-STS enforce, a CA certificate for another name
+      sts-testing.e2e.test MTA-STS testing, a CA certificate for another name
+      dane-sts.e2e.test    MTA-STS enforce with a CA certificate for its MX
+                           name (MTA-STS alone would send), and a TLSA record
+                           for another key (DANE must not)
   * A second network namespace `app` (10.20.0.10) on host.networks, joined
     to this one (10.20.0.5) by a veth pair: an application server.
 
 What it checks:
   1. apply refuses DANE, writing nothing, when /etc/resolv.conf names a
-     resolver that is not on this host, when nothing answers on 127.0.0.1, and
+     resolver that is not on this host, when nothing answers on 127.0.0.1,
      when the resolver there does not validate (unbound without the trust
-     anchor); it succeeds with the validating one. `postconf -n` gives no
-     warning; `check` reports DANE in force with a validating resolver.
+     anchor), and (dane-and-mta-sts) when /usr/bin/mailsetup is missing; it
+     succeeds then. `postconf -n` gives no warning; `check` reports DANE in
+     force with a validating resolver.
   2. dane-ok: delivered over TLS, Postfix logs "Verified TLS connection".
      dane-bad and dane-notls: deferred, nothing reaches those receivers (mail
      is never sent in clear or to an unverified server). plain: delivered.
+  2b. MTA-STS: sts-ok delivered over verified TLS; sts-badname deferred,
+     nothing sent to it; sts-testing delivered (testing mode reports, never
+     blocks). dane-sts: the MTA-STS resolver would allow it (`postmap -q`
+     answers "secure"), tls-policy answers "dane" first, and the mail is
+     deferred: DANE takes precedence (RFC 8461 section 2).
   3. N messages to slow.e2e.test arrive no faster than its rate delay; as many
      to plain.e2e.test at once are not held to it.
   4. A message submitted from the app namespace arrives with no trace of the
@@ -63,13 +80,19 @@ APP_HOST, APP_CLIENT = "10.20.0.5", "10.20.0.10"
 APP_NAME = "app7.internal.example"
 SLOW_DELAY = 2
 SLOW_COUNT = 4
+STS_HTTPS = "127.0.2.1"
 RECEIVERS = {
-    # name: (address, offers STARTTLS, TLSA: "match" | "other" | None)
-    "dane-ok": ("127.0.1.1", True, "match"),
-    "dane-bad": ("127.0.1.2", True, "other"),
-    "dane-notls": ("127.0.1.3", False, "match"),
-    "plain": ("127.0.1.4", True, None),
-    "slow": ("127.0.1.5", False, None),
+    # name: (address, certificate: "own" (its MX name) | "wrong" | None (no
+    # STARTTLS), TLSA: "match" | "other" | None, MTA-STS mode or None)
+    "dane-ok": ("127.0.1.1", "own", "match", None),
+    "dane-bad": ("127.0.1.2", "own", "other", None),
+    "dane-notls": ("127.0.1.3", None, "match", None),
+    "plain": ("127.0.1.4", "own", None, None),
+    "slow": ("127.0.1.5", None, None, None),
+    "sts-ok": ("127.0.1.6", "own", None, "enforce"),
+    "sts-badname": ("127.0.1.7", "wrong", None, "enforce"),
+    "sts-testing": ("127.0.1.8", "wrong", None, "testing"),
+    "dane-sts": ("127.0.1.9", "own", "other", "enforce"),
 }
 
 
@@ -83,22 +106,109 @@ def spki_sha256(cert):
     return hashlib.sha256(spki).hexdigest()
 
 
-def make_key_and_cert(directory, name):
-    key, crt = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+def make_ca(directory):
+    key, crt = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.crt")
     e2e.sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={name}"], check=True)
+            "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=mailsetup e2e test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign"], check=True)
     return crt, key
 
 
-def signed_root(directory, tls_hash, other_hash):
-    """Writes and signs the root zone; returns the KSK file (the trust anchor)."""
+def issue(directory, ca, label, names):
+    """A key and a certificate from `ca` for `names` (subjectAltName)."""
+    key, csr, crt = (os.path.join(directory, f"{label}.{ext}") for ext in ("key", "csr", "crt"))
+    ext = os.path.join(directory, f"{label}.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in names)
+                + "\nextendedKeyUsage=serverAuth\n")
+    e2e.sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN={names[0]}"], check=True)
+    e2e.sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-set_serial",
+            str(int.from_bytes(os.urandom(8), "big")), "-days", "2", "-out", crt, "-extfile", ext],
+           check=True)
+    return crt, key
+
+
+def serve_sts_policies(tls_files):
+    """HTTPS on STS_HTTPS:443: each mta-sts.DOMAIN's policy (RFC 8461 3.2)."""
+    import http.server
+    import ssl
+    import threading
+
+    policies = {f"mta-sts.{domain(name)}": (f"version: STSv1\r\nmode: {sts}\r\n"
+                                             f"mx: mx.{domain(name)}\r\nmax_age: 86400\r\n")
+                for name, (_, _, _, sts) in RECEIVERS.items() if sts}
+
+    class Policy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server name)
+            host = (self.headers.get("Host") or "").split(":")[0].lower()
+            body = policies.get(host)
+            if self.path != "/.well-known/mta-sts.txt" or body is None:
+                self.send_error(404)
+                return
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((STS_HTTPS, 443), Policy)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls_files)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return sorted(policies)
+
+
+def start_mta_sts_daemon(directory):
+    conf = os.path.join(directory, "mta-sts-daemon.yml")
+    with open(conf, "w") as f:
+        f.write("host: 127.0.0.1\nport: 8461\ncache:\n  type: internal\n")
+    subprocess.Popen(["mta-sts-daemon", "-c", conf, "-v", "debug", "-l",
+                      os.path.join(directory, "mta-sts.log")],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    e2e.must("postfix-mta-sts-resolver answers on 127.0.0.1:8461",
+             e2e.wait_for(lambda: e2e.port_open("127.0.0.1", 8461), 20),
+             e2e.tail(os.path.join(directory, "mta-sts.log")))
+
+
+def trust(ca_cert):
+    """The test CA in this namespace's system trust (what Postfix's
+    smtp_tls_CAfile and the MTA-STS resolver read)."""
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    os.makedirs(os.path.dirname(bundle), exist_ok=True)
+    with open(ca_cert) as src, open(bundle, "a") as dst:
+        dst.write("\n" + src.read())
+
+
+def install_mailsetup(binary, scratch):
+    """/usr/bin/mailsetup in this namespace only (an overlay on /usr/bin)."""
+    upper, work = os.path.join(scratch, "usr-bin"), os.path.join(scratch, "usr-bin-work")
+    os.makedirs(upper)
+    os.makedirs(work)
+    e2e.sh(["mount", "-t", "overlay", "e2e-usr-bin", "-o",
+            f"lowerdir=/usr/bin,upperdir={upper},workdir={work}", "/usr/bin"], check=True)
+    shutil.copy(binary, "/usr/bin/mailsetup")
+    os.chmod("/usr/bin/mailsetup", 0o755)
+
+
+def signed_root(directory, hashes, other_hash):
+    """Writes and signs the root zone; returns the KSK file (the trust anchor).
+    `hashes`: each receiver's certificate's SPKI SHA-256."""
     zone = ["$TTL 300", ". SOA ns. hostmaster. 1 3600 600 86400 300", ". NS ns.",
             f"ns. A {BIND_ADDR}"]
-    for name, (address, _, tlsa) in RECEIVERS.items():
+    for name, (address, _, tlsa, sts) in RECEIVERS.items():
         d, mx = domain(name), f"mx.{domain(name)}"
         zone += [f"{d}. MX 10 {mx}.", f"{mx}. A {address}"]
         if tlsa:
-            zone.append(f"_25._tcp.{mx}. TLSA 3 1 1 {tls_hash if tlsa == 'match' else other_hash}")
+            zone.append(f"_25._tcp.{mx}. TLSA 3 1 1 {hashes.get(name, other_hash) if tlsa == 'match' else other_hash}")
+        if sts:
+            zone += [f'_mta-sts.{d}. TXT "v=STSv1; id=20261205"', f"mta-sts.{d}. A {STS_HTTPS}"]
     path = os.path.join(directory, "root.zone")
     with open(path, "w") as f:
         f.write("\n".join(zone) + "\n")
@@ -225,8 +335,9 @@ def scenario(args):
     spec = e2e.load_yaml(os.path.abspath(args.spec))
     spec.setdefault("host", {})["maillog_file"] = e2e.MAILLOG
     outbound = spec.setdefault("outbound", {})
-    e2e.must("the example asks for DANE and redaction",
-             outbound.get("tls") == "dane" and outbound.get("redact_received"), json.dumps(outbound))
+    e2e.must("the example asks for DANE, MTA-STS and redaction",
+             outbound.get("tls") == "dane-and-mta-sts" and outbound.get("redact_received"),
+             json.dumps(outbound))
     outbound.setdefault("limits", {})["e2eslow"] = {"domains": [domain("slow")],
                                                     "rate_delay_seconds": SLOW_DELAY}
 
@@ -243,11 +354,21 @@ def scenario(args):
 
     certs = os.path.join(ctx.work, "ns", "certs")
     os.makedirs(certs)
-    good = make_key_and_cert(certs, "receiver")
-    other = make_key_and_cert(certs, "other")
-    anchor = signed_root(dns_dir, spki_sha256(good[0]), spki_sha256(other[0]))
+    ca = make_ca(certs)
+    tls_files = {}
+    for name, (_, cert, _, _) in RECEIVERS.items():
+        if cert:
+            names = [f"mx.{domain(name)}" if cert == "own" else "wrong.e2e.test"]
+            tls_files[name] = issue(certs, ca, name, names)
+    other = issue(certs, ca, "other", ["other.e2e.test"])
+    anchor = signed_root(dns_dir, {n: spki_sha256(f[0]) for n, f in tls_files.items()},
+                         spki_sha256(other[0]))
     start_bind(dns_dir)
-    R.ok("a DNSSEC-signed root zone (dnssec-signzone) with MX, A and TLSA records")
+    R.ok("a DNSSEC-signed root zone (dnssec-signzone) with MX, A, TLSA and MTA-STS records")
+    trust(ca[0])
+    sts_names = serve_sts_policies(issue(certs, ca, "mta-sts", [
+        f"mta-sts.{domain(n)}" for n, r in RECEIVERS.items() if r[3]]))
+    R.ok(f"MTA-STS policies over HTTPS for {', '.join(sts_names)} (a test CA's certificate)")
 
     # 1. apply refuses DANE without a validating resolver on this host.
     main_cf = "/etc/postfix/main.cf"
@@ -267,8 +388,15 @@ def scenario(args):
                 p.returncode == 1 and "outbound.tls is dane" in p.err and snapshot() == before,
                 e2e.cmd_why(p))
     start_unbound(dns_dir, anchor)
+    before = snapshot()
+    p = e2e.mailsetup(ctx, "apply", ctx.spec_path, "--no-install-packages")
+    R.check("apply refuses dane-and-mta-sts without /usr/bin/mailsetup, writing nothing",
+            p.returncode == 1 and "/usr/bin/mailsetup does not exist" in p.err and snapshot() == before,
+            e2e.cmd_why(p))
+    install_mailsetup(ctx.bin, os.path.join(ctx.work, "ns"))
     p = e2e.mailsetup(ctx, "apply", ctx.spec_path, "--no-install-packages")
     e2e.must("apply succeeds with unbound validating on 127.0.0.1", p.returncode == 0, e2e.cmd_why(p))
+    start_mta_sts_daemon(dns_dir)
     p = e2e.sh(["postconf", "-n"])
     R.check("`postconf -n` accepts main.cf without a warning", p.returncode == 0 and not p.err.strip(),
             e2e.cmd_why(p))
@@ -287,9 +415,9 @@ def scenario(args):
             and "validates DNSSEC" in tls[0]["detail"], e2e.cmd_why(p))
 
     receivers = {}
-    for name, (address, tls_on, _) in RECEIVERS.items():
+    for name, (address, *_) in RECEIVERS.items():
         # STARTTLS offered, not required: a sender may still try without it.
-        receivers[name] = e2e.Sink(25, good if tls_on else None, host=address, require_starttls=False)
+        receivers[name] = e2e.Sink(25, tls_files.get(name), host=address, require_starttls=False)
 
     # 2. DANE verdicts.
     tokens = {name: e2e.new_token(name) for name in ("dane-ok", "dane-bad", "dane-notls", "plain")}
@@ -308,6 +436,33 @@ def scenario(args):
         R.check(f"{name}: deferred ({'no matching certificate' if name == 'dane-bad' else 'no STARTTLS'}),"
                 " nothing sent to it", deferred and not receivers[name].snapshot(),
                 e2e.tail(e2e.MAILLOG, 20))
+
+    # 2b. MTA-STS, and DANE before it.
+    for table, port, want in (("postfix", 8461, "OK secure match=mx.dane-sts.e2e.test"),
+                              ("dane", 8462, "OK dane")):
+        p = e2e.sh(["postmap", "-q", domain("dane-sts"), f"socketmap:inet:127.0.0.1:{port}:{table}"])
+        R.check(f"dane-sts: the {'MTA-STS resolver' if port == 8461 else 'tls-policy service'} "
+                f"answers {p.out.strip()!r}", p.out.strip().startswith(want.removeprefix("OK ")),
+                e2e.cmd_why(p))
+    p = e2e.sh(["postmap", "-q", domain("sts-ok"), "socketmap:inet:127.0.0.1:8462:dane"])
+    R.check("sts-ok: the tls-policy service leaves it to MTA-STS (not found)", p.returncode == 1,
+            e2e.cmd_why(p))
+    sts = {name: e2e.new_token(name) for name in ("sts-ok", "sts-badname", "sts-testing", "dane-sts")}
+    for name, token in sts.items():
+        submit(token, f"rcpt@{domain(name)}")
+    got = arrived(receivers["sts-ok"], sts["sts-ok"])
+    R.check("sts-ok (enforce): delivered over verified TLS",
+            len(got) == 1 and got[0]["tls"]
+            and log_has(r"Verified TLS connection established to mx\.sts-ok\.e2e\.test"),
+            e2e.tail(e2e.MAILLOG, 20))
+    got = arrived(receivers["sts-testing"], sts["sts-testing"])
+    R.check("sts-testing (testing): delivered though the certificate names another host",
+            len(got) == 1, e2e.tail(e2e.MAILLOG, 20))
+    for name, what in (("sts-badname", "the certificate names another host"),
+                       ("dane-sts", "DANE fails; MTA-STS alone would have sent it")):
+        deferred = log_has(rf"to=<rcpt@{domain(name)}>.*status=deferred")
+        R.check(f"{name}: deferred ({what}), nothing sent to it",
+                deferred and not receivers[name].snapshot(), e2e.tail(e2e.MAILLOG, 20))
 
     # 3. Throttling. A first message looks the receiver up (unbound caches
     # it): the rate delay spaces the starts of deliveries, so a slow lookup
@@ -384,7 +539,8 @@ def main():
     ap.add_argument("--spec", required=True)
     ap.add_argument("--work", required=True)
     args = ap.parse_args()
-    missing = [exe for exe in ("postfix", "opendkim", "named", "unbound", "dnssec-signzone", "dig", "ip")
+    missing = [exe for exe in ("postfix", "opendkim", "named", "unbound", "dnssec-signzone", "dig", "ip",
+                               "mta-sts-daemon")
                if not shutil.which(exe, path=e2e.PATH)]
     if missing:
         e2e.out(f"FAIL prerequisites: missing {', '.join(missing)}")

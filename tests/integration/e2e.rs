@@ -378,7 +378,8 @@ fn every_example_works_with_real_postfix_and_opendkim() {
 
 /// `examples/outbound.yaml` delivered straight to receivers found through a
 /// DNSSEC-signed zone (BIND 9) by way of a validating unbound: DANE verifies
-/// or defers, a limited group is paced, an application server's submission
+/// or defers, MTA-STS (served over HTTPS) enforces where DANE is not
+/// published and never overrides it, a limited group is paced, an application server's submission
 /// leaves without its address; apply refuses DANE without a validating local
 /// resolver. `tests/e2e/outbound.py` lists every check.
 #[test]
@@ -416,7 +417,8 @@ fn outbound_policy_holds_against_real_receivers() {
     );
 }
 
-/// The same proof on Debian 13 (Postfix 3.10, unbound 1.2x, BIND 9.20): the
+/// The same proof on Debian 13 (Postfix 3.10, unbound 1.2x, BIND 9.20,
+/// postfix-mta-sts-resolver 1.4): the
 /// driver runs chrooted into a Debian 13 root that has the release's own
 /// packages (tests/outbound/debian.sh). This machine's release is the test above.
 #[test]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/e2e/outbound.py on another Debian release: the release's own Postfix,
-# OpenDKIM, BIND 9 and unbound (installed from the image's .debs into an
+# OpenDKIM, BIND 9, unbound and postfix-mta-sts-resolver (installed from the image's .debs into an
 # unpacked Debian root), with the outbound driver run as PID 1 of fresh
 # namespaces chrooted into that root. The machine's own /etc, /var and
 # processes are untouched.
@@ -14,7 +14,8 @@ suite=$2
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 . "$repo/tests/lib/containers.sh"
 packages="postfix opendkim opendkim-tools bind9 bind9-dnsutils bind9-utils unbound
-          python3-aiosmtpd python3-dkim python3-yaml openssl iproute2"
+          postfix-mta-sts-resolver ca-certificates python3-aiosmtpd python3-dkim python3-yaml
+          openssl iproute2"
 packages=$(echo $packages)
 work=$(mktemp -d /tmp/mailsetup-outbound.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -1,0 +1,288 @@
+//! `mailsetup tls-policy`: a Postfix socketmap (socketmap_table(5)) that
+//! answers `dane` for receivers that publish DANE, so that DANE takes
+//! precedence over MTA-STS (RFC 8461 section 2: an MTA-STS policy must not
+//! override DANE). Postfix asks it first in `smtp_tls_policy_maps`; for every
+//! other receiver it answers NOTFOUND and Postfix asks the MTA-STS resolver
+//! next. Postfix's `spawn` service runs it, one process per connection, with
+//! the connection as standard input and output.
+
+use std::io::BufRead;
+
+use crate::resolve::{RData, RecordType, ResponseCode, SecureAnswer};
+
+/// The DNSSEC-aware lookups the verdict needs (the local validating resolver).
+pub trait SecureDns {
+    fn query(&self, name: &str, rtype: RecordType) -> Result<SecureAnswer, String>;
+}
+
+/// What one receiver domain gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its MX records and at least one MX host's TLSA records validate: DANE.
+    Dane,
+    /// No DANE: the next table (MTA-STS) decides.
+    NotFound,
+    /// The DNS could not say: Postfix defers the mail rather than guess.
+    Temp(String),
+}
+
+/// The verdict for the next-hop `domain`: DANE when its MX RRset is signed
+/// and validated (or it has none and is its own host) and one of its MX hosts
+/// has validated `_25._tcp` TLSA records (RFC 7672 2.2).
+pub fn verdict(dns: &dyn SecureDns, domain: &str) -> Verdict {
+    // Postfix also asks for each parent domain (".example.com"); explicit
+    // routes ([host]:port) and anything odd are not DANE's to judge either.
+    if domain.is_empty() || domain.starts_with(['[', '.']) || domain.contains([' ', ':', '/']) {
+        return Verdict::NotFound;
+    }
+    let mx = match dns.query(domain, RecordType::MX) {
+        Ok(a) => a,
+        Err(e) => return Verdict::Temp(format!("{domain} MX: {e}")),
+    };
+    let hosts: Vec<String> = match mx.code {
+        ResponseCode::NoError if !mx.authentic => return Verdict::NotFound,
+        ResponseCode::NoError => mx
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                RData::MX(mx) => Some(mx.exchange.to_ascii().trim_end_matches('.').to_string()),
+                _ => None,
+            })
+            .collect(),
+        ResponseCode::NXDomain => return Verdict::NotFound,
+        code => return Verdict::Temp(format!("{domain} MX: {code}")),
+    };
+    // No MX: the domain is its own mail host. A null MX (".") takes no mail.
+    let hosts = if hosts.is_empty() {
+        vec![domain.trim_end_matches('.').to_string()]
+    } else {
+        hosts.into_iter().filter(|h| !h.is_empty()).collect()
+    };
+    for host in hosts {
+        match dns.query(&format!("_25._tcp.{host}"), RecordType::TLSA) {
+            Ok(t) if t.authentic && !t.records.is_empty() => return Verdict::Dane,
+            Ok(t) if matches!(t.code, ResponseCode::NoError | ResponseCode::NXDomain) => {}
+            Ok(t) => return Verdict::Temp(format!("_25._tcp.{host} TLSA: {}", t.code)),
+            Err(e) => return Verdict::Temp(format!("_25._tcp.{host} TLSA: {e}")),
+        }
+    }
+    Verdict::NotFound
+}
+
+/// The longest request read: a name and a domain.
+const MAX_REQUEST: usize = 10_000;
+
+/// Serves socketmap requests (`NAME KEY` as netstrings) from `input` until it
+/// ends, each answer handed to `reply` as a netstring.
+pub fn serve(
+    mut input: impl BufRead,
+    dns: &dyn SecureDns,
+    mut reply: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    while let Some(request) = read_netstring(&mut input)? {
+        let key = request.split_once(' ').map_or("", |(_, key)| key);
+        let answer = match verdict(dns, &key.to_ascii_lowercase()) {
+            Verdict::Dane => "OK dane".to_string(),
+            Verdict::NotFound => "NOTFOUND ".to_string(),
+            // No newline or comma may reach Postfix from a DNS error text.
+            Verdict::Temp(why) => format!("TEMP {}", why.replace(|c: char| c.is_control(), " ")),
+        };
+        reply(&format!("{}:{answer},", answer.len()))?;
+    }
+    Ok(())
+}
+
+/// One netstring (`LEN:DATA,`), or `None` at the end of the input.
+fn read_netstring(input: &mut impl BufRead) -> anyhow::Result<Option<String>> {
+    let mut length = Vec::new();
+    if input.read_until(b':', &mut length)? == 0 {
+        return Ok(None);
+    }
+    let digits = length.strip_suffix(b":").unwrap_or(&length);
+    let length: usize = std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+        .filter(|n| *n <= MAX_REQUEST)
+        .ok_or_else(|| anyhow::anyhow!("not a socketmap request (netstring length)"))?;
+    let mut data = vec![0; length + 1];
+    input.read_exact(&mut data)?;
+    if data.pop() != Some(b',') {
+        anyhow::bail!("not a socketmap request (no comma after the data)");
+    }
+    Ok(Some(String::from_utf8_lossy(&data).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::rr::Name;
+    use hickory_resolver::proto::rr::rdata::{MX, TLSA, tlsa};
+
+    /// Answers from a table: (name, type) → (code, authentic, records).
+    struct Table(Vec<(&'static str, RecordType, ResponseCode, bool, Vec<RData>)>);
+
+    impl SecureDns for Table {
+        fn query(&self, name: &str, rtype: RecordType) -> Result<SecureAnswer, String> {
+            self.0
+                .iter()
+                .find(|(n, t, ..)| *n == name && *t == rtype)
+                .map(|(_, _, code, authentic, records)| SecureAnswer {
+                    code: *code,
+                    authentic: *authentic,
+                    records: records.clone(),
+                })
+                .ok_or_else(|| "timed out".to_string())
+        }
+    }
+
+    fn mx(host: &str) -> RData {
+        RData::MX(MX::new(10, Name::from_ascii(host).unwrap()))
+    }
+
+    fn tlsa() -> RData {
+        RData::TLSA(TLSA::new(
+            tlsa::CertUsage::DaneEe,
+            tlsa::Selector::Spki,
+            tlsa::Matching::Sha256,
+            vec![0; 32],
+        ))
+    }
+
+    use ResponseCode::{NXDomain, NoError, ServFail};
+
+    #[test]
+    fn dane_only_when_mx_and_tlsa_validate() {
+        let secure = Table(vec![
+            (
+                "a.test",
+                RecordType::MX,
+                NoError,
+                true,
+                vec![mx("mx.a.test.")],
+            ),
+            (
+                "_25._tcp.mx.a.test",
+                RecordType::TLSA,
+                NoError,
+                true,
+                vec![tlsa()],
+            ),
+        ]);
+        assert_eq!(verdict(&secure, "a.test"), Verdict::Dane);
+        // TLSA records an insecure zone serves do not count.
+        let insecure_tlsa = Table(vec![
+            (
+                "a.test",
+                RecordType::MX,
+                NoError,
+                true,
+                vec![mx("mx.a.test.")],
+            ),
+            (
+                "_25._tcp.mx.a.test",
+                RecordType::TLSA,
+                NoError,
+                false,
+                vec![tlsa()],
+            ),
+        ]);
+        assert_eq!(verdict(&insecure_tlsa, "a.test"), Verdict::NotFound);
+        // Nor do they behind an MX RRset that did not validate.
+        let insecure_mx = Table(vec![(
+            "a.test",
+            RecordType::MX,
+            NoError,
+            false,
+            vec![mx("mx.a.test.")],
+        )]);
+        assert_eq!(verdict(&insecure_mx, "a.test"), Verdict::NotFound);
+        // No MX: the domain is its own host.
+        let own = Table(vec![
+            ("a.test", RecordType::MX, NoError, true, vec![]),
+            (
+                "_25._tcp.a.test",
+                RecordType::TLSA,
+                NoError,
+                true,
+                vec![tlsa()],
+            ),
+        ]);
+        assert_eq!(verdict(&own, "a.test"), Verdict::Dane);
+        let none = Table(vec![
+            (
+                "a.test",
+                RecordType::MX,
+                NoError,
+                true,
+                vec![mx("mx.a.test.")],
+            ),
+            (
+                "_25._tcp.mx.a.test",
+                RecordType::TLSA,
+                NXDomain,
+                true,
+                vec![],
+            ),
+        ]);
+        assert_eq!(verdict(&none, "a.test"), Verdict::NotFound);
+        assert_eq!(verdict(&none, "[10.0.0.1]:25"), Verdict::NotFound);
+        // Parent-domain lookups are not asked of the DNS at all.
+        assert_eq!(verdict(&Table(vec![]), ".a.test"), Verdict::NotFound);
+    }
+
+    #[test]
+    fn a_dns_failure_defers() {
+        let failing = Table(vec![
+            (
+                "a.test",
+                RecordType::MX,
+                NoError,
+                true,
+                vec![mx("mx.a.test.")],
+            ),
+            (
+                "_25._tcp.mx.a.test",
+                RecordType::TLSA,
+                ServFail,
+                false,
+                vec![],
+            ),
+        ]);
+        assert!(matches!(verdict(&failing, "a.test"), Verdict::Temp(_)));
+        assert!(matches!(
+            verdict(&Table(vec![]), "a.test"),
+            Verdict::Temp(_)
+        ));
+    }
+
+    #[test]
+    fn serves_netstrings_until_the_end() {
+        let dns = Table(vec![
+            (
+                "a.test",
+                RecordType::MX,
+                NoError,
+                true,
+                vec![mx("mx.a.test.")],
+            ),
+            (
+                "_25._tcp.mx.a.test",
+                RecordType::TLSA,
+                NoError,
+                true,
+                vec![tlsa()],
+            ),
+            ("b.test", RecordType::MX, NXDomain, false, vec![]),
+        ]);
+        let mut out = String::new();
+        serve(&b"11:dane A.test,11:dane b.test,"[..], &dns, |r| {
+            out.push_str(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out, "7:OK dane,9:NOTFOUND ,");
+        assert!(serve(&b"x:dane a.test,"[..], &dns, |_| Ok(())).is_err());
+        assert!(serve(&b"3:abcd"[..], &dns, |_| Ok(())).is_err());
+    }
+}
