@@ -186,18 +186,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
-    /// Answer Postfix's TLS policy lookups: `dane` for receivers that publish
-    /// DANE, so that it takes precedence over MTA-STS.
+    /// Answer Postfix's lookups that need the DNS: which receivers publish
+    /// DANE, and which group of `outbound.limits` a receiver's MX puts it in.
     ///
-    /// Not for running by hand: with `outbound.tls: dane-and-mta-sts`, master.cf
-    /// has Postfix's spawn service run it for each connection on 127.0.0.1:8462
-    /// (as nobody), and main.cf asks it before the MTA-STS resolver
-    /// (`smtp_tls_policy_maps`). Reads socketmap requests (netstrings) on
-    /// standard input until it ends; asks the validating resolver in
-    /// /etc/resolv.conf for the receiver's MX and TLSA records, and answers
-    /// `OK dane` when both validate, NOTFOUND (the MTA-STS resolver decides)
-    /// when not, TEMP (Postfix defers the mail) when the DNS cannot say.
-    TlsPolicy,
+    /// Not for running by hand: master.cf has Postfix's spawn service run it for
+    /// each connection on 127.0.0.1:8462 (as nobody), with `--mx` from the spec.
+    /// Reads socketmap requests (netstrings) on standard input until it ends.
+    /// Table `dane` (main.cf's smtp_tls_policy_maps, before the MTA-STS
+    /// resolver): asks the validating resolver in /etc/resolv.conf for the
+    /// receiver's MX and TLSA records, and answers `OK dane` when both validate,
+    /// NOTFOUND (the MTA-STS resolver decides) when not. Table `transport`
+    /// (transport_maps): `OK GROUP:` when one of the domain's MX hosts is a
+    /// group's name or under it, else NOTFOUND. TEMP (Postfix defers the mail)
+    /// when the DNS cannot say.
+    Socketmap {
+        /// A group of outbound.limits and an MX name: GROUP=NAME (repeated).
+        #[arg(long, value_name = "GROUP=NAME")]
+        mx: Vec<String>,
+    },
     /// Print the JSON Schema of the spec (for editors: yaml-language-server).
     Schema,
     /// Print the shell completion script for SHELL.

@@ -19,7 +19,7 @@ pub mod paths {
     pub const MAIN_CF: &str = "/etc/postfix/main.cf";
     pub const SENDER_CANONICAL: &str = "/etc/postfix/sender_canonical";
     pub const HEADER_CHECKS: &str = "/etc/postfix/header_checks";
-    /// Where the .deb installs mailsetup: Postfix's spawn runs `tls-policy` from here.
+    /// Where the .deb installs mailsetup: Postfix's spawn runs `socketmap` from here.
     pub const MAILSETUP_BIN: &str = "/usr/bin/mailsetup";
     pub const MASTER_CF: &str = "/etc/postfix/master.cf";
     pub const SASL_PASSWD: &str = "/etc/postfix/sasl_passwd";
@@ -507,9 +507,12 @@ struct Vars<'a> {
 struct OutboundVars {
     /// `smtp_dns_support_level = dnssec` and DANE.
     dane: bool,
-    /// MTA-STS after DANE: the policy maps and master.cf's tls-policy service.
+    /// MTA-STS after DANE: the policy maps.
     mta_sts: bool,
-    mailsetup: &'static str,
+    /// master.cf's `mailsetup socketmap` service, with its `--mx` arguments.
+    socketmap: Option<String>,
+    /// `GROUP=MX` pairs: transport_maps asks the socketmap.
+    mx_groups: bool,
     limits: Vec<LimitVars>,
     /// `domain → group` lines of the transport map.
     transports: Vec<(String, String)>,
@@ -869,7 +872,9 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
         outbound: OutboundVars {
             dane: relay.is_none() && spec.outbound.tls.dane(),
             mta_sts: relay.is_none() && spec.outbound.tls.mta_sts(),
-            mailsetup: paths::MAILSETUP_BIN,
+            socketmap: (relay.is_none() && spec.outbound.needs_socketmap())
+                .then(|| socketmap_command(spec)),
+            mx_groups: spec.outbound.limited_mx().next().is_some(),
             limits: spec
                 .outbound
                 .limits
@@ -892,6 +897,17 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
             message_size_limit: spec.host.message_size_limit.map(|s| s.get()),
         },
     })
+}
+
+/// The command master.cf's spawn service runs: `mailsetup socketmap` with
+/// each `--mx GROUP=NAME` of the limits (validated names: no space or
+/// separator can reach master.cf from them).
+pub fn socketmap_command(spec: &Spec) -> String {
+    let mut command = format!("{} socketmap", paths::MAILSETUP_BIN);
+    for (mx, group) in spec.outbound.limited_mx() {
+        command += &format!(" --mx {group}={mx}");
+    }
+    command
 }
 
 /// Whose mail OpenDKIM signs: `dkim.trusted_hosts`, and every network of

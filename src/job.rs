@@ -251,15 +251,17 @@ fn dane_ready(system: &System, plan: &plan::Plan) -> Result<()> {
         })?;
     }
     let bin = crate::desired::paths::MAILSETUP_BIN;
-    if writes(
-        crate::desired::paths::MASTER_CF,
-        &format!("user=nobody argv={bin} tls-policy"),
-    ) && !system.exists(bin)?
-    {
+    let socketmap = plan.steps.iter().any(|s| {
+        matches!(s, plan::Step::CreateFile(f) | plan::Step::UpdateFile(f)
+            if f.path == crate::desired::paths::MASTER_CF
+                && f.new.contains(&format!("argv={bin} socketmap")))
+    });
+    if socketmap && !system.exists(bin)? {
         bail!(
-            "outbound.tls is dane-and-mta-sts, but {bin} does not exist; nothing was written. \
-             Postfix runs `{bin} tls-policy` to put DANE before MTA-STS: install the \
-             mailsetup .deb, or link {bin} to this binary, then apply again"
+            "{bin} does not exist; nothing was written. Postfix runs `{bin} socketmap` for \
+             outbound.tls dane-and-mta-sts (DANE before MTA-STS) and for outbound.limits \
+             found by mx: install the mailsetup .deb, or link {bin} to this binary, then \
+             apply again"
         );
     }
     Ok(())

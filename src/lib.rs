@@ -36,12 +36,12 @@ pub mod saved;
 pub mod selector;
 pub mod show;
 pub mod signature;
+pub mod socketmap;
 pub mod source;
 pub mod spec;
 pub mod state;
 pub mod status;
 pub mod templates;
-pub mod tls_policy;
 pub mod ui;
 
 use std::process::ExitCode;

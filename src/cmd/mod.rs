@@ -8,8 +8,8 @@ mod init;
 mod plan;
 mod reports;
 mod rollback;
+mod socketmap;
 mod status;
-mod tls_policy;
 
 use anyhow::{Result, bail};
 
@@ -84,7 +84,7 @@ pub fn run(cli: Cli, ui: &mut Ui) -> Result<Exit> {
             paths,
             format,
         } => reports::run(&spec, &paths, format, ui),
-        Command::TlsPolicy => tls_policy::run(ui),
+        Command::Socketmap { mx } => socketmap::run(&mx, ui),
         Command::Schema => docs::schema(ui),
         Command::Completions { shell } => docs::completions(shell, ui),
         Command::Man { command, out } => docs::man(&command, out.as_deref(), ui),

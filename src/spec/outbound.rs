@@ -41,6 +41,19 @@ impl Outbound {
             .iter()
             .flat_map(|(name, limit)| limit.domains.iter().map(move |d| (d, name)))
     }
+
+    /// Every (MX name, group) the limits name, in order.
+    pub fn limited_mx(&self) -> impl Iterator<Item = (&DomainName, &TransportName)> {
+        self.limits
+            .iter()
+            .flat_map(|(name, limit)| limit.mx.iter().map(move |d| (d, name)))
+    }
+
+    /// Whether Postfix needs `mailsetup socketmap` (DANE before MTA-STS, or
+    /// groups found by MX).
+    pub fn needs_socketmap(&self) -> bool {
+        self.tls.mta_sts() || self.limits.values().any(|l| !l.mx.is_empty())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -68,7 +81,14 @@ impl OutboundTls {
 pub struct Limit {
     /// The recipient domains of this group (exactly these: `outlook.com`
     /// does not cover `eu.outlook.com`).
+    #[serde(default)]
     pub domains: Vec<DomainName>,
+    /// MX host names: any other recipient domain whose MX host is one of
+    /// these or under one (`mail.protection.outlook.com`: every Microsoft 365
+    /// tenant) is in this group too. Postfix asks `mailsetup socketmap`
+    /// (run by its spawn service), which looks the MX up.
+    #[serde(default)]
+    pub mx: Vec<DomainName>,
     /// Connections at once to one domain of the group (Postfix
     /// `_destination_concurrency_limit`; default 20).
     #[serde(default)]
@@ -120,10 +140,10 @@ pub fn problem(spec: &super::Spec) -> Option<(String, String)> {
     }
     let mut seen = std::collections::HashMap::new();
     for (name, limit) in &outbound.limits {
-        if limit.domains.is_empty() {
+        if limit.domains.is_empty() && limit.mx.is_empty() {
             return Some((
-                format!("outbound.limits.{name}.domains"),
-                "name at least one recipient domain".into(),
+                format!("outbound.limits.{name}"),
+                "name its recipient domains (domains), MX hosts (mx), or both".into(),
             ));
         }
         if limit.concurrency.is_none() && limit.rate_delay_seconds.is_none() {
@@ -132,12 +152,14 @@ pub fn problem(spec: &super::Spec) -> Option<(String, String)> {
                 "set concurrency, rate_delay_seconds or both".into(),
             ));
         }
-        for domain in &limit.domains {
-            if let Some(other) = seen.insert(domain, name) {
-                return Some((
-                    format!("outbound.limits.{name}.domains"),
-                    format!("{domain} is in {other} already: a domain belongs to one group"),
-                ));
+        for (field, names) in [("domains", &limit.domains), ("mx", &limit.mx)] {
+            for domain in names {
+                if let Some(other) = seen.insert((field, domain), name) {
+                    return Some((
+                        format!("outbound.limits.{name}.{field}"),
+                        format!("{domain} is in {other} already: a name belongs to one group"),
+                    ));
+                }
             }
         }
     }

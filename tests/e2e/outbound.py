@@ -20,7 +20,7 @@ The world it builds in the namespace:
     receivers' certificates and the MTA-STS policy servers' (HTTPS on
     127.0.2.1:443, one policy per mta-sts.DOMAIN); postfix-mta-sts-resolver's
     daemon on 127.0.0.1:8461; /usr/bin/mailsetup (an overlay) for master.cf's
-    tls-policy service.
+    socketmap service.
   * SMTP receivers on their own loopback addresses, port 25:
       dane-ok.e2e.test     STARTTLS, a certificate its TLSA 3 1 1 record matches
       dane-bad.e2e.test    STARTTLS, a TLSA record for another key
@@ -33,6 +33,7 @@ The world it builds in the namespace:
       dane-sts.e2e.test    MTA-STS enforce with a CA certificate for its MX
                            name (MTA-STS alone would send), and a TLSA record
                            for another key (DANE must not)
+      hosted.e2e.test      its MX under a name a group of outbound.limits lists
   * A second network namespace `app` (10.20.0.10) on host.networks, joined
     to this one (10.20.0.5) by a veth pair: an application server.
 
@@ -49,16 +50,19 @@ What it checks:
   2b. MTA-STS: sts-ok delivered over verified TLS; sts-badname deferred,
      nothing sent to it; sts-testing delivered (testing mode reports, never
      blocks). dane-sts: the MTA-STS resolver would allow it (`postmap -q`
-     answers "secure"), tls-policy answers "dane" first, and the mail is
+     answers "secure"), the socketmap answers "dane" first, and the mail is
      deferred: DANE takes precedence (RFC 8461 section 2).
-  3. N messages to slow.e2e.test arrive no faster than its rate delay; as many
+  3. hosted.e2e.test is delivered by its group's transport (found by MX;
+     `postmap -q` on the socketmap says so), plain.e2e.test by the default.
+     N messages to slow.e2e.test arrive no faster than its rate delay; as many
      to plain.e2e.test at once are not held to it.
   4. A message submitted from the app namespace arrives with no trace of the
      client's address or name, with a Received: header of this host's, and a
      DKIM signature dkimpy verifies against `mailsetup dns`'s record.
 
-TEST-ONLY CHANGES to the spec: host.maillog_file = /var/log/postfix.log, and a
-group `e2eslow` in outbound.limits: [slow.e2e.test], rate_delay_seconds: 2.
+TEST-ONLY CHANGES to the spec: host.maillog_file = /var/log/postfix.log, and
+two groups in outbound.limits: `e2eslow` (domains: [slow.e2e.test],
+rate_delay_seconds: 2) and `e2emx` (mx: [hosted.e2e.test], concurrency: 1).
 """
 
 import argparse
@@ -93,6 +97,7 @@ RECEIVERS = {
     "sts-badname": ("127.0.1.7", "wrong", None, "enforce"),
     "sts-testing": ("127.0.1.8", "wrong", None, "testing"),
     "dane-sts": ("127.0.1.9", "own", "other", "enforce"),
+    "hosted": ("127.0.1.10", None, None, None),
 }
 
 
@@ -340,6 +345,7 @@ def scenario(args):
              json.dumps(outbound))
     outbound.setdefault("limits", {})["e2eslow"] = {"domains": [domain("slow")],
                                                     "rate_delay_seconds": SLOW_DELAY}
+    outbound["limits"]["e2emx"] = {"mx": [domain("hosted")], "concurrency": 1}
 
     e2e.setup_mounts(ctx.work)
     e2e.start_syslog_sink()
@@ -441,11 +447,11 @@ def scenario(args):
     for table, port, want in (("postfix", 8461, "OK secure match=mx.dane-sts.e2e.test"),
                               ("dane", 8462, "OK dane")):
         p = e2e.sh(["postmap", "-q", domain("dane-sts"), f"socketmap:inet:127.0.0.1:{port}:{table}"])
-        R.check(f"dane-sts: the {'MTA-STS resolver' if port == 8461 else 'tls-policy service'} "
+        R.check(f"dane-sts: the {'MTA-STS resolver' if port == 8461 else 'socketmap service'} "
                 f"answers {p.out.strip()!r}", p.out.strip().startswith(want.removeprefix("OK ")),
                 e2e.cmd_why(p))
     p = e2e.sh(["postmap", "-q", domain("sts-ok"), "socketmap:inet:127.0.0.1:8462:dane"])
-    R.check("sts-ok: the tls-policy service leaves it to MTA-STS (not found)", p.returncode == 1,
+    R.check("sts-ok: the socketmap service leaves it to MTA-STS (not found)", p.returncode == 1,
             e2e.cmd_why(p))
     sts = {name: e2e.new_token(name) for name in ("sts-ok", "sts-badname", "sts-testing", "dane-sts")}
     for name, token in sts.items():
@@ -464,7 +470,20 @@ def scenario(args):
         R.check(f"{name}: deferred ({what}), nothing sent to it",
                 deferred and not receivers[name].snapshot(), e2e.tail(e2e.MAILLOG, 20))
 
-    # 3. Throttling. A first message looks the receiver up (unbound caches
+    # 3. A group found by MX.
+    # Postfix asks a socketmap transport table with the whole address.
+    for key, want in ((f"rcpt@{domain('hosted')}", "e2emx:"), (f"rcpt@{domain('plain')}", "")):
+        p = e2e.sh(["postmap", "-q", key, "socketmap:inet:127.0.0.1:8462:transport"])
+        R.check(f"{key}: the socketmap's transport is {want or 'none (the default)'!r}",
+                p.out.strip() == want and p.returncode == (0 if want else 1), e2e.cmd_why(p))
+    token = e2e.new_token("hosted")
+    submit(token, f"rcpt@{domain('hosted')}")
+    R.check("hosted.e2e.test: delivered by the e2emx transport (its MX is under the group's name)",
+            arrived(receivers["hosted"], token)
+            and log_has(r"postfix/e2emx/smtp\[\d+\]: \w+: to=<rcpt@hosted\.e2e\.test>.*status=sent"),
+            e2e.tail(e2e.MAILLOG, 20))
+
+    # 3b. Throttling. A first message looks the receiver up (unbound caches
     # it): the rate delay spaces the starts of deliveries, so a slow lookup
     # in one would shorten the gap after it.
     warm = e2e.new_token("slow-first")

@@ -1,35 +1,41 @@
-//! `mailsetup tls-policy`: a Postfix socketmap (socketmap_table(5)) that
-//! answers `dane` for receivers that publish DANE, so that DANE takes
-//! precedence over MTA-STS (RFC 8461 section 2: an MTA-STS policy must not
-//! override DANE). Postfix asks it first in `smtp_tls_policy_maps`; for every
-//! other receiver it answers NOTFOUND and Postfix asks the MTA-STS resolver
-//! next. Postfix's `spawn` service runs it, one process per connection, with
-//! the connection as standard input and output.
+//! `mailsetup socketmap`: the Postfix lookups (socketmap_table(5)) that need
+//! the DNS. Postfix's `spawn` service runs it, one process per connection,
+//! with the connection as standard input and output.
+//!
+//! - table `dane`: `dane` for receivers that publish DANE, so that DANE takes
+//!   precedence over MTA-STS (RFC 8461 section 2: an MTA-STS policy must not
+//!   override DANE). Postfix asks it first in `smtp_tls_policy_maps`; for
+//!   every other receiver it answers NOTFOUND and Postfix asks the MTA-STS
+//!   resolver next.
+//! - table `transport`: the group of `outbound.limits` whose MX names match
+//!   the receiver's MX hosts (a Microsoft 365 tenant on its own domain is
+//!   `*.mail.protection.outlook.com`), as Postfix's transport `GROUP:`.
 
 use std::io::BufRead;
 
-use crate::resolve::{RData, RecordType, ResponseCode, SecureAnswer};
+use crate::resolve::{Dns, RData, RecordType, ResponseCode, SecureAnswer};
 
 /// The DNSSEC-aware lookups the verdict needs (the local validating resolver).
 pub trait SecureDns {
     fn query(&self, name: &str, rtype: RecordType) -> Result<SecureAnswer, String>;
 }
 
-/// What one receiver domain gets.
+/// What one lookup gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Its MX records and at least one MX host's TLSA records validate: DANE.
-    Dane,
-    /// No DANE: the next table (MTA-STS) decides.
+    /// The answer (`dane`: the receiver's MX records and at least one MX
+    /// host's TLSA records validate; `GROUP:` its transport).
+    Found(String),
+    /// Nothing here: the next table (MTA-STS, the default transport) decides.
     NotFound,
     /// The DNS could not say: Postfix defers the mail rather than guess.
     Temp(String),
 }
 
-/// The verdict for the next-hop `domain`: DANE when its MX RRset is signed
+/// The TLS verdict for the next-hop `domain`: DANE when its MX RRset is signed
 /// and validated (or it has none and is its own host) and one of its MX hosts
 /// has validated `_25._tcp` TLSA records (RFC 7672 2.2).
-pub fn verdict(dns: &dyn SecureDns, domain: &str) -> Verdict {
+pub fn dane(dns: &dyn SecureDns, domain: &str) -> Verdict {
     // Postfix also asks for each parent domain (".example.com"); explicit
     // routes ([host]:port) and anything odd are not DANE's to judge either.
     if domain.is_empty() || domain.starts_with(['[', '.']) || domain.contains([' ', ':', '/']) {
@@ -60,7 +66,7 @@ pub fn verdict(dns: &dyn SecureDns, domain: &str) -> Verdict {
     };
     for host in hosts {
         match dns.query(&format!("_25._tcp.{host}"), RecordType::TLSA) {
-            Ok(t) if t.authentic && !t.records.is_empty() => return Verdict::Dane,
+            Ok(t) if t.authentic && !t.records.is_empty() => return Verdict::Found("dane".into()),
             Ok(t) if matches!(t.code, ResponseCode::NoError | ResponseCode::NXDomain) => {}
             Ok(t) => return Verdict::Temp(format!("_25._tcp.{host} TLSA: {}", t.code)),
             Err(e) => return Verdict::Temp(format!("_25._tcp.{host} TLSA: {e}")),
@@ -69,20 +75,79 @@ pub fn verdict(dns: &dyn SecureDns, domain: &str) -> Verdict {
     Verdict::NotFound
 }
 
+/// One group of outbound.limits found by the receiver's MX hosts: their
+/// names equal `mx` or end in `.mx`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MxGroup {
+    pub group: String,
+    pub mx: String,
+}
+
+impl std::str::FromStr for MxGroup {
+    type Err = String;
+    /// `GROUP=NAME`, both checked as the spec checks them.
+    fn from_str(s: &str) -> Result<MxGroup, String> {
+        let (group, mx) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{}`: expected GROUP=NAME", s.escape_debug()))?;
+        let group: crate::spec::TransportName = group.parse()?;
+        let mx: crate::spec::DomainName = mx.parse()?;
+        Ok(MxGroup {
+            group: group.to_string(),
+            mx: mx.to_string(),
+        })
+    }
+}
+
+/// The group the recipient `key` belongs to by its domain's MX hosts, if any.
+/// Postfix asks a socketmap, as any pattern table, with the whole address
+/// (`user@domain`); `postmap -q` may ask with the domain alone.
+pub fn transport(dns: &dyn Dns, groups: &[MxGroup], key: &str) -> Verdict {
+    let domain = key.rsplit_once('@').map_or(key, |(_, domain)| domain);
+    // Parent-domain lookups (".example.com") are not ours.
+    if groups.is_empty() || domain.is_empty() || domain.starts_with(['.', '[']) {
+        return Verdict::NotFound;
+    }
+    let hosts = match dns.mx(domain.trim_end_matches('.')) {
+        Ok(hosts) => hosts,
+        Err(e) => return Verdict::Temp(e.to_string()),
+    };
+    groups
+        .iter()
+        .find(|g| {
+            hosts.iter().any(|h| {
+                let h = h.trim_end_matches('.');
+                h == g.mx
+                    || h.strip_suffix(&g.mx)
+                        .is_some_and(|head| head.ends_with('.'))
+            })
+        })
+        .map_or(Verdict::NotFound, |g| {
+            Verdict::Found(format!("{}:", g.group))
+        })
+}
+
 /// The longest request read: a name and a domain.
 const MAX_REQUEST: usize = 10_000;
 
-/// Serves socketmap requests (`NAME KEY` as netstrings) from `input` until it
-/// ends, each answer handed to `reply` as a netstring.
+/// Serves socketmap requests (`TABLE KEY` as netstrings) from `input` until
+/// it ends, each answer handed to `reply` as a netstring.
 pub fn serve(
     mut input: impl BufRead,
-    dns: &dyn SecureDns,
+    (secure, dns): (&dyn SecureDns, &dyn Dns),
+    groups: &[MxGroup],
     mut reply: impl FnMut(&str) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     while let Some(request) = read_netstring(&mut input)? {
-        let key = request.split_once(' ').map_or("", |(_, key)| key);
-        let answer = match verdict(dns, &key.to_ascii_lowercase()) {
-            Verdict::Dane => "OK dane".to_string(),
+        let (table, key) = request.split_once(' ').unwrap_or((&request, ""));
+        let key = key.to_ascii_lowercase();
+        let verdict = match table {
+            "dane" => dane(secure, &key),
+            "transport" => transport(dns, groups, &key),
+            _ => Verdict::Temp(format!("no table {table:?} here")),
+        };
+        let answer = match verdict {
+            Verdict::Found(value) => format!("OK {value}"),
             Verdict::NotFound => "NOTFOUND ".to_string(),
             // No newline or comma may reach Postfix from a DNS error text.
             Verdict::Temp(why) => format!("TEMP {}", why.replace(|c: char| c.is_control(), " ")),
@@ -169,7 +234,7 @@ mod tests {
                 vec![tlsa()],
             ),
         ]);
-        assert_eq!(verdict(&secure, "a.test"), Verdict::Dane);
+        assert_eq!(dane(&secure, "a.test"), Verdict::Found("dane".into()));
         // TLSA records an insecure zone serves do not count.
         let insecure_tlsa = Table(vec![
             (
@@ -187,7 +252,7 @@ mod tests {
                 vec![tlsa()],
             ),
         ]);
-        assert_eq!(verdict(&insecure_tlsa, "a.test"), Verdict::NotFound);
+        assert_eq!(dane(&insecure_tlsa, "a.test"), Verdict::NotFound);
         // Nor do they behind an MX RRset that did not validate.
         let insecure_mx = Table(vec![(
             "a.test",
@@ -196,7 +261,7 @@ mod tests {
             false,
             vec![mx("mx.a.test.")],
         )]);
-        assert_eq!(verdict(&insecure_mx, "a.test"), Verdict::NotFound);
+        assert_eq!(dane(&insecure_mx, "a.test"), Verdict::NotFound);
         // No MX: the domain is its own host.
         let own = Table(vec![
             ("a.test", RecordType::MX, NoError, true, vec![]),
@@ -208,7 +273,7 @@ mod tests {
                 vec![tlsa()],
             ),
         ]);
-        assert_eq!(verdict(&own, "a.test"), Verdict::Dane);
+        assert_eq!(dane(&own, "a.test"), Verdict::Found("dane".into()));
         let none = Table(vec![
             (
                 "a.test",
@@ -225,10 +290,10 @@ mod tests {
                 vec![],
             ),
         ]);
-        assert_eq!(verdict(&none, "a.test"), Verdict::NotFound);
-        assert_eq!(verdict(&none, "[10.0.0.1]:25"), Verdict::NotFound);
+        assert_eq!(dane(&none, "a.test"), Verdict::NotFound);
+        assert_eq!(dane(&none, "[10.0.0.1]:25"), Verdict::NotFound);
         // Parent-domain lookups are not asked of the DNS at all.
-        assert_eq!(verdict(&Table(vec![]), ".a.test"), Verdict::NotFound);
+        assert_eq!(dane(&Table(vec![]), ".a.test"), Verdict::NotFound);
     }
 
     #[test]
@@ -249,11 +314,8 @@ mod tests {
                 vec![],
             ),
         ]);
-        assert!(matches!(verdict(&failing, "a.test"), Verdict::Temp(_)));
-        assert!(matches!(
-            verdict(&Table(vec![]), "a.test"),
-            Verdict::Temp(_)
-        ));
+        assert!(matches!(dane(&failing, "a.test"), Verdict::Temp(_)));
+        assert!(matches!(dane(&Table(vec![]), "a.test"), Verdict::Temp(_)));
     }
 
     #[test]
@@ -275,14 +337,57 @@ mod tests {
             ),
             ("b.test", RecordType::MX, NXDomain, false, vec![]),
         ]);
+        let mx = crate::check::fake::FakeDns::default()
+            .mx("b.test", "b-test.mail.protection.outlook.com");
+        let groups = ["microsoft=mail.protection.outlook.com".parse().unwrap()];
         let mut out = String::new();
-        serve(&b"11:dane A.test,11:dane b.test,"[..], &dns, |r| {
+        let input = b"11:dane A.test,11:dane b.test,16:transport b.test,16:transport a.test,";
+        serve(&input[..], (&dns, &mx), &groups, |r| {
             out.push_str(r);
             Ok(())
         })
         .unwrap();
-        assert_eq!(out, "7:OK dane,9:NOTFOUND ,");
-        assert!(serve(&b"x:dane a.test,"[..], &dns, |_| Ok(())).is_err());
-        assert!(serve(&b"3:abcd"[..], &dns, |_| Ok(())).is_err());
+        assert_eq!(out, "7:OK dane,9:NOTFOUND ,13:OK microsoft:,9:NOTFOUND ,");
+        let serve_bytes = |b: &[u8]| serve(b, (&dns, &mx), &groups, |_| Ok(()));
+        assert!(serve_bytes(b"x:dane a.test,").is_err());
+        assert!(serve_bytes(b"3:abcd").is_err());
+    }
+
+    #[test]
+    fn transport_by_mx_name_on_label_boundaries() {
+        let dns = crate::check::fake::FakeDns::default()
+            .mx(
+                "tenant.example",
+                "tenant-example.mail.protection.outlook.com",
+            )
+            .mx("lookalike.example", "evilmail.protection.outlook.com")
+            .fail("broken.example");
+        let groups: Vec<MxGroup> = ["microsoft=mail.protection.outlook.com", "other=x.example"]
+            .iter()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        assert_eq!(
+            transport(&dns, &groups, "tenant.example"),
+            Verdict::Found("microsoft:".into())
+        );
+        assert_eq!(
+            transport(&dns, &groups, "lookalike.example"),
+            Verdict::NotFound
+        );
+        assert_eq!(transport(&dns, &groups, "none.example"), Verdict::NotFound);
+        assert_eq!(
+            transport(&dns, &groups, "u@tenant.example"),
+            Verdict::Found("microsoft:".into())
+        );
+        assert_eq!(
+            transport(&dns, &groups, ".tenant.example"),
+            Verdict::NotFound
+        );
+        assert!(matches!(
+            transport(&dns, &groups, "broken.example"),
+            Verdict::Temp(_)
+        ));
+        assert!("smtp=x.example".parse::<MxGroup>().is_err());
+        assert!("microsoft".parse::<MxGroup>().is_err());
     }
 }
