@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::{PlanFormat, Target};
 use crate::exit::Exit;
-use crate::host::ReadOnly;
+use crate::host::{Host, ReadOnly};
 use crate::job::{Job, today};
 use crate::ui::Ui;
 use crate::{saved, show};
@@ -31,6 +31,17 @@ pub fn run(
     let job = Job::<ReadOnly>::new(target, ui)?;
     let date = today()?;
     let plan = job.plan(&job.plan_facts(date, ui)?)?;
+    // Said now, not only when apply refuses after installing the packages.
+    if job.system.is_live()
+        && job.spec.host.relay.is_none()
+        && job.spec.outbound.tls.dane()
+        && let Err(why) = crate::resolve::local_validation()
+    {
+        ui.warn(format!(
+            "outbound.tls asks for DANE, but {why}: apply will refuse until /etc/resolv.conf \
+             names only a validating resolver on this host (unbound, which the plan installs)"
+        ));
+    }
     if let Some(file) = save {
         saved::save(&plan, &job.source, date, file)?;
     }

@@ -38,7 +38,7 @@ The world it builds in the namespace:
     to this one (10.20.0.5) by a veth pair: an application server.
 
 What it checks:
-  1. apply refuses DANE, writing nothing, when /etc/resolv.conf names a
+  1. plan warns and apply refuses DANE, writing nothing, when /etc/resolv.conf names a
      resolver that is not on this host, when nothing answers on 127.0.0.1,
      when the resolver there does not validate (unbound without the trust
      anchor), and (dane-and-mta-sts) when /usr/bin/mailsetup is missing; it
@@ -388,6 +388,9 @@ def scenario(args):
         if start:
             start_unbound(dns_dir, None)
         resolv_conf(server)
+        plan = e2e.mailsetup(ctx, "plan", ctx.spec_path)
+        R.check(f"plan warns that apply will refuse DANE with {label}",
+                plan.returncode == 0 and "apply will refuse" in plan.err, e2e.cmd_why(plan))
         before = snapshot()
         p = e2e.mailsetup(ctx, "apply", ctx.spec_path, "--no-install-packages")
         R.check(f"apply refuses DANE with {label}, writing nothing",
