@@ -121,7 +121,7 @@ pub fn run(
     let dns = Resolver::new(resolver.or(spec.check.resolver))?;
     let mut findings = dns_findings(&spec, &dkim, &dns);
     findings.extend(host_findings(&system));
-    findings.push(tls_finding(&system)?);
+    findings.extend(tls_findings(&system)?);
     let again = crate::hint::Again::new(Some(spec_path), host, root);
     match format {
         ReportFormat::Text => {
@@ -645,6 +645,46 @@ fn host_findings(system: &impl Host) -> Vec<Finding> {
         ),
     });
     out
+}
+
+/// The TLS policy in force, and with MTA-STS whether its resolver answers:
+/// when it does not, Postfix's policy lookups fail and mail waits.
+fn tls_findings(system: &impl Host) -> Result<Vec<Finding>> {
+    let policy = tls_finding(system)?;
+    let main_cf = system.read_file(crate::desired::paths::MAIN_CF)?;
+    let mta_sts = main_cf.is_some_and(|f| {
+        String::from_utf8_lossy(&f.content)
+            .lines()
+            .any(|l| l.starts_with("smtp_tls_policy_maps") && l.contains("127.0.0.1:8461:"))
+    });
+    if !mta_sts {
+        return Ok(vec![policy]);
+    }
+    let target = "mta-sts-resolver";
+    let resolver = if !system.is_live() {
+        finding(
+            Kind::Tls,
+            target,
+            Status::Skip,
+            "not the running system (--root)",
+        )
+    } else {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 8461));
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
+            Ok(_) => finding(Kind::Tls, target, Status::Pass, "answers on 127.0.0.1:8461"),
+            Err(e) => finding(
+                Kind::Tls,
+                target,
+                Status::Fail,
+                format!(
+                    "nothing answers on 127.0.0.1:8461 ({e}): Postfix's TLS policy lookups fail \
+                     and mail to receivers without DANE waits; start \
+                     postfix-mta-sts-resolver"
+                ),
+            ),
+        }
+    };
+    Ok(vec![policy, resolver])
 }
 
 /// The TLS policy in force: what main.cf says (the last value of each

@@ -405,6 +405,10 @@ def scenario(args):
     install_mailsetup(ctx.bin, os.path.join(ctx.work, "ns"))
     p = e2e.mailsetup(ctx, "apply", ctx.spec_path, "--no-install-packages")
     e2e.must("apply succeeds with unbound validating on 127.0.0.1", p.returncode == 0, e2e.cmd_why(p))
+    p = e2e.mailsetup(ctx, "check", ctx.spec_path, "--format", "json", "--resolver", "127.0.0.1")
+    down = [f for f in json.loads(p.out or "[]") if f["target"] == "mta-sts-resolver"]
+    R.check("`check` fails the MTA-STS resolver while it is not running (exit 3)",
+            p.returncode == 3 and len(down) == 1 and down[0]["status"] == "fail", e2e.cmd_why(p))
     start_mta_sts_daemon(dns_dir)
     p = e2e.sh(["postconf", "-n"])
     R.check("`postconf -n` accepts main.cf without a warning", p.returncode == 0 and not p.err.strip(),
@@ -416,12 +420,15 @@ def scenario(args):
     e2e.must(f"smtpd listens on {APP_HOST}:25 too", e2e.wait_for(lambda: e2e.port_open(APP_HOST, 25), 10))
     p = e2e.mailsetup(ctx, "check", ctx.spec_path, "--format", "json", "--resolver", "127.0.0.1")
     try:
-        tls = [f for f in json.loads(p.out) if f["check"] == "tls"]
+        tls = {f["target"]: f for f in json.loads(p.out) if f["check"] == "tls"}
     except ValueError:
-        tls = []
-    R.check("`check` reports DANE in force with a validating resolver",
-            len(tls) == 1 and tls[0]["status"] == "pass" and "DANE" in tls[0]["detail"]
-            and "validates DNSSEC" in tls[0]["detail"], e2e.cmd_why(p))
+        tls = {}
+    policy, resolver = tls.get("outbound", {}), tls.get("mta-sts-resolver", {})
+    R.check("`check` reports DANE, then MTA-STS, in force with a validating resolver",
+            policy.get("status") == "pass" and "validates DNSSEC" in policy.get("detail", "")
+            and "then MTA-STS" in policy.get("detail", ""), e2e.cmd_why(p))
+    R.check("`check` finds the MTA-STS resolver answering", resolver.get("status") == "pass",
+            e2e.cmd_why(p))
 
     receivers = {}
     for name, (address, *_) in RECEIVERS.items():
