@@ -185,7 +185,7 @@ mod tests {
     use hickory_resolver::proto::rr::rdata::{MX, TLSA, tlsa};
 
     /// Answers from a table: (name, type) → (code, authentic, records).
-    struct Table(Vec<(&'static str, RecordType, ResponseCode, bool, Vec<RData>)>);
+    struct Table(Vec<Row>);
 
     impl SecureDns for Table {
         fn query(&self, name: &str, rtype: RecordType) -> Result<SecureAnswer, String> {
@@ -216,80 +216,45 @@ mod tests {
 
     use ResponseCode::{NXDomain, NoError, ServFail};
 
-    #[test]
-    fn dane_only_when_mx_and_tlsa_validate() {
-        let secure = Table(vec![
-            (
-                "a.test",
-                RecordType::MX,
-                NoError,
-                true,
-                vec![mx("mx.a.test.")],
-            ),
-            (
-                "_25._tcp.mx.a.test",
-                RecordType::TLSA,
-                NoError,
-                true,
-                vec![tlsa()],
-            ),
-        ]);
-        assert_eq!(dane(&secure, "a.test"), Verdict::Found("dane".into()));
-        // TLSA records an insecure zone serves do not count.
-        let insecure_tlsa = Table(vec![
-            (
-                "a.test",
-                RecordType::MX,
-                NoError,
-                true,
-                vec![mx("mx.a.test.")],
-            ),
-            (
-                "_25._tcp.mx.a.test",
-                RecordType::TLSA,
-                NoError,
-                false,
-                vec![tlsa()],
-            ),
-        ]);
-        assert_eq!(dane(&insecure_tlsa, "a.test"), Verdict::NotFound);
-        // Nor do they behind an MX RRset that did not validate.
-        let insecure_mx = Table(vec![(
+    type Row = (&'static str, RecordType, ResponseCode, bool, Vec<RData>);
+
+    /// a.test's MX, mx.a.test, validated or not.
+    fn mx_of_a(authentic: bool) -> Row {
+        (
             "a.test",
             RecordType::MX,
             NoError,
-            false,
+            authentic,
             vec![mx("mx.a.test.")],
-        )]);
+        )
+    }
+
+    /// The TLSA answer at `name`: its code, whether it validated, and a record or none.
+    fn tlsa_at(name: &'static str, code: ResponseCode, authentic: bool, present: bool) -> Row {
+        let records = if present { vec![tlsa()] } else { vec![] };
+        (name, RecordType::TLSA, code, authentic, records)
+    }
+
+    const MX_TLSA: &str = "_25._tcp.mx.a.test";
+
+    #[test]
+    fn dane_only_when_mx_and_tlsa_validate() {
+        let dane_found = Verdict::Found("dane".into());
+        let secure = Table(vec![mx_of_a(true), tlsa_at(MX_TLSA, NoError, true, true)]);
+        assert_eq!(dane(&secure, "a.test"), dane_found);
+        // TLSA records an insecure zone serves do not count.
+        let insecure_tlsa = Table(vec![mx_of_a(true), tlsa_at(MX_TLSA, NoError, false, true)]);
+        assert_eq!(dane(&insecure_tlsa, "a.test"), Verdict::NotFound);
+        // Nor do they behind an MX RRset that did not validate.
+        let insecure_mx = Table(vec![mx_of_a(false)]);
         assert_eq!(dane(&insecure_mx, "a.test"), Verdict::NotFound);
         // No MX: the domain is its own host.
         let own = Table(vec![
             ("a.test", RecordType::MX, NoError, true, vec![]),
-            (
-                "_25._tcp.a.test",
-                RecordType::TLSA,
-                NoError,
-                true,
-                vec![tlsa()],
-            ),
+            tlsa_at("_25._tcp.a.test", NoError, true, true),
         ]);
-        assert_eq!(dane(&own, "a.test"), Verdict::Found("dane".into()));
-        let none = Table(vec![
-            (
-                "a.test",
-                RecordType::MX,
-                NoError,
-                true,
-                vec![mx("mx.a.test.")],
-            ),
-            (
-                "_25._tcp.mx.a.test",
-                RecordType::TLSA,
-                NXDomain,
-                true,
-                vec![],
-            ),
-        ]);
+        assert_eq!(dane(&own, "a.test"), dane_found);
+        let none = Table(vec![mx_of_a(true), tlsa_at(MX_TLSA, NXDomain, true, false)]);
         assert_eq!(dane(&none, "a.test"), Verdict::NotFound);
         assert_eq!(dane(&none, "[10.0.0.1]:25"), Verdict::NotFound);
         // Parent-domain lookups are not asked of the DNS at all.
@@ -299,20 +264,8 @@ mod tests {
     #[test]
     fn a_dns_failure_defers() {
         let failing = Table(vec![
-            (
-                "a.test",
-                RecordType::MX,
-                NoError,
-                true,
-                vec![mx("mx.a.test.")],
-            ),
-            (
-                "_25._tcp.mx.a.test",
-                RecordType::TLSA,
-                ServFail,
-                false,
-                vec![],
-            ),
+            mx_of_a(true),
+            tlsa_at(MX_TLSA, ServFail, false, false),
         ]);
         assert!(matches!(dane(&failing, "a.test"), Verdict::Temp(_)));
         assert!(matches!(dane(&Table(vec![]), "a.test"), Verdict::Temp(_)));
@@ -321,20 +274,8 @@ mod tests {
     #[test]
     fn serves_netstrings_until_the_end() {
         let dns = Table(vec![
-            (
-                "a.test",
-                RecordType::MX,
-                NoError,
-                true,
-                vec![mx("mx.a.test.")],
-            ),
-            (
-                "_25._tcp.mx.a.test",
-                RecordType::TLSA,
-                NoError,
-                true,
-                vec![tlsa()],
-            ),
+            mx_of_a(true),
+            tlsa_at(MX_TLSA, NoError, true, true),
             ("b.test", RecordType::MX, NXDomain, false, vec![]),
         ]);
         let mx = crate::check::fake::FakeDns::default()
