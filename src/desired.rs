@@ -21,6 +21,10 @@ pub mod paths {
     pub const HEADER_CHECKS: &str = "/etc/postfix/header_checks";
     /// Where the .deb installs mailsetup: Postfix's spawn runs `socketmap` from here.
     pub const MAILSETUP_BIN: &str = "/usr/bin/mailsetup";
+    /// Where postfix-mta-sts-resolver answers (its Debian default).
+    pub const MTA_STS_RESOLVER: &str = "127.0.0.1:8461";
+    /// Where master.cf's spawn service runs `mailsetup socketmap`.
+    pub const SOCKETMAP: &str = "127.0.0.1:8462";
     pub const MASTER_CF: &str = "/etc/postfix/master.cf";
     pub const SASL_PASSWD: &str = "/etc/postfix/sasl_passwd";
     pub const OPENDKIM_CONF: &str = "/etc/opendkim.conf";
@@ -183,6 +187,15 @@ pub const MANAGED_FILES: &[ManagedFile] = &[
         )
     },
 ];
+
+/// A main.cf setting's value as Postfix reads it: the last line that sets it.
+pub fn main_cf_setting(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+        .next_back()
+}
 
 /// The managed file at `path`, if mailsetup manages one there.
 pub fn managed_file(path: &str) -> Option<&'static ManagedFile> {
@@ -513,6 +526,8 @@ struct OutboundVars {
     socketmap: Option<String>,
     /// `GROUP=MX` pairs: transport_maps asks the socketmap.
     mx_groups: bool,
+    socketmap_address: &'static str,
+    mta_sts_resolver: &'static str,
     limits: Vec<LimitVars>,
     /// `domain → group` lines of the transport map.
     transports: Vec<(String, String)>,
@@ -870,11 +885,16 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
         },
         sasl,
         outbound: OutboundVars {
-            dane: relay.is_none() && spec.outbound.tls.dane(),
-            mta_sts: relay.is_none() && spec.outbound.tls.mta_sts(),
-            socketmap: (relay.is_none() && spec.outbound.needs_socketmap())
+            // (The spec refuses outbound.tls and limits with a relay.)
+            dane: spec.outbound.tls.dane(),
+            mta_sts: spec.outbound.tls.mta_sts(),
+            socketmap: spec
+                .outbound
+                .needs_socketmap()
                 .then(|| socketmap_command(spec)),
             mx_groups: spec.outbound.limited_mx().next().is_some(),
+            socketmap_address: paths::SOCKETMAP,
+            mta_sts_resolver: paths::MTA_STS_RESOLVER,
             limits: spec
                 .outbound
                 .limits
@@ -893,7 +913,7 @@ fn vars<'a>(spec: &'a HostSpec, facts: &HostFacts, keys: &'a [Key]) -> Result<Va
             redact_received: spec
                 .outbound
                 .redact_received
-                .then(|| spec.hostname().as_str().replace('.', "\\.")),
+                .then(|| as_regex(spec.hostname())),
             message_size_limit: spec.host.message_size_limit.map(|s| s.get()),
         },
     })
@@ -929,6 +949,12 @@ fn trusted_hosts(spec: &Spec) -> Vec<String> {
     out
 }
 
+/// A domain name as a Postfix regexp table matches it: its dots escaped (a
+/// validated name has no other special character).
+fn as_regex(name: &DomainName) -> String {
+    name.as_str().replace('.', "\\.")
+}
+
 /// With `dkim.subdomains`, mail from a subdomain the spec does not list is
 /// signed d=its listed domain, but that subdomain has no SPF record: its
 /// envelope sender is rewritten to the listed domain (the From header stays),
@@ -939,7 +965,6 @@ fn sender_canonical(spec: &HostSpec) -> Vec<CanonicalVars> {
     if !spec.dkim.subdomains {
         return Vec::new();
     }
-    let escape = |name: &str| name.replace('.', "\\.");
     // Each name that sends as itself, under each listed domain above it
     // (found by walking up its labels: linear in the names).
     let mut keep: std::collections::HashMap<&str, Vec<String>> = spec
@@ -958,7 +983,7 @@ fn sender_canonical(spec: &HostSpec) -> Vec<CanonicalVars> {
         let mut parent = name.as_str();
         while let Some((_, up)) = parent.split_once('.') {
             if let Some(list) = keep.get_mut(up) {
-                list.push(escape(name.as_str()));
+                list.push(as_regex(&name));
             }
             parent = up;
         }
@@ -966,7 +991,7 @@ fn sender_canonical(spec: &HostSpec) -> Vec<CanonicalVars> {
     spec.domains()
         .map(|d| CanonicalVars {
             domain: d.name.to_string(),
-            pattern: escape(d.name.as_str()),
+            pattern: as_regex(d.name),
             keep: keep.remove(d.name.as_str()).unwrap_or_default(),
         })
         .collect()

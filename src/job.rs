@@ -228,19 +228,23 @@ pub(crate) fn preflight(system: &impl Host, spec: &Spec) -> Result<()> {
 /// written, whichever channel the plan came from: without one, Postfix finds
 /// no validated TLSA record and DANE protects nothing.
 fn dane_ready(system: &System, plan: &plan::Plan) -> Result<()> {
-    let writes = |path: &str, line: &str| {
-        plan.steps.iter().any(|s| {
-            matches!(s, plan::Step::CreateFile(f) | plan::Step::UpdateFile(f)
-                if f.path == path && f.new.lines().any(|l| l.trim() == line))
+    use crate::desired::paths;
+    // The new content of a file the plan writes.
+    let writes = |path: &str| {
+        plan.steps.iter().find_map(|s| match s {
+            plan::Step::CreateFile(f) | plan::Step::UpdateFile(f) if f.path == path => {
+                Some(f.new.as_str())
+            }
+            _ => None,
         })
     };
     if !system.is_live() {
         return Ok(());
     }
-    if writes(
-        crate::desired::paths::MAIN_CF,
-        "smtp_dns_support_level = dnssec",
-    ) {
+    let dnssec = writes(paths::MAIN_CF).is_some_and(|text| {
+        crate::desired::main_cf_setting(text, "smtp_dns_support_level").as_deref() == Some("dnssec")
+    });
+    if dnssec {
         crate::resolve::local_validation().map_err(|why| {
             anyhow::anyhow!(
                 "outbound.tls is dane, but {why}; nothing was written. Postfix trusts DNSSEC \
@@ -250,12 +254,9 @@ fn dane_ready(system: &System, plan: &plan::Plan) -> Result<()> {
             )
         })?;
     }
-    let bin = crate::desired::paths::MAILSETUP_BIN;
-    let socketmap = plan.steps.iter().any(|s| {
-        matches!(s, plan::Step::CreateFile(f) | plan::Step::UpdateFile(f)
-            if f.path == crate::desired::paths::MASTER_CF
-                && f.new.contains(&format!("argv={bin} socketmap")))
-    });
+    let bin = paths::MAILSETUP_BIN;
+    let socketmap = writes(paths::MASTER_CF)
+        .is_some_and(|text| text.contains(&format!("argv={bin} socketmap")));
     if socketmap && !system.exists(bin)? {
         bail!(
             "{bin} does not exist; nothing was written. Postfix runs `{bin} socketmap` for \

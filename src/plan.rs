@@ -592,13 +592,7 @@ pub fn plan(root: &str, desired: Desired, mut actual: Actual) -> Plan {
 
 /// Postfix reads inet_interfaces and inet_protocols only at start.
 fn needs_restart(old: &[u8], new: &str) -> bool {
-    let value = |text: &str, key: &str| -> Option<String> {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .filter(|(k, _)| k.trim() == key)
-            .map(|(_, v)| v.trim().to_string())
-            .next_back()
-    };
+    let value = crate::desired::main_cf_setting;
     let old = String::from_utf8_lossy(old);
     ["inet_interfaces", "inet_protocols"]
         .iter()

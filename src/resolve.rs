@@ -360,16 +360,21 @@ pub struct SecureAnswer {
     pub records: Vec<RData>,
 }
 
-/// One query with DNSSEC OK to `server` port 53, over UDP, again over TCP
-/// when the answer is truncated. Only the resolver on this host is asked
+/// One query with DNSSEC OK to `server` port 53, over TCP (no truncation to
+/// retry), with hickory's client. Only the resolver on this host is asked
 /// (`local_validation`): its AD bit is trusted because the path is.
 pub fn secure_query(
     server: IpAddr,
     name: &str,
     rtype: RecordType,
 ) -> std::result::Result<SecureAnswer, String> {
-    use hickory_resolver::proto::op::{Edns, Message, Query};
-    use std::io::{Read, Write};
+    use futures_util::StreamExt;
+    use hickory_net::client::Client;
+    use hickory_net::proto::op::{DnsRequest, DnsRequestOptions, Message, Query};
+    use hickory_net::runtime::TokioRuntimeProvider as Provider;
+    use hickory_net::tcp::TcpClientStream;
+    use hickory_net::xfer::{DnsHandle, DnsMultiplexer};
+    const TIMEOUT: Duration = Duration::from_secs(3);
     // Fully qualified, as the answer's names are.
     let fqdn = format!("{}.", name.trim_end_matches('.'));
     let qname = Name::from_ascii(&fqdn).map_err(|e| format!("{name}: {e}"))?;
@@ -377,48 +382,33 @@ pub fn secure_query(
     query.add_query(Query::query(qname.clone(), rtype));
     query.metadata.recursion_desired = true;
     query.metadata.authentic_data = true;
-    let mut edns = Edns::new();
-    edns.set_dnssec_ok(true).set_max_payload(1232);
-    query.set_edns(edns);
-    let bytes = query.to_vec().map_err(|e| e.to_string())?;
-    let timeout = Some(Duration::from_secs(3));
-    let bind = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let udp = std::net::UdpSocket::bind(bind).map_err(|e| e.to_string())?;
-    udp.set_read_timeout(timeout).map_err(|e| e.to_string())?;
-    udp.connect((server, 53))
-        .and_then(|()| udp.send(&bytes))
-        .map_err(|e| format!("cannot ask it: {e}"))?;
-    let mut buf = vec![0; 65535];
-    let n = udp.recv(&mut buf).map_err(|e| {
-        format!("no answer ({e}): is a validating resolver (unbound) running there?")
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_set_dnssec_ok = true;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the DNS runtime: {e}"))?;
+    let answer = runtime.block_on(async {
+        let (stream, handle) = TcpClientStream::new(
+            std::net::SocketAddr::new(server, 53),
+            None,
+            Some(TIMEOUT),
+            Provider::default(),
+        );
+        let stream = tokio::time::timeout(TIMEOUT, stream)
+            .await
+            .map_err(|_| "no connection: is a validating resolver (unbound) running there?")?
+            .map_err(|e| format!("cannot ask it ({e}): is a validating resolver running there?"))?;
+        let multiplexer = DnsMultiplexer::new(stream, handle).with_timeout(TIMEOUT);
+        let (client, background) = Client::<Provider>::from_sender(multiplexer);
+        tokio::spawn(background);
+        match client.send(DnsRequest::new(query, options)).next().await {
+            Some(Ok(response)) => Ok(response),
+            Some(Err(e)) => Err(format!("no answer: {e}")),
+            None => Err("it closed the connection".to_string()),
+        }
     })?;
-    let mut answer = Message::from_vec(&buf[..n]).map_err(|e| format!("a broken answer: {e}"))?;
-    if answer.metadata.truncation {
-        let mut tcp = std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::new(server, 53),
-            Duration::from_secs(3),
-        )
-        .map_err(|e| format!("cannot ask it over TCP: {e}"))?;
-        tcp.set_read_timeout(timeout).map_err(|e| e.to_string())?;
-        let length = u16::try_from(bytes.len()).map_err(|e| e.to_string())?;
-        tcp.write_all(&length.to_be_bytes())
-            .and_then(|()| tcp.write_all(&bytes))
-            .map_err(|e| format!("cannot ask it over TCP: {e}"))?;
-        let mut length = [0; 2];
-        tcp.read_exact(&mut length)
-            .map_err(|e| format!("no answer over TCP: {e}"))?;
-        let mut body = vec![0; usize::from(u16::from_be_bytes(length))];
-        tcp.read_exact(&mut body)
-            .map_err(|e| format!("no answer over TCP: {e}"))?;
-        answer = Message::from_vec(&body).map_err(|e| format!("a broken answer: {e}"))?;
-    }
-    if answer.metadata.id != query.metadata.id {
-        return Err("an answer to another query".into());
-    }
     Ok(SecureAnswer {
         code: answer.metadata.response_code,
         authentic: answer.metadata.authentic_data,

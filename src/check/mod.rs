@@ -647,94 +647,43 @@ fn host_findings(system: &impl Host) -> Vec<Finding> {
     out
 }
 
-/// The TLS policy in force, and with MTA-STS whether its resolver answers:
-/// when it does not, Postfix's policy lookups fail and mail waits.
+/// The TLS policy main.cf puts in force (each setting's last value, as
+/// Postfix reads it): for DANE, whether the resolver Postfix asks validates
+/// DNSSEC — without it no TLSA record is ever found; with MTA-STS, whether
+/// its resolver answers — without it Postfix's policy lookups fail and mail
+/// waits.
 fn tls_findings(system: &impl Host) -> Result<Vec<Finding>> {
-    let policy = tls_finding(system)?;
-    let main_cf = system.read_file(crate::desired::paths::MAIN_CF)?;
-    let mta_sts = main_cf.is_some_and(|f| {
-        String::from_utf8_lossy(&f.content)
-            .lines()
-            .any(|l| l.starts_with("smtp_tls_policy_maps") && l.contains("127.0.0.1:8461:"))
-    });
-    if !mta_sts {
-        return Ok(vec![policy]);
-    }
-    let target = "mta-sts-resolver";
-    let resolver = if !system.is_live() {
-        finding(
-            Kind::Tls,
-            target,
-            Status::Skip,
-            "not the running system (--root)",
-        )
-    } else {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 8461));
-        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
-            Ok(_) => finding(Kind::Tls, target, Status::Pass, "answers on 127.0.0.1:8461"),
-            Err(e) => finding(
-                Kind::Tls,
-                target,
-                Status::Fail,
-                format!(
-                    "nothing answers on 127.0.0.1:8461 ({e}): Postfix's TLS policy lookups fail \
-                     and mail to receivers without DANE waits; start \
-                     postfix-mta-sts-resolver"
-                ),
-            ),
-        }
-    };
-    Ok(vec![policy, resolver])
-}
-
-/// The TLS policy in force: what main.cf says (the last value of each
-/// setting, as Postfix reads it), and for DANE whether the resolver Postfix
-/// asks validates DNSSEC — without it no TLSA record is ever found.
-fn tls_finding(system: &impl Host) -> Result<Finding> {
     let main_cf = crate::desired::paths::MAIN_CF;
+    let outbound = |status, detail: String| finding(Kind::Tls, "outbound", status, detail);
     let Some(file) = system.read_file(main_cf)? else {
-        return Ok(finding(
-            Kind::Tls,
-            "outbound",
-            Status::Skip,
-            format!("no {main_cf}"),
-        ));
+        return Ok(vec![outbound(Status::Skip, format!("no {main_cf}"))]);
     };
     let text = String::from_utf8_lossy(&file.content);
-    let setting = |key: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .filter(|(k, _)| k.trim() == key)
-            .map(|(_, v)| v.trim().to_string())
-            .next_back()
-    };
+    let setting = |key| crate::desired::main_cf_setting(&text, key);
+    let resolver = crate::desired::paths::MTA_STS_RESOLVER;
+    let mta_sts = setting("smtp_tls_policy_maps").is_some_and(|m| m.contains(resolver));
     let level = setting("smtp_tls_security_level").unwrap_or_else(|| "none".into());
     let dnssec = setting("smtp_dns_support_level").as_deref() == Some("dnssec");
-    let relay = setting("relayhost").filter(|r| !r.is_empty());
-    Ok(match (level.as_str(), relay) {
-        (level, Some(relay)) => finding(
-            Kind::Tls,
-            "outbound",
+    let policy = match (
+        level.as_str(),
+        setting("relayhost").filter(|r| !r.is_empty()),
+    ) {
+        (level, Some(relay)) => outbound(
             Status::Pass,
             format!("every message goes to the relay {relay} with TLS {level}"),
         ),
-        ("dane", _) if !dnssec => finding(
-            Kind::Tls,
-            "outbound",
+        ("dane", _) if !dnssec => outbound(
             Status::Fail,
             "smtp_tls_security_level is dane without smtp_dns_support_level = dnssec: \
-             Postfix uses opportunistic TLS",
+             Postfix uses opportunistic TLS"
+                .into(),
         ),
-        ("dane", _) if !system.is_live() => finding(
-            Kind::Tls,
-            "outbound",
+        ("dane", _) if !system.is_live() => outbound(
             Status::Skip,
-            "DANE; the resolver is not checked for another root (--root)",
+            "DANE; the resolver is not checked for another root (--root)".into(),
         ),
         ("dane", _) => match resolve::local_validation() {
-            Ok(servers) => finding(
-                Kind::Tls,
-                "outbound",
+            Ok(servers) => outbound(
                 Status::Pass,
                 format!(
                     "DANE (RFC 7672): the resolver at {} validates DNSSEC; receivers with \
@@ -744,7 +693,7 @@ fn tls_finding(system: &impl Host) -> Result<Finding> {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
-                    if setting("smtp_tls_policy_maps").is_some_and(|m| m.contains(":8461:")) {
+                    if mta_sts {
                         "then MTA-STS (postfix-mta-sts-resolver) for those without, else \
                          opportunistic"
                     } else {
@@ -752,9 +701,7 @@ fn tls_finding(system: &impl Host) -> Result<Finding> {
                     }
                 ),
             ),
-            Err(why) => finding(
-                Kind::Tls,
-                "outbound",
+            Err(why) => outbound(
                 Status::Fail,
                 format!(
                     "DANE is configured but {why}: Postfix finds no validated TLSA record and \
@@ -762,20 +709,46 @@ fn tls_finding(system: &impl Host) -> Result<Finding> {
                 ),
             ),
         },
-        ("may", _) => finding(
-            Kind::Tls,
-            "outbound",
+        ("may", _) => outbound(
             Status::Pass,
             "opportunistic: TLS when the receiver offers it, unauthenticated (outbound.tls: \
-             dane verifies receivers that publish TLSA records)",
+             dane verifies receivers that publish TLSA records)"
+                .into(),
         ),
-        (other, _) => finding(
+        (other, _) => outbound(Status::Pass, format!("smtp_tls_security_level = {other}")),
+    };
+    if !mta_sts {
+        return Ok(vec![policy]);
+    }
+    let target = "mta-sts-resolver";
+    let answers = if !system.is_live() {
+        finding(
             Kind::Tls,
-            "outbound",
-            Status::Pass,
-            format!("smtp_tls_security_level = {other}"),
-        ),
-    })
+            target,
+            Status::Skip,
+            "not the running system (--root)",
+        )
+    } else {
+        let addr: std::net::SocketAddr = resolver.parse().expect("a constant address");
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
+            Ok(_) => finding(
+                Kind::Tls,
+                target,
+                Status::Pass,
+                format!("answers on {resolver}"),
+            ),
+            Err(e) => finding(
+                Kind::Tls,
+                target,
+                Status::Fail,
+                format!(
+                    "nothing answers on {resolver} ({e}): Postfix's TLS policy lookups fail \
+                     and mail to receivers without DANE waits; start postfix-mta-sts-resolver"
+                ),
+            ),
+        }
+    };
+    Ok(vec![policy, answers])
 }
 
 /// What to run about the records that are not as they should be, as

@@ -33,7 +33,6 @@ pub fn run(
     let plan = job.plan(&job.plan_facts(date, ui)?)?;
     // Said now, not only when apply refuses after installing the packages.
     if job.system.is_live()
-        && job.spec.host.relay.is_none()
         && job.spec.outbound.tls.dane()
         && let Err(why) = crate::resolve::local_validation()
     {
